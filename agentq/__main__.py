@@ -1,0 +1,7 @@
+"""``python -m agentq`` runs the command line."""
+
+from __future__ import annotations
+
+from agentq.cli import main
+
+raise SystemExit(main())

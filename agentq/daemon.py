@@ -1,0 +1,562 @@
+"""The daemon: start-up order, the level-triggered main loop, graceful stop.
+
+Start-up (ARCHITECTURE.md §2): single-instance lock → install watches → sweep
+stale temp files → recover in-flight tasks → scan every inbox → ``READY=1``.
+The loop waits on one :class:`threading.Event` with a timeout; watch events,
+timers and signals only set it. Each pass reconciles: rescan when due, list the
+dirty inboxes, claim what is ready, collect what executors finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from agentq import queue as q
+from agentq import taskfile
+from agentq.config import Config
+from agentq.errors import AgentqError, QueueError, RefusedEntryError, TaskFileError
+from agentq.executor import Executor, InstantExecutor, Job, Outcome, OutcomeStatus, RecoveryKind
+from agentq.lock import InstanceLock
+from agentq.router import RouteDecision, RoutingPolicy, route
+from agentq.sdnotify import Notifier
+from agentq.state import StateFile
+from agentq.watcher import InboxWatcher
+
+logger = logging.getLogger(__name__)
+
+LEDGER_FILENAME = "instant-ledger.jsonl"
+#: How often an inbox that inotify cannot watch is listed.
+POLL_INTERVAL = 1.0
+ExecutorFactory = Callable[["Daemon"], Executor]
+RemoteFactory = Callable[["Daemon"], tuple[Executor | None, frozenset[str], list[str]]]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware (the daemon's single clock read)."""
+    return datetime.now(UTC)
+
+
+class Daemon:
+    """Wires the queue, the watcher, the executors and the state file together."""
+
+    def __init__(
+        self,
+        config: Config,
+        env: Mapping[str, str],
+        local_executor: ExecutorFactory | None = None,
+        remote_executor: RemoteFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.env = env
+        self.state_dir = config.state_dir
+        self.wake = threading.Event()
+        self.stopping = False
+        self.watcher = InboxWatcher(self.wake, env)
+        self.notifier = Notifier(env)
+        self.state_file = StateFile(self.state_dir)
+        self.state: dict[str, Any] = {}
+        self.projects: dict[Path, q.Project] = {}
+        self.refused_projects: dict[str, str] = {}
+        self._pending: dict[Path, list[q.Pending]] = {}
+        self._waiting: dict[Path, int] = {}
+        self._next_rescan = 0.0
+        self._state_dirty = True
+        self._make_local = local_executor or _default_local_executor
+        self.local: Executor | None = None
+        self.remote: Executor | None = None
+        self._make_remote = remote_executor or _default_remote_executor
+        self._local_full_skips: set[tuple[Path, str]] = set()
+        self.policy = RoutingPolicy(allow_by_default=config.delegation.allow_by_default)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit code."""
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = InstanceLock(self.state_dir / "lock")
+        lock.acquire()
+        self._install_signals()
+        try:
+            self._start()
+            self._loop()
+        finally:
+            self.notifier.send("STOPPING=1")
+            self.watcher.stop()
+            for executor in self._executors():
+                executor.close()
+            self._save_state(force=True)
+            lock.release()
+        logger.info("agentq stopped")
+        return 0
+
+    def _install_signals(self) -> None:
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            self.stopping = True
+            self.wake.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+    def _start(self) -> None:
+        self.state = self.state_file.load()
+        self.state["daemon"] = {"pid": os.getpid(), "started_at": utcnow().isoformat()}
+        self.local = self._make_local(self)
+        self.remote, available, warnings = self._make_remote(self)
+        for warning in warnings:
+            logger.warning("delegation: %s", warning)
+        delegation = self.config.delegation
+        self.policy = RoutingPolicy(
+            allow_by_default=delegation.allow_by_default,
+            configured=frozenset(p.name for p in delegation.providers),
+            available=available if self.remote is not None else frozenset(),
+            fallbacks=delegation.fallbacks,
+            complexity=dict(delegation.complexity),
+        )
+        self.watcher.start()
+        signals = self.state_dir / "signals"
+        signals.mkdir(mode=0o700, exist_ok=True)
+        self.watcher.watch(signals)
+        self._discover()
+        now = time.time()
+        swept = sum(p.sweep(now, self.config.dispatch.tmp_max_age) for p in self.projects.values())
+        if swept:
+            logger.info("stale temp files swept", extra={"count": swept})
+        self._bump("swept", swept)
+        for project in list(self.projects.values()):
+            self._recover(project)
+        for inbox in self.watcher.take_dirty() | {p.inbox for p in self.projects.values()}:
+            self._scan(inbox)
+        self._dispatch()
+        self._collect()
+        self._save_state(force=True)
+        self._next_rescan = time.monotonic() + self.config.dispatch.rescan_interval
+        self.notifier.send("READY=1\nSTATUS=watching " + f"{len(self.projects)} projects")
+        logger.info("agentq ready", extra={"projects": len(self.projects)})
+
+    def _loop(self) -> None:
+        while not self.stopping:
+            self.wake.wait(self._timeout())
+            self.wake.clear()
+            if self.stopping:
+                break
+            self._pass()
+            self.notifier.ping(time.monotonic())
+
+    def _pass(self) -> None:
+        if time.monotonic() >= self._next_rescan:
+            self._rescan()
+        now_ns = time.time_ns()
+        due = {inbox for inbox, at in self._waiting.items() if at <= now_ns}
+        for inbox in self.watcher.take_dirty() | due:
+            self._scan(inbox)
+        self._dispatch()
+        self._collect()
+        self._save_state()
+
+    def _timeout(self) -> float:
+        delays = [self._next_rescan - time.monotonic()]
+        if self._waiting:
+            delays.append((min(self._waiting.values()) - time.time_ns()) / 1e9)
+        if self.notifier.watchdog_interval:
+            delays.append(self.notifier.watchdog_interval)
+        if self.watcher.polling():
+            delays.append(POLL_INTERVAL)
+        for executor in self._executors():
+            wanted = executor.next_poll()
+            if wanted is not None:
+                delays.append(wanted)
+        return max(0.01, min(delays))
+
+    # -- projects and scanning ------------------------------------------------------
+
+    def _discover(self) -> None:
+        paths = q.find_projects(self.config.projects.roots, self.config.projects.paths)
+        for path in paths:
+            if path in self.projects:
+                continue
+            project = q.Project(path)
+            try:
+                project.ensure_dirs()
+            except QueueError as exc:
+                if self.refused_projects.get(str(path)) != str(exc):
+                    logger.error(
+                        "project refused", extra={"project": str(path), "reason": str(exc)}
+                    )
+                self.refused_projects[str(path)] = str(exc)
+                continue
+            self.refused_projects.pop(str(path), None)
+            self.projects[path] = project
+            self.watcher.watch(project.inbox)
+            self.watcher.mark(project.inbox)
+            logger.info("project watched", extra={"project": str(path)})
+
+    def _rescan(self) -> None:
+        self._discover()
+        for project in self.projects.values():
+            try:
+                project.ensure_dirs()
+            except QueueError as exc:
+                logger.error(
+                    "project unusable", extra={"project": str(project.path), "reason": str(exc)}
+                )
+                continue
+            self.watcher.watch(project.inbox)
+            self.watcher.mark(project.inbox)
+        self.watcher.check_health()
+        self._bump("rescans")
+        self._next_rescan = time.monotonic() + self.config.dispatch.rescan_interval
+
+    def _project_of(self, inbox: Path) -> q.Project | None:
+        return self.projects.get(inbox.parent.parent)
+
+    def _scan(self, inbox: Path) -> None:
+        project = self._project_of(inbox)
+        if project is None:
+            return
+        try:
+            found = project.scan(time.time_ns(), int(self.config.dispatch.quiet_period * 1e9))
+        except QueueError as exc:
+            logger.error("inbox scan failed", extra={"inbox": str(inbox), "reason": str(exc)})
+            return
+        for name, reason in found.refused:
+            self._refuse(project, name, reason)
+        self._pending[inbox] = found.ready
+        if found.waiting:
+            self._waiting[inbox] = min(found.waiting.values())
+        elif found.incomplete:
+            self._waiting[inbox] = time.time_ns() + int(
+                max(self.config.dispatch.quiet_period, 0.5) * 1e9
+            )
+        else:
+            self._waiting.pop(inbox, None)
+        self.state.setdefault("incomplete", {})[str(inbox)] = found.incomplete
+
+    def _refuse(self, project: q.Project, name: str, reason: str) -> None:
+        now = utcnow()
+        footer = self._footer_bytes(
+            taskfile.Footer(
+                status="failed",
+                executor="queue",
+                target=None,
+                account=None,
+                started=now,
+                finished=now,
+                attempts=0,
+                cost=None,
+                result=None,
+                error=reason,
+                claim_id=None,
+                details=(("original name", name),),
+            )
+        )
+        try:
+            st = os.lstat(project.inbox / name)
+        except FileNotFoundError:
+            return
+        try:
+            if name.endswith(".md") and q.refusal_reason(st, os.getuid()) is None:
+                path = project.fail_invalid_name(name, footer)
+            else:
+                path = project.refuse(name, reason, footer)
+        except OSError as exc:
+            logger.error("cannot refuse entry", extra={"entry": name, "error": str(exc)})
+            return
+        self._bump("refused")
+        logger.warning(
+            "inbox entry refused", extra={"entry": name, "reason": reason, "path": str(path)}
+        )
+
+    # -- recovery -------------------------------------------------------------------
+
+    def _recover(self, project: q.Project) -> None:
+        try:
+            found = project.scan(time.time_ns(), 0)
+        except QueueError as exc:
+            logger.error(
+                "recovery scan failed", extra={"project": str(project.path), "reason": str(exc)}
+            )
+            return
+        for name in found.delegated:
+            self._recover_one(project, name, q.DELEGATED_SUFFIX)
+        for name in found.working:
+            if name not in found.delegated:
+                self._recover_one(project, name, q.WORKING_SUFFIX)
+
+    def _executors(self) -> list[Executor]:
+        return [e for e in (self.local, self.remote) if e is not None]
+
+    def _executor_named(self, name: str) -> Executor | None:
+        if self.remote is not None and name == self.remote.name:
+            return self.remote
+        return self.local
+
+    def _recover_one(self, project: q.Project, name: str, suffix: str) -> None:
+        record = project.load_record(name)
+        claim = q.Claim(project, name, record or q.ControlRecord(name=name, ino=0), suffix)
+        if suffix == q.DELEGATED_SUFFIX:
+            stale = project.inbox / (name + q.WORKING_SUFFIX)
+            if stale.exists():
+                stale.unlink()  # the marker was written; the working copy is redundant
+        if record is None and suffix == q.DELEGATED_SUFFIX:
+            record = claim.record
+            record.executor = "provider"
+            record.claim_id = "recovered"
+        if record is None or not record.claim_id:
+            project.requeue(claim)  # claimed but no attempt began: nothing was done yet
+            return
+        if project.find_result(name, record.claim_id) is not None:
+            project.drop(claim)  # a completion finished its move before the crash
+            self._bump("recovered_completed")
+            return
+        executor = self._executor_named(record.executor)
+        if executor is None or record.executor not in (executor.name, ""):
+            logger.warning(
+                "no executor for an in-flight task; requeued", extra={"task": claim.task_id}
+            )
+            project.requeue(claim)
+            return
+        task = self._parse_quietly(claim)
+        decision = executor.recover(claim, task, utcnow())
+        if decision.kind is RecoveryKind.ADOPT and task is not None:
+            started = _parse_time(record.claimed_at)
+            executor.adopt(Job(claim, task, self._route(task, record), started))
+            self._bump("recovered_adopted")
+        elif decision.kind is RecoveryKind.REQUEUE:
+            project.requeue(claim)
+            self._bump("recovered_requeued")
+        elif decision.kind is RecoveryKind.FAIL:
+            self._finish_early(claim, decision.reason or "abandoned after restart", None)
+            self._bump("recovered_failed")
+        logger.info(
+            "in-flight task recovered", extra={"task": claim.task_id, "action": decision.kind.value}
+        )
+
+    def _parse_quietly(self, claim: q.Claim) -> taskfile.Task | None:
+        try:
+            return taskfile.parse_task(claim.project.read_claimed(claim), claim.name)
+        except (AgentqError, OSError):
+            return None
+
+    # -- dispatch -------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if self.local is None:
+            return
+        local_free = self.local.capacity() > 0
+        if local_free:
+            self._local_full_skips.clear()
+        candidates = [(p, inbox) for inbox, items in self._pending.items() for p in items]
+        candidates.sort(key=lambda c: (-c[0].priority, c[0].arrival_ns, c[0].name))
+        for pending, inbox in candidates:
+            if self.stopping or not any(e.capacity() > 0 for e in self._executors()):
+                break
+            if self.local.capacity() <= 0 and (inbox, pending.name) in self._local_full_skips:
+                continue
+            self._pending[inbox].remove(pending)
+            project = self._project_of(inbox)
+            if project is not None:
+                self._start_task(project, pending.name)
+
+    def _start_task(self, project: q.Project, name: str) -> None:
+        claim = project.claim(name)
+        if claim is None:
+            return
+        if claim.record.attempts >= self.config.dispatch.max_attempts:
+            limit = self.config.dispatch.max_attempts
+            self._finish_early(
+                claim, f"attempts exceeded ({claim.record.attempts} of {limit})", None
+            )
+            return
+        started = utcnow()
+        project.begin_attempt(claim, "", started.isoformat())
+        try:
+            raw = project.read_claimed(claim)
+            task = taskfile.parse_task(raw, name)
+        except (TaskFileError, RefusedEntryError) as exc:
+            self._finish_early(claim, getattr(exc, "reason", str(exc)), None, started)
+            return
+        decision = self._route(task, claim.record)
+        executor = self.remote if decision.executor == "provider" else self.local
+        if executor is None:
+            return
+        if executor.capacity() <= 0:
+            project.release(claim)  # nothing was done: give the attempt back
+            if executor is self.local:
+                self._local_full_skips.add((project.inbox, name))
+            return
+        claim.record.executor = executor.name
+        try:
+            executor.start(Job(claim, task, decision, started))
+        except AgentqError as exc:
+            self._finish_early(claim, str(exc), task, started)
+            return
+        self._bump("started")
+        logger.info("task started", extra={"task": claim.task_id, "attempt": claim.record.attempts})
+
+    def _route(self, task: taskfile.Task, record: q.ControlRecord) -> RouteDecision:
+        unavailable = frozenset(str(p) for p in record.data.get("unavailable", []))
+        decision = route(task.meta, self.policy, unavailable)
+        if decision.executor == "provider" and self.remote is None:
+            # Delegation is not wired to an executor here: run it locally, and say so.
+            warning = f"provider {decision.provider!r} is not available; ran locally"
+            return RouteDecision("local", None, decision.reason, (*decision.warnings, warning))
+        return decision
+
+    # -- completion -----------------------------------------------------------------
+
+    def _collect(self) -> None:
+        for executor in self._executors():
+            for outcome in executor.poll(utcnow()):
+                self._complete(outcome)
+
+    def _complete(self, outcome: Outcome) -> None:
+        claim = outcome.job.claim
+        if outcome.status is OutcomeStatus.REQUEUE:
+            claim.project.requeue(claim)
+            self._bump("requeued")
+            return
+        done = outcome.status is OutcomeStatus.DONE
+        details = tuple(("warning", w) for w in outcome.job.route.warnings) + outcome.details
+        footer = taskfile.Footer(
+            status="done" if done else "failed",
+            executor=outcome.job.claim.record.executor or "local",
+            target=outcome.target,
+            account=outcome.account,
+            started=outcome.job.started,
+            finished=outcome.finished,
+            attempts=claim.record.attempts,
+            cost=outcome.cost,
+            result=outcome.result,
+            error=outcome.error,
+            claim_id=claim.record.claim_id,
+            details=details,
+        )
+        path = claim.project.finish(
+            claim, done, outcome.job.task.text.encode(), self._footer_bytes(footer)
+        )
+        self._bump("done" if done else "failed")
+        log = logger.info if done else logger.error
+        log(
+            "task %s",
+            "done" if done else "failed",
+            extra={"task": claim.task_id, "path": str(path)},
+        )
+
+    def _finish_early(
+        self,
+        claim: q.Claim,
+        reason: str,
+        task: taskfile.Task | None,
+        started: datetime | None = None,
+    ) -> None:
+        now = utcnow()
+        footer = taskfile.Footer(
+            status="failed",
+            executor=claim.record.executor or "queue",
+            target=None,
+            account=None,
+            started=started or now,
+            finished=now,
+            attempts=claim.record.attempts,
+            cost=None,
+            result=None,
+            error=reason,
+            claim_id=claim.record.claim_id or None,
+        )
+        head = task.text.encode() if task is not None else None
+        path = claim.project.finish(claim, False, head, self._footer_bytes(footer))
+        self._bump("failed")
+        logger.error(
+            "task failed", extra={"task": claim.task_id, "reason": reason, "path": str(path)}
+        )
+
+    @staticmethod
+    def _footer_bytes(footer: taskfile.Footer) -> bytes:
+        return taskfile.footer_bytes(footer)
+
+    # -- state ----------------------------------------------------------------------
+
+    def _bump(self, counter: str, by: int = 1) -> None:
+        counters = self.state.setdefault("counters", {})
+        counters[counter] = counters.get(counter, 0) + by
+        self._state_dirty = True
+
+    def _save_state(self, force: bool = False) -> None:
+        if not (force or self._state_dirty):
+            return
+        self.state["watches"] = self.watcher.summary()
+        self.state["refused_projects"] = dict(self.refused_projects)
+        self.state["projects"] = sorted(str(p) for p in self.projects)
+        for key, executor in (("sessions", self.local), ("delegation", self.remote)):
+            status = getattr(executor, "status", None)
+            if callable(status):
+                self.state[key] = status()
+        self.state_file.save(self.state)
+        self._state_dirty = False
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return utcnow()
+
+
+def _default_remote_executor(daemon: Daemon) -> tuple[Executor | None, frozenset[str], list[str]]:
+    if not daemon.config.delegation.providers:
+        return None, frozenset(), []
+    try:
+        from agentq.delegation.manager import build_delegation
+    except ImportError:
+        return None, frozenset(), ["delegation is not available in this build"]
+    return build_delegation(daemon.config, daemon.env)
+
+
+def _default_local_executor(daemon: Daemon) -> Executor:
+    config = daemon.config
+    if config.agent.profile == "instant":
+        return InstantExecutor(daemon.state_dir / LEDGER_FILENAME, config.agent.answer)
+    from agentq.agents.profiles import make_profile
+    from agentq.pool import PoolSpec
+    from agentq.sessions import SessionExecutor, SessionSettings
+    from agentq.tmux import TmuxDriver
+
+    profile = make_profile(
+        config.agent.profile, config.agent.command, config.agent.args, config.agent.env
+    )
+    pool = PoolSpec(
+        config.pool.prefix,
+        config.pool.start_index,
+        config.pool.min,
+        config.pool.max,
+        frozenset(d.name for d in config.pool.dedicated),
+    )
+    if config.accounts:
+        account, home = config.accounts[0].name, config.accounts[0].home
+    else:
+        account, home = "default", Path(daemon.env.get("HOME", "~")).expanduser() / ".claude"
+    projects = q.find_projects(config.projects.roots, config.projects.paths)
+    settings = SessionSettings(
+        account=account,
+        account_home=home,
+        default_cwd=projects[0] if projects else daemon.state_dir,
+        delivery_timeout=config.dispatch.delivery_timeout,
+        delivery_retries=config.dispatch.delivery_retries,
+        idle_timeout=config.completion.idle_timeout,
+        task_timeout=config.completion.task_timeout,
+        permission_timeout=config.completion.permission_timeout,
+        on_permission=config.agent.on_permission,
+        permission_answer=config.agent.permission_answer,
+        recycle=config.completion.recycle,
+    )
+    driver = TmuxDriver(config.tmux.socket_name)
+    return SessionExecutor(driver, profile, pool, settings, daemon.state_dir)

@@ -1,0 +1,603 @@
+"""The local-session executor: tasks typed into a pool of agent sessions in tmux.
+
+Each pool slot is a small state machine advanced by :meth:`SessionExecutor.poll`,
+so launches, deliveries and completions of several sessions overlap and the main
+loop never blocks on one of them::
+
+    EMPTY → LAUNCHING → IDLE → PASTED → SUBMITTED → BUSY → EXITING → EMPTY
+                          ↑_____________________________________|  (recycle)
+
+Delivery is verified, not assumed: the paste must show in the live input line
+before Enter is sent, and the agent must be seen busy (hook ``UserPromptSubmit``
+or a spinning title) before the task counts as delivered. Completion precedence:
+``Stop`` signal > ``StopFailure`` > idle prompt after busy (result from the
+transcript) > timeout / idle timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+
+from agentq import crashpoints
+from agentq.agents.classify import Activity, classify_hook_payload
+from agentq.agents.profiles import AgentProfile, transcript_path
+from agentq.errors import TmuxError
+from agentq.executor import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
+from agentq.hooks import Signal, consume, merge_hooks, read_signals
+from agentq.pool import PoolSpec
+from agentq.queue import Claim
+from agentq.taskfile import Task
+from agentq.tmux import TmuxDriver
+
+logger = logging.getLogger(__name__)
+
+LAUNCH_TIMEOUT = 45.0
+EXIT_TIMEOUT = 5.0
+STOP_GRACE = 2.0
+TAIL_LINES = 15
+
+
+class SlotState(Enum):
+    """Where a pool session is in its cycle."""
+
+    EMPTY = "empty"
+    LAUNCHING = "launching"
+    IDLE = "idle"
+    PASTED = "pasted"
+    SUBMITTED = "submitted"
+    BUSY = "busy"
+    EXITING = "exiting"
+
+
+@dataclass
+class SessionSettings:
+    """What the executor needs from the configuration."""
+
+    account: str
+    account_home: Path
+    default_cwd: Path
+    delivery_timeout: float = 15.0
+    delivery_retries: int = 3
+    idle_timeout: float = 1800.0
+    task_timeout: float | None = None
+    permission_timeout: float = 300.0
+    on_permission: str = "fail"
+    permission_answer: str = "1"
+    recycle: bool = True
+
+
+@dataclass
+class Slot:
+    """One pool session and the job it is working on."""
+
+    name: str
+    state: SlotState = SlotState.EMPTY
+    cwd: Path | None = None
+    since: float = 0.0
+    job: Job | None = None
+    tries: int = 0
+    delivered_ns: int = 0
+    session_id: str | None = None
+    transcript: str | None = None
+    last_screen: str = ""
+    last_change: float = 0.0
+    idle_seen_at: float | None = None
+    permission_since: float | None = None
+    permission_text: str = ""
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+
+class SessionExecutor:
+    """Runs tasks in our own range of tmux sessions; never touches any other session."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        driver: TmuxDriver,
+        profile: AgentProfile,
+        pool: PoolSpec,
+        settings: SessionSettings,
+        state_dir: Path,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.driver = driver
+        self.profile = profile
+        self.pool = pool
+        self.settings = settings
+        self.state_dir = state_dir
+        self.clock = clock
+        self.slots = {name: Slot(name) for name in pool.names() if pool.owns(name)}
+        self.session_ids: dict[str, str] = {}
+        self._finished: list[Outcome] = []
+        (state_dir / "signals").mkdir(parents=True, exist_ok=True)
+        settings.account_home.mkdir(parents=True, exist_ok=True)
+        merge_hooks(settings.account_home / "settings.json", state_dir)
+        self._adopt_live_sessions()
+
+    # -- Executor protocol -------------------------------------------------------------
+
+    def capacity(self) -> int:
+        """Free slots (idle, or empty and launchable)."""
+        return sum(
+            s.job is None and s.state in (SlotState.IDLE, SlotState.EMPTY)
+            for s in self.slots.values()
+        )
+
+    def start(self, job: Job) -> None:
+        """Assign ``job`` to a free slot, in the project folder, and begin delivery."""
+        cwd = job.claim.project.path
+        slot = self._pick_slot(cwd, job.task.meta.session)
+        slot.job = job
+        slot.tries = 0
+        slot.notes = []
+        if slot.state is SlotState.IDLE and slot.cwd == cwd:
+            self._paste(slot)
+        else:
+            self._kill(slot)
+            self._launch(slot, cwd)
+
+    def poll(self, now: datetime) -> Sequence[Outcome]:
+        """Advance every slot; return the jobs that ended."""
+        signals = self._take_signals()
+        for slot in self.slots.values():
+            try:
+                self._advance(slot, signals.get(slot.name, []))
+            except TmuxError as exc:
+                logger.warning(
+                    "tmux error while polling", extra={"session": slot.name, "error": str(exc)}
+                )
+                if slot.job is not None and not self.driver.has_session(slot.name):
+                    self._end(
+                        slot, OutcomeStatus.FAILED, error=f"session {slot.name} vanished: {exc}"
+                    )
+                    slot.state = SlotState.EMPTY
+        self._keep_minimum()
+        done, self._finished = self._finished, []
+        return done
+
+    def recover(self, claim: Claim, task: Task | None, now: datetime) -> Recovery:
+        """Decide about a task in flight at start-up: untyped → requeue; typed → adopt or fail."""
+        session = str(claim.record.data.get("session", ""))
+        if claim.record.phase == "claimed" or not session:
+            return Recovery(RecoveryKind.REQUEUE)
+        slot = self.slots.get(session)
+        if slot is not None and self.driver.is_alive(session) and task is not None:
+            activity = self._activity(session)
+            if activity in (Activity.BUSY, Activity.PERMISSION):
+                return Recovery(RecoveryKind.ADOPT)
+        return Recovery(
+            RecoveryKind.FAIL,
+            f"abandoned after restart: the prompt was already sent to {session} and its work "
+            "could not be observed to completion",
+        )
+
+    def adopt(self, job: Job) -> None:
+        """Watch a task that was already delivered before a restart until it completes."""
+        session = str(job.claim.record.data.get("session", ""))
+        slot = self.slots[session]
+        slot.job = job
+        slot.state = SlotState.BUSY
+        slot.since = self.clock()
+        slot.last_change = slot.since
+        slot.delivered_ns = 0
+        slot.cwd = job.claim.project.path
+
+    def next_poll(self) -> float | None:
+        """How soon :meth:`poll` wants to run again."""
+        states = {s.state for s in self.slots.values()}
+        if states & {SlotState.LAUNCHING, SlotState.PASTED, SlotState.SUBMITTED, SlotState.EXITING}:
+            return 0.1
+        if SlotState.BUSY in states:
+            return 0.5
+        return None
+
+    def close(self) -> None:
+        """Leave sessions running: in-flight tasks stay claimed and are recovered on restart."""
+
+    def status(self) -> list[dict[str, object]]:
+        """Per-session status for ``state.json``."""
+        out: list[dict[str, object]] = []
+        for slot in self.slots.values():
+            entry: dict[str, object] = {"session": slot.name, "state": slot.state.value}
+            if slot.job is not None:
+                entry["task"] = slot.job.claim.task_id
+            if slot.permission_since is not None:
+                entry["waiting_on_permission_s"] = round(self.clock() - slot.permission_since)
+            out.append(entry)
+        return out
+
+    # -- slots -------------------------------------------------------------------------
+
+    def _adopt_live_sessions(self) -> None:
+        """Sessions of ours left running by a previous daemon: idle ones are reused."""
+        live = set(self.driver.list_sessions())
+        for slot in self.slots.values():
+            if slot.name in live:
+                slot.state = SlotState.LAUNCHING
+                slot.since = self.clock()
+
+    def _pick_slot(self, cwd: Path, pinned: str | None) -> Slot:
+        free = [
+            s
+            for s in self.slots.values()
+            if s.job is None and s.state in (SlotState.IDLE, SlotState.EMPTY)
+        ]
+        if pinned:
+            free = [s for s in free if s.name == pinned] or free
+        same = [s for s in free if s.state is SlotState.IDLE and s.cwd == cwd]
+        empty = [s for s in free if s.state is SlotState.EMPTY]
+        return (same or empty or free)[0]
+
+    def _launch(self, slot: Slot, cwd: Path, resume: str | None = None) -> None:
+        env = self.profile.session_env(self.settings.account_home, slot.name, self.state_dir)
+        self.driver.new_session(slot.name, cwd, self.profile.launch_command(resume), env)
+        slot.state = SlotState.LAUNCHING
+        slot.cwd = cwd
+        slot.since = self.clock()
+        slot.session_id = None
+        logger.debug("session launched", extra={"session": slot.name, "cwd": str(cwd)})
+
+    def _kill(self, slot: Slot) -> None:
+        if self.driver.has_session(slot.name):
+            self.driver.kill_session(slot.name)
+        slot.state = SlotState.EMPTY
+
+    def _keep_minimum(self) -> None:
+        live = sum(s.state is not SlotState.EMPTY for s in self.slots.values())
+        for slot in self.slots.values():
+            if live >= self.pool.min:
+                break
+            if slot.state is SlotState.EMPTY and slot.job is None:
+                self._launch(slot, slot.cwd or self.settings.default_cwd)
+                live += 1
+
+    def _activity(self, session: str) -> Activity:
+        return self.profile.activity(self.driver.capture(session), self.driver.pane_title(session))
+
+    # -- the state machine -------------------------------------------------------------
+
+    def _advance(self, slot: Slot, signals: list[Signal]) -> None:
+        for sig in signals:
+            if sig.session_id:
+                slot.session_id = sig.session_id
+            if sig.transcript_path:
+                slot.transcript = sig.transcript_path
+        if slot.state is SlotState.EMPTY:
+            return
+        if not self.driver.is_alive(slot.name):
+            self._session_gone(slot)
+            return
+        handler = {
+            SlotState.LAUNCHING: self._on_launching,
+            SlotState.PASTED: self._on_pasted,
+            SlotState.SUBMITTED: self._on_submitted,
+            SlotState.BUSY: self._on_busy,
+            SlotState.EXITING: self._on_exiting,
+        }.get(slot.state)
+        if handler is not None:
+            handler(slot, signals)
+
+    def _session_gone(self, slot: Slot) -> None:
+        if slot.state is SlotState.EXITING or slot.job is None:
+            slot.state = SlotState.EMPTY
+            return
+        if slot.state is SlotState.LAUNCHING and slot.tries < self.settings.delivery_retries:
+            slot.tries += 1
+            self._launch(slot, slot.job.claim.project.path)
+            return
+        tail = _tail(slot.last_screen)
+        self._end(
+            slot,
+            OutcomeStatus.FAILED,
+            error=f"session {slot.name} ended while working on the task",
+            tail=tail,
+        )
+        slot.state = SlotState.EMPTY
+
+    def _on_launching(self, slot: Slot, signals: list[Signal]) -> None:
+        activity = self._activity(slot.name)
+        if activity is Activity.MENU:
+            self.driver.send_keys(slot.name, "Escape")
+            return
+        if activity is Activity.IDLE:
+            slot.state = SlotState.IDLE
+            if slot.job is not None:
+                self._paste(slot)
+            return
+        if self.clock() - slot.since > LAUNCH_TIMEOUT:
+            self._retry_or_fail(
+                slot, f"the agent in {slot.name} did not become ready in {LAUNCH_TIMEOUT:.0f}s"
+            )
+
+    def _paste(self, slot: Slot) -> None:
+        job = slot.job
+        if job is None:
+            return
+        record = job.claim.record
+        record.phase = "delivering"
+        record.data["session"] = slot.name
+        job.claim.project.save_record(record)
+        crashpoints.hit("before_tmux_send")
+        slot.delivered_ns = time.time_ns()
+        self.driver.paste(slot.name, prompt_text(job))
+        slot.state = SlotState.PASTED
+        slot.since = self.clock()
+
+    def _on_pasted(self, slot: Slot, signals: list[Signal]) -> None:
+        if has_pending_input(self.driver.capture(slot.name)):
+            self.driver.send_keys(slot.name, "Enter")
+            crashpoints.hit("after_tmux_send")
+            slot.state = SlotState.SUBMITTED
+            slot.since = self.clock()
+        elif self.clock() - slot.since > self.settings.delivery_timeout:
+            self._retry_or_fail(slot, "the paste never showed in the agent's input line")
+
+    def _on_submitted(self, slot: Slot, signals: list[Signal]) -> None:
+        events = {s.event for s in signals}
+        busy = "UserPromptSubmit" in events or bool(events & {"Stop", "StopFailure"})
+        if not busy:
+            busy = self._activity(slot.name) in (Activity.BUSY, Activity.PERMISSION)
+        if busy:
+            self._mark_busy(slot)
+            if events & {"Stop", "StopFailure"}:
+                self._on_busy(slot, signals)
+            return
+        if self.clock() - slot.since > self.settings.delivery_timeout:
+            if (
+                has_pending_input(self.driver.capture(slot.name))
+                and slot.tries < self.settings.delivery_retries
+            ):
+                slot.tries += 1
+                self.driver.send_keys(
+                    slot.name, "Enter"
+                )  # the paste is still there: Enter was lost
+                slot.since = self.clock()
+                return
+            self._retry_or_fail(slot, "the agent did not start working on the prompt")
+
+    def _mark_busy(self, slot: Slot) -> None:
+        if slot.job is None:
+            return
+        slot.state = SlotState.BUSY
+        slot.since = slot.last_change = self.clock()
+        slot.idle_seen_at = None
+        record = slot.job.claim.record
+        record.phase = "running"
+        if slot.session_id:
+            record.data["session_id"] = slot.session_id
+        slot.job.claim.project.save_record(record)
+        logger.info("task delivered", extra={"task": slot.job.claim.task_id, "session": slot.name})
+
+    def _on_busy(self, slot: Slot, signals: list[Signal]) -> None:
+        if slot.job is None:
+            return
+        for sig in signals:
+            if sig.event == "Stop":
+                self._end(slot, OutcomeStatus.DONE, result=sig.last_assistant_message or "")
+                return
+            if sig.event == "StopFailure":
+                self._end_failure(slot, sig)
+                return
+        now = self.clock()
+        screen = self.driver.capture(slot.name)
+        if screen != slot.last_screen:
+            slot.last_screen, slot.last_change = screen, now
+        activity = self.profile.activity(screen, self.driver.pane_title(slot.name))
+        if self._check_limits(slot, now, activity):
+            return
+        if activity is Activity.IDLE:
+            slot.idle_seen_at = slot.idle_seen_at or now
+            if now - slot.idle_seen_at >= STOP_GRACE:
+                self._end(slot, OutcomeStatus.DONE, result=self._transcript_answer(slot))
+        else:
+            slot.idle_seen_at = None
+
+    def _check_limits(self, slot: Slot, now: float, activity: Activity) -> bool:
+        if slot.job is None:
+            return False
+        timeout = slot.job.task.meta.timeout or self.settings.task_timeout
+        if timeout and now - slot.since > timeout:
+            self._end(
+                slot,
+                OutcomeStatus.FAILED,
+                error=f"timed out after {timeout:g}s",
+                tail=_tail(slot.last_screen),
+            )
+            self._kill(slot)
+            return True
+        if activity is Activity.PERMISSION:
+            if slot.permission_since is None:
+                slot.permission_since = now
+                slot.permission_text = _tail(slot.last_screen, 8)
+                logger.warning("agent waits on a permission dialog", extra={"session": slot.name})
+            waited = now - slot.permission_since
+            if waited >= self.settings.permission_timeout:
+                return self._on_permission_timeout(slot, waited)
+            return False
+        slot.permission_since = None
+        if now - slot.last_change > self.settings.idle_timeout:
+            self._end(
+                slot,
+                OutcomeStatus.FAILED,
+                error=f"stalled: no output for {self.settings.idle_timeout:g}s",
+                tail=_tail(slot.last_screen),
+            )
+            self._kill(slot)
+            return True
+        return False
+
+    def _on_permission_timeout(self, slot: Slot, waited: float) -> bool:
+        note = f"waited {waited:.0f}s on a permission dialog"
+        if self.settings.on_permission == "answer":
+            slot.notes.append(
+                ("permission", f"{note}; answered {self.settings.permission_answer!r}")
+            )
+            self.driver.send_keys(slot.name, self.settings.permission_answer, literal=True)
+            slot.permission_since = None
+            return False
+        dialog = " ".join(slot.permission_text.split())[:300]
+        self._end(slot, OutcomeStatus.FAILED, error=f"{note}: {dialog}")
+        self._kill(slot)
+        return True
+
+    def _on_exiting(self, slot: Slot, signals: list[Signal]) -> None:
+        if self.clock() - slot.since > EXIT_TIMEOUT:
+            self._kill(slot)
+
+    def _retry_or_fail(self, slot: Slot, reason: str) -> None:
+        """Start over on a fresh session (nothing was submitted yet) or give up."""
+        if slot.job is not None and slot.tries < self.settings.delivery_retries:
+            slot.tries += 1
+            logger.warning("delivery retried", extra={"session": slot.name, "reason": reason})
+            self._kill(slot)
+            self._launch(slot, slot.job.claim.project.path)
+            return
+        if slot.job is not None:
+            self._end(
+                slot,
+                OutcomeStatus.FAILED,
+                error=f"delivery failed: {reason}",
+                tail=_tail(slot.last_screen),
+            )
+        self._kill(slot)
+
+    def _end_failure(self, slot: Slot, sig: Signal) -> None:
+        reading = classify_hook_payload(
+            {
+                "hook_event_name": "StopFailure",
+                "error": sig.error,
+                "last_assistant_message": sig.last_assistant_message,
+            }
+        )
+        message = (sig.last_assistant_message or "").strip().splitlines()
+        text = message[0] if message else ""
+        error = f"agent error ({sig.error or 'unknown'}, {reading.kind}): {text}".rstrip(": ")
+        self._end(slot, OutcomeStatus.FAILED, error=error[:500])
+
+    def _end(
+        self,
+        slot: Slot,
+        status: OutcomeStatus,
+        result: str | None = None,
+        error: str | None = None,
+        tail: str = "",
+    ) -> None:
+        job = slot.job
+        if job is None:
+            return
+        details = list(slot.notes)
+        if slot.session_id:
+            details.append(("session_id", slot.session_id))
+        if slot.transcript:
+            details.append(("transcript", slot.transcript))
+        if tail and status is OutcomeStatus.FAILED:
+            details.append(("last pane lines", " ⏎ ".join(tail.splitlines()[-TAIL_LINES:])[:1500]))
+        self._finished.append(
+            Outcome(
+                job,
+                status,
+                datetime.now(UTC),
+                result=result,
+                error=error,
+                target=slot.name,
+                account=self.settings.account,
+                details=tuple(details),
+            )
+        )
+        slot.job = None
+        slot.permission_since = None
+        if self.settings.recycle and self.driver.has_session(slot.name):
+            self.driver.send_keys(slot.name, "Escape")
+            self.driver.paste(slot.name, "/exit")
+            self.driver.send_keys(slot.name, "Enter")
+            slot.state = SlotState.EXITING
+            slot.since = self.clock()
+        elif self.driver.has_session(slot.name):
+            slot.state = SlotState.IDLE
+
+    def _transcript_answer(self, slot: Slot) -> str:
+        """The last assistant text of the session's transcript (the fallback result)."""
+        path: Path | None = Path(slot.transcript) if slot.transcript else None
+        if path is None and slot.session_id and slot.cwd is not None:
+            path = transcript_path(self.settings.account_home, slot.cwd, slot.session_id)
+        if path is None:
+            return ""
+        return last_assistant_text(path)
+
+    # -- signals -----------------------------------------------------------------------
+
+    def _take_signals(self) -> dict[str, list[Signal]]:
+        by_session: dict[str, list[Signal]] = {}
+        for sig in read_signals(self.state_dir):
+            consume(sig)
+            if not sig.session:
+                continue
+            if sig.session_id:
+                self.session_ids[sig.session] = sig.session_id
+            slot = self.slots.get(sig.session)
+            if slot is None or (
+                slot.delivered_ns and sig.received_at * 1e9 < slot.delivered_ns - 1e6
+            ):
+                continue  # another session's, or older than this delivery
+            by_session.setdefault(sig.session, []).append(sig)
+        return by_session
+
+
+def prompt_text(job: Job) -> str:
+    """What is typed into the agent: a short header (task id, project) and the task body."""
+    claim = job.claim
+    project, attempt = claim.project.path.name, claim.record.attempts
+    header = f"[agentq task {claim.name} · project {project} · attempt {attempt}]"
+    return f"{header}\n\n{job.task.body}"
+
+
+def has_pending_input(screen: str) -> bool:
+    """Whether the live input line (``❯`` + U+00A0) holds text waiting for Enter."""
+    for line in reversed(screen.splitlines()):
+        if line.startswith("❯\u00a0"):
+            return bool(line[2:].strip())
+    return False
+
+
+def last_assistant_text(path: Path) -> str:
+    """The text of the last assistant entry of a transcript JSONL file ('' when none)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if (
+            not isinstance(entry, dict)
+            or entry.get("type") != "assistant"
+            or entry.get("isApiErrorMessage")
+        ):
+            continue
+        content = (entry.get("message") or {}).get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            texts = [
+                c.get("text", "")
+                for c in content
+                if isinstance(c, dict) and c.get("type") == "text"
+            ]
+            if texts:
+                return "\n".join(texts)
+    return ""
+
+
+def _tail(screen: str, lines: int = TAIL_LINES) -> str:
+    kept = [ln.rstrip() for ln in screen.splitlines() if ln.strip()]
+    return "\n".join(kept[-lines:])

@@ -1,0 +1,91 @@
+"""``agentq status``: counts per project from the folders, health from ``state.json``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from agentq import queue as q
+from agentq.config import Config
+from agentq.lock import is_locked
+from agentq.state import StateFile
+
+
+def oldest_pending_age(project: q.Project, now: float) -> float | None:
+    """Seconds since the oldest pending task arrived, or ``None`` when none is pending."""
+    oldest: float | None = None
+    try:
+        entries = list(os.scandir(project.inbox))
+    except OSError:
+        return None
+    for entry in entries:
+        if q.classify_name(entry.name) is not q.NameKind.PENDING:
+            continue
+        try:
+            ctime = entry.stat(follow_symlinks=False).st_ctime
+        except FileNotFoundError:
+            continue
+        oldest = ctime if oldest is None else min(oldest, ctime)
+    return None if oldest is None else max(0.0, now - oldest)
+
+
+def collect_status(config: Config, now: float) -> dict[str, Any]:
+    """Build the status document (folders are the truth; state adds health and counters)."""
+    state = StateFile(config.state_dir).load() if (config.state_dir / "state.json").exists() else {}
+    projects: list[dict[str, Any]] = []
+    paths = q.find_projects(config.projects.roots, config.projects.paths)
+    for path in paths:
+        project = q.Project(path)
+        if not project.queue.is_dir():
+            continue
+        entry: dict[str, Any] = {"path": str(path), **project.counts()}
+        entry["oldest_pending_age"] = oldest_pending_age(project, now)
+        projects.append(entry)
+    totals = {
+        k: sum(p[k] for p in projects)
+        for k in ("pending", "working", "delegated", "done", "failed")
+    }
+    return {
+        "running": is_locked(config.state_dir / "lock"),
+        "daemon": state.get("daemon", {}),
+        "projects": projects,
+        "totals": totals,
+        "counters": state.get("counters", {}),
+        "watches": state.get("watches", {}),
+        "incomplete": {k: v for k, v in state.get("incomplete", {}).items() if v},
+        "refused_projects": state.get("refused_projects", {}),
+    }
+
+
+def render_status(doc: dict[str, Any]) -> str:
+    """Human-readable status."""
+    lines = [f"daemon: {'running' if doc['running'] else 'not running'}"]
+    for p in doc["projects"]:
+        age = p["oldest_pending_age"]
+        age_text = f", oldest pending {age:.0f}s" if age is not None else ""
+        lines.append(
+            f"{p['path']}: {p['pending']} pending, {p['working']} working, "
+            f"{p['delegated']} delegated, {p['done']} done, {p['failed']} failed{age_text}"
+        )
+    t = doc["totals"]
+    lines.append(
+        f"total: {t['pending']} pending, {t['working']} working, "
+        f"{t['done']} done, {t['failed']} failed"
+    )
+    counters = doc["counters"]
+    if counters:
+        lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+    polling = [p for p, w in doc["watches"].items() if w.get("mode") == "polling"]
+    for inbox in polling:
+        lines.append(f"{inbox}: polling ({doc['watches'][inbox].get('reason', '')})")
+    for path, reason in doc["refused_projects"].items():
+        lines.append(f"{path}: refused ({reason})")
+    for inbox, names in doc["incomplete"].items():
+        lines.append(f"{inbox}: still being written: {', '.join(names)}")
+    return "\n".join(lines)
+
+
+def state_path(config: Config) -> Path:
+    """Where the daemon keeps its state file."""
+    return config.state_dir / "state.json"
