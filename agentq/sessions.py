@@ -91,6 +91,7 @@ class Slot:
     idle_seen_at: float | None = None
     permission_since: float | None = None
     permission_text: str = ""
+    stale: bool = False
     notes: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -184,6 +185,7 @@ class SessionExecutor:
         session = str(job.claim.record.data.get("session", ""))
         slot = self.slots[session]
         slot.job = job
+        slot.stale = False
         slot.state = SlotState.BUSY
         slot.since = self.clock()
         slot.last_change = slot.since
@@ -217,12 +219,17 @@ class SessionExecutor:
     # -- slots -------------------------------------------------------------------------
 
     def _adopt_live_sessions(self) -> None:
-        """Sessions of ours left running by a previous daemon: idle ones are reused."""
+        """Sessions of ours left by a previous daemon: watched if a task is adopted, else recycled.
+
+        A leftover session may hold half-typed input from before the restart; it is
+        never reused for a new task (that would submit the old text with the new).
+        """
         live = set(self.driver.list_sessions())
         for slot in self.slots.values():
             if slot.name in live:
                 slot.state = SlotState.LAUNCHING
                 slot.since = self.clock()
+                slot.stale = True
 
     def _pick_slot(self, cwd: Path, pinned: str | None) -> Slot:
         free = [
@@ -303,6 +310,10 @@ class SessionExecutor:
         slot.state = SlotState.EMPTY
 
     def _on_launching(self, slot: Slot, signals: list[Signal]) -> None:
+        if slot.stale and slot.job is None:
+            self._kill(slot)
+            slot.stale = False
+            return
         activity = self._activity(slot.name)
         if activity is Activity.MENU:
             self.driver.send_keys(slot.name, "Escape")
@@ -509,6 +520,7 @@ class SessionExecutor:
                 error=error,
                 target=slot.name,
                 account=self.settings.account,
+                cost="not reported (subscription session)",
                 details=tuple(details),
             )
         )

@@ -1,0 +1,594 @@
+"""The delegation manager: remote provider jobs behind the daemon's executor interface.
+
+Per task (reliability R13, ARCHITECTURE.md §4):
+
+1. persist the *intent* (provider, idempotency key ``agentq-<claim id>``) in the task's
+   control record, before anything leaves the machine;
+2. submit with that key (the same key on every retry and after every restart);
+3. record the job id (and a synchronous provider's answer) in the control record, then
+   write ``inbox/<name>.md.delegated`` atomically with a ``delegation:`` frontmatter block;
+4. the reaper polls each job at most once per provider ``poll_interval`` and reports it
+   exactly once as an :class:`~agentq.executor.Outcome`.
+
+After a restart every ``.delegated`` marker is adopted and polled again; a ``.working``
+file with a persisted intent is adopted too and re-submitted with the *same* key (a job
+API returns the job it already made; a synchronous provider is asked again only when its
+answer had not been recorded). A terminal provider error (bad key, quota, refusal)
+requeues the task with the provider recorded in ``record.data["unavailable"]``, so the
+router's fallback chain takes it next, ending at the local agent.
+
+Network calls run on a small worker pool so the daemon loop never waits on HTTP. A
+worker touches only its own task's record and files; all bookkeeping (the active set,
+counters, outcomes) happens in the caller's thread inside :meth:`DelegationExecutor.poll`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agentq import crashpoints
+from agentq.config import Config
+from agentq.delegation.counters import DelegationCounters
+from agentq.delegation.http import DEFAULT_BACKOFF_BASE, Transport
+from agentq.delegation.marker import DelegationInfo, read_info, with_delegation
+from agentq.delegation.pricing import format_cost
+from agentq.delegation.providers import JobResult, JobStatus, ProviderClient, make_client
+from agentq.durations import format_duration
+from agentq.errors import ConfigError, ProviderError
+from agentq.executor import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
+from agentq.queue import DELEGATED_SUFFIX, WORKING_SUFFIX, Claim
+from agentq.router import RoutingPolicy
+from agentq.secrets import redact, resolve_key
+from agentq.taskfile import Task
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EXECUTOR_NAME = "provider"
+KEY_PREFIX = "agentq-"
+DEFAULT_POLL_INTERVAL = 1.0
+DEFAULT_WORKERS = 8
+#: Consecutive failed status polls (each after its own retries) before a job is given up.
+MAX_POLL_FAILURES = 5
+#: How often the daemon should look at in-flight calls when nobody wakes it.
+IN_FLIGHT_RECHECK = 0.05
+
+
+def idempotency_key(claim_id: str) -> str:
+    """The idempotency key of one claim of one task."""
+    return f"{KEY_PREFIX}{claim_id}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Entry:
+    """One delegated task in the active set."""
+
+    job: Job
+    provider: str
+    key: str
+    job_id: str | None = None
+    due: float = 0.0
+    poll_failures: int = 0
+    stage: str = "submit"
+    future: Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Submitted:
+    """What the submit step achieved: the marker claim, the job id, maybe the answer."""
+
+    job: Job
+    job_id: str
+    result: JobResult | None
+    fresh: bool
+
+
+class DelegationExecutor:
+    """Runs routed tasks on remote providers; the daemon's ``provider`` executor."""
+
+    name = EXECUTOR_NAME
+
+    def __init__(
+        self,
+        providers: Mapping[str, ProviderClient],
+        state_dir: Path,
+        max_active: int = 32,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        poll_intervals: Mapping[str, float] | None = None,
+        workers: int = DEFAULT_WORKERS,
+        wake: Callable[[], None] | None = None,
+        stop: threading.Event | None = None,
+        utcnow: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._clients = dict(providers)
+        self._state_dir = state_dir
+        self._max_active = max_active
+        self._clock = clock
+        self._intervals = dict(poll_intervals or {})
+        self._wake = wake
+        self._stop = stop or threading.Event()
+        self._utcnow = utcnow
+        self._pool = ThreadPoolExecutor(workers, "agentq-delegation") if workers > 0 else None
+        self._entries: dict[str, _Entry] = {}
+        self._ready: list[Outcome] = []
+        self._counters = DelegationCounters.load(state_dir)
+
+    # -- the executor protocol ----------------------------------------------------------
+
+    def capacity(self) -> int:
+        """How many more tasks may be delegated now."""
+        return max(0, self._max_active - len(self._entries))
+
+    def start(self, job: Job) -> None:
+        """Persist the intent, then submit in the background (the outcome comes from poll)."""
+        claim = job.claim
+        provider = job.route.provider or ""
+        if provider not in self._clients:
+            why = "not configured" if not provider else "not available (no usable API key?)"
+            self._finish(None, self._fallback(job, provider, f"provider '{provider}' is {why}"))
+            return
+        key = idempotency_key(claim.record.claim_id)
+        claim.record.executor = self.name
+        claim.record.data["delegation"] = {
+            "provider": provider,
+            "key": key,
+            "phase": "intent",
+            "intent_at": self._utcnow().isoformat(),
+        }
+        try:
+            claim.project.save_record(claim.record)
+        except OSError as exc:
+            reason = f"cannot persist the delegation intent: {exc.strerror or exc}"
+            self._finish(None, self._failed(job, provider, None, reason))
+            return
+        crashpoints.hit("after_intent")
+        logger.info("delegating task", extra={"task": claim.task_id, "provider": provider})
+        self._track(_Entry(job, provider, key))
+
+    def poll(self, now: datetime) -> Sequence[Outcome]:
+        """Reap: collect finished calls, poll the jobs that are due, return what ended."""
+        self._harvest(now)
+        self._schedule_polls(now)
+        self._harvest(now)
+        outcomes, self._ready = self._ready, []
+        self._counters.save(self._state_dir)
+        return outcomes
+
+    def recover(self, claim: Claim, task: Task | None, now: datetime) -> Recovery:
+        """A marker or a persisted intent is adopted; a claim with no intent is requeued."""
+        data = claim.record.data.get("delegation")
+        data = data if isinstance(data, dict) else {}
+        if claim.suffix == DELEGATED_SUFFIX:
+            info = read_info(task.meta.model_extra) if task is not None else None
+            provider = str(data.get("provider") or (info.provider if info else ""))
+            if task is None or not provider or not (data.get("job_id") or info):
+                return Recovery(RecoveryKind.FAIL, "delegation marker unreadable: no job id")
+            if provider not in self._clients:
+                job_id = data.get("job_id") or (info.job_id if info else "?")
+                reason = (
+                    f"delegated to provider '{provider}' (job {job_id}), which is not "
+                    "available after the restart"
+                )
+                return Recovery(RecoveryKind.FAIL, reason)
+            return Recovery(RecoveryKind.ADOPT)
+        if task is not None and data.get("key") and data.get("provider") in self._clients:
+            return Recovery(RecoveryKind.ADOPT)
+        return Recovery(RecoveryKind.REQUEUE, "no delegation was submitted")
+
+    def adopt(self, job: Job) -> None:
+        """Resume a delegated task after a restart: re-submit with the same key, or poll."""
+        claim = job.claim
+        if claim.record.claim_id and claim.project.find_result(claim.name, claim.record.claim_id):
+            claim.project.drop(claim)  # already finished before the crash: only the marker goes
+            logger.info("stale delegation marker removed", extra={"task": claim.task_id})
+            return
+        data = self._recovered_data(job)
+        if data is None or str(data["key"]) in self._entries:
+            return
+        logger.info(
+            "delegated task adopted",
+            extra={
+                "task": claim.task_id,
+                "provider": data["provider"],
+                "job_id": data.get("job_id"),
+            },
+        )
+        self._track(_Entry(job, str(data["provider"]), str(data["key"])))
+
+    def next_poll(self) -> float | None:
+        """Seconds until the reaper has something to do; None when nothing is active."""
+        if self._ready:
+            return 0.0
+        delays: list[float] = []
+        now = self._clock()
+        for entry in self._entries.values():
+            if entry.future is not None:
+                if entry.future.done():
+                    return 0.0
+                if self._wake is None:
+                    delays.append(IN_FLIGHT_RECHECK)
+            elif entry.job_id is not None:
+                delays.append(max(0.0, entry.due - now))
+        return min(delays) if delays else None
+
+    def close(self) -> None:
+        """Stop retry waits, let in-flight calls end, close the HTTP clients."""
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        for client in self._clients.values():
+            client.close()
+        self._counters.save(self._state_dir)
+
+    def status(self) -> dict[str, Any]:
+        """Counters for ``agentq status`` (no secrets, no task text)."""
+        return {
+            "active": len(self._entries),
+            **self._counters.as_dict(),
+            "providers": sorted(self._clients),
+        }
+
+    # -- background steps (worker threads) ----------------------------------------------
+
+    def _submit_step(self, entry: _Entry) -> _Submitted:
+        """Submit (unless the job id and any answer are recorded), then write the marker."""
+        job = entry.job
+        claim, task = job.claim, job.task
+        data = claim.record.data["delegation"]
+        client = self._clients[entry.provider]
+        result = _decode_result(data.get("answer"))
+        job_id = data.get("job_id")
+        fresh = False
+        if not job_id or (client.synchronous and result is None):
+            metadata = {"task": claim.task_id, "title": task.meta.title or ""}
+            submission = client.submit(task.body, metadata, entry.key)
+            crashpoints.hit("after_submit_before_marker")
+            job_id, result, fresh = submission.job_id, submission.result, True
+            data.update(
+                phase="submitted",
+                job_id=job_id,
+                submitted_at=self._utcnow().isoformat(),
+                answer=_encode_result(result),
+            )
+            claim.project.save_record(claim.record)
+        if claim.suffix == WORKING_SUFFIX:
+            info = DelegationInfo(entry.provider, str(job_id), str(data["submitted_at"]), entry.key)
+            text = with_delegation(task.text, info)
+            claim = claim.project.mark_delegated(claim, text.encode("utf-8", "surrogatepass"))
+            task = dataclasses.replace(task, text=text)
+        return _Submitted(
+            dataclasses.replace(job, claim=claim, task=task), str(job_id), result, fresh
+        )
+
+    def _poll_step(self, entry: _Entry) -> JobStatus:
+        return self._clients[entry.provider].poll(entry.job_id or "")
+
+    # -- bookkeeping (the caller's thread) ----------------------------------------------
+
+    def _track(self, entry: _Entry) -> None:
+        self._entries[entry.key] = entry
+        entry.stage = "submit"
+        entry.future = self._run(self._submit_step, entry)
+
+    def _run(self, step: Callable[[_Entry], T], entry: _Entry) -> Future[T]:
+        """Run a step on the pool, or inline when there is no pool (crash tests)."""
+        if self._pool is not None:
+            future = self._pool.submit(step, entry)
+            if self._wake is not None:
+                wake = self._wake
+                future.add_done_callback(lambda _f: wake())
+            return future
+        done: Future[T] = Future()
+        try:
+            done.set_result(step(entry))
+        except Exception as exc:  # a BaseException (a simulated crash) propagates
+            done.set_exception(exc)
+        return done
+
+    def _harvest(self, now: datetime) -> None:
+        for entry in list(self._entries.values()):
+            future = entry.future
+            if future is None or not future.done():
+                continue
+            entry.future = None
+            failure = future.exception()
+            if failure is not None and not isinstance(failure, Exception):
+                raise failure  # a simulated crash in a worker: let it end this "process"
+            if entry.stage == "submit":
+                self._after_submit(entry, future, now)
+            else:
+                self._after_poll(entry, future, now)
+
+    def _after_submit(self, entry: _Entry, future: Future[_Submitted], now: datetime) -> None:
+        failure = future.exception()
+        if failure is not None:
+            self._count_retries(failure)
+        if isinstance(failure, ProviderError) and failure.terminal:
+            self._finish(entry, self._fallback(entry.job, entry.provider, _describe(failure)))
+        elif failure is not None:
+            reason = f"delegation to provider '{entry.provider}' failed: {_describe(failure)}"
+            attempts = getattr(failure, "attempts", None)
+            outcome = self._failed(entry.job, entry.provider, entry.job_id, reason, attempts)
+            self._finish(entry, outcome)
+        else:
+            done = future.result()
+            entry.job, entry.job_id = done.job, done.job_id
+            self._counters.add("submitted", int(done.fresh))
+            if done.result is not None:
+                self._complete(entry, done.result, now)
+            else:
+                entry.stage, entry.due = "poll", self._clock()
+
+    def _after_poll(self, entry: _Entry, future: Future[JobStatus], now: datetime) -> None:
+        failure = future.exception()
+        if failure is None:
+            status = future.result()
+            if status.state == "completed" and status.result is not None:
+                self._complete(entry, status.result, now)
+            elif status.state == "failed":
+                reason = f"provider '{entry.provider}' job {entry.job_id} failed: {status.error}"
+                self._reaped(entry, self._failed(entry.job, entry.provider, entry.job_id, reason))
+            else:
+                entry.due = self._clock() + self._interval(entry.provider)
+            return
+        entry.poll_failures += 1
+        self._count_retries(failure)
+        terminal = isinstance(failure, ProviderError) and failure.terminal
+        if terminal or entry.poll_failures >= MAX_POLL_FAILURES:
+            reason = (
+                f"polling job {entry.job_id} at provider '{entry.provider}' failed "
+                f"{entry.poll_failures} time(s): {_describe(failure)}"
+            )
+            self._finish(entry, self._failed(entry.job, entry.provider, entry.job_id, reason))
+        else:
+            logger.warning(
+                "job status poll failed; will retry",
+                extra={"provider": entry.provider, "job_id": entry.job_id},
+            )
+            entry.due = self._clock() + self._interval(entry.provider)
+
+    def _schedule_polls(self, now: datetime) -> None:
+        moment = self._clock()
+        for entry in list(self._entries.values()):
+            if entry.future is not None or entry.stage != "poll" or entry.job_id is None:
+                continue
+            limit = entry.job.task.meta.timeout
+            elapsed = (now - entry.job.started).total_seconds()
+            if limit is not None and elapsed > limit:
+                reason = (
+                    f"timed out after {format_duration(limit)}: job {entry.job_id} at "
+                    f"provider '{entry.provider}' had not finished"
+                )
+                self._finish(entry, self._failed(entry.job, entry.provider, entry.job_id, reason))
+            elif entry.due <= moment:
+                entry.future = self._run(self._poll_step, entry)
+
+    def _complete(self, entry: _Entry, result: JobResult, now: datetime) -> None:
+        self._count_retries(result)
+        if result.cost_usd is not None:
+            self._counters.add("cost_total_usd", result.cost_usd)
+        outcome = Outcome(
+            entry.job,
+            OutcomeStatus.DONE,
+            now,
+            result=result.text,
+            target=entry.provider,
+            cost=format_cost(result.cost_usd, result.cost_source),
+            details=_result_details(entry, result),
+        )
+        self._reaped(entry, outcome)
+
+    def _reaped(self, entry: _Entry, outcome: Outcome) -> None:
+        crashpoints.hit("mid_reap")  # the result is known, the outcome not yet handed over
+        self._finish(entry, outcome)
+
+    def _finish(self, entry: _Entry | None, outcome: Outcome) -> None:
+        """Hand an outcome over (next poll) and count it; the entry leaves the active set."""
+        if entry is not None:
+            self._entries.pop(entry.key, None)
+        names = {OutcomeStatus.DONE: "completed", OutcomeStatus.FAILED: "failed"}
+        self._counters.add(names.get(outcome.status, "fallbacks"))
+        self._ready.append(outcome)
+
+    def _fallback(self, job: Job, provider: str, reason: str) -> Outcome:
+        """A REQUEUE outcome that marks ``provider`` unavailable for this task."""
+        record = job.claim.record
+        unavailable = {str(p) for p in record.data.get("unavailable", [])}
+        record.data["unavailable"] = sorted(unavailable | {provider} - {""})
+        record.data.pop("delegation", None)
+        job.claim.project.save_record(record)
+        logger.warning(
+            "provider unavailable; task goes down the fallback chain",
+            extra={"task": job.claim.task_id, "provider": provider, "reason": redact(reason)},
+        )
+        return Outcome(
+            job, OutcomeStatus.REQUEUE, self._utcnow(), error=redact(reason), target=provider
+        )
+
+    def _failed(
+        self,
+        job: Job,
+        provider: str,
+        job_id: str | None,
+        reason: str,
+        attempts: int | None = None,
+    ) -> Outcome:
+        details: list[tuple[str, str]] = []
+        if job_id:
+            details.append(("job id", job_id))
+        if attempts is not None:
+            details.append(("provider attempts", str(attempts)))
+        logger.error(
+            "delegated task failed",
+            extra={"task": job.claim.task_id, "provider": provider, "reason": redact(reason)},
+        )
+        return Outcome(
+            job,
+            OutcomeStatus.FAILED,
+            self._utcnow(),
+            error=redact(reason),
+            target=provider or None,
+            details=tuple(details),
+        )
+
+    def _count_retries(self, source: object) -> None:
+        retries = getattr(source, "retries", None)
+        if retries is None:
+            attempts = getattr(source, "attempts", 1)
+            retries = max(0, attempts - 1) if isinstance(attempts, int) else 0
+        self._counters.add("retried", int(retries))
+
+    def _interval(self, provider: str) -> float:
+        return self._intervals.get(provider, DEFAULT_POLL_INTERVAL)
+
+    def _recovered_data(self, job: Job) -> dict[str, Any] | None:
+        """The record's delegation data, rebuilt from the marker when the record was lost."""
+        record = job.claim.record
+        data = record.data.get("delegation")
+        if isinstance(data, dict) and data.get("key") and data.get("provider"):
+            return data
+        info = read_info(job.task.meta.model_extra)
+        if info is None:
+            logger.error(
+                "delegated task without job information", extra={"task": job.claim.task_id}
+            )
+            return None
+        record.executor = self.name
+        record.data["delegation"] = {
+            "provider": info.provider,
+            "key": info.idempotency_key,
+            "phase": "submitted",
+            "job_id": info.job_id,
+            "submitted_at": info.submitted_at,
+        }
+        job.claim.project.save_record(record)
+        return dict(record.data["delegation"])
+
+
+def _describe(failure: BaseException) -> str:
+    if isinstance(failure, ProviderError):
+        return redact(str(failure))
+    return redact(f"{type(failure).__name__}: {failure}")
+
+
+def _result_details(entry: _Entry, result: JobResult) -> tuple[tuple[str, str], ...]:
+    rows: list[tuple[str, str | int | None]] = [
+        ("model", result.model),
+        ("job id", entry.job_id),
+        ("input tokens", result.input_tokens),
+        ("output tokens", result.output_tokens),
+        ("cache read tokens", result.cache_read_tokens),
+        ("cache write tokens", result.cache_write_tokens),
+        ("cost source", result.cost_source),
+        ("provider attempts", result.attempts),
+        ("request id", result.request_id),
+        ("idempotency key", entry.key),
+    ]
+    return tuple((name, str(value)) for name, value in rows if value is not None)
+
+
+def _encode_result(result: JobResult | None) -> dict[str, Any] | None:
+    return dataclasses.asdict(result) if result is not None else None
+
+
+def _decode_result(data: object) -> JobResult | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        return JobResult(**{f.name: data[f.name] for f in dataclasses.fields(JobResult)})
+    except (KeyError, TypeError):
+        return None
+
+
+# -- wiring ------------------------------------------------------------------------------
+
+
+def routing_policy(config: Config, available: frozenset[str]) -> RoutingPolicy:
+    """The router's policy for ``config`` with the providers that have usable keys."""
+    delegation = config.delegation
+    return RoutingPolicy(
+        allow_by_default=delegation.allow_by_default,
+        configured=frozenset(p.name for p in delegation.providers),
+        available=available,
+        fallbacks=delegation.fallbacks,
+        complexity={str(k): v for k, v in delegation.complexity.items()},
+    )
+
+
+def build_clients(
+    config: Config,
+    env: Mapping[str, str],
+    transport: Transport | None = None,
+    *,
+    sleep: Callable[[float], None] | None = None,
+    backoff_base: float = DEFAULT_BACKOFF_BASE,
+) -> tuple[dict[str, ProviderClient], list[str]]:
+    """One client per configured provider whose key resolves; warnings for the others."""
+    clients: dict[str, ProviderClient] = {}
+    warnings: list[str] = []
+
+    def key_for(provider: Any) -> str | None:
+        return resolve_key(provider.api_key_env, provider.api_key_file, env)
+
+    for provider in config.delegation.providers:
+        try:
+            client = make_client(
+                provider, key_for, transport, sleep=sleep or time.sleep, backoff_base=backoff_base
+            )
+        except ConfigError as exc:
+            problems = "; ".join(redact(p) for p in exc.problems)
+            warnings.append(f"provider '{provider.name}' disabled: {problems}")
+            continue
+        clients[provider.name] = client
+    return clients, warnings
+
+
+def build_delegation(
+    config: Config,
+    env: Mapping[str, str],
+    transport: Transport | None = None,
+    *,
+    wake: Callable[[], None] | None = None,
+    workers: int = DEFAULT_WORKERS,
+    backoff_base: float = DEFAULT_BACKOFF_BASE,
+) -> tuple[DelegationExecutor | None, frozenset[str], list[str]]:
+    """The provider executor for ``config``, the providers it can use, and warnings.
+
+    Returns ``(None, frozenset(), [])`` when no provider is configured. A provider whose
+    key is missing is left out of the available set, with a warning naming the variable
+    or file (never a key).
+    """
+    if not config.delegation.providers:
+        return None, frozenset(), []
+    stop = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        stop.wait(seconds)  # a retry wait that ends at once when the daemon stops
+
+    clients, warnings = build_clients(
+        config, env, transport, sleep=sleep, backoff_base=backoff_base
+    )
+    executor = DelegationExecutor(
+        clients,
+        config.state_dir,
+        poll_intervals={p.name: p.poll_interval for p in config.delegation.providers},
+        workers=workers,
+        wake=wake,
+        stop=stop,
+    )
+    return executor, frozenset(clients), warnings
