@@ -98,7 +98,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     raw = args.config or os.environ.get("AGENTQ_CONFIG") or DEFAULT_CONFIG
     path = Path(os.path.expanduser(raw))
-    problems = validate_config_file(path, dict(os.environ))
+    env = dict(os.environ)
+    problems = validate_config_file(path, env)
+    warnings: list[str] = []
+    if not problems:
+        from agentq.accounts_cli import account_problems
+        from agentq.config import load_config
+
+        config = load_config(path, env)
+        problems = account_problems(config)
+        warnings = _delegation_warnings(config, env)
+    for warning in warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     for problem in problems:
         print(f"{path}: {problem}", file=sys.stderr)
     if problems:
@@ -106,6 +117,60 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 2
     print(f"{path}: ok")
     return 0
+
+
+def _delegation_warnings(config: Config, env: dict[str, str]) -> list[str]:
+    """Providers that are configured but disabled (no key), as ``agentq validate`` reports them."""
+    from agentq.errors import ConfigError
+    from agentq.secrets import resolve_key
+
+    warnings = []
+    for provider in config.delegation.providers:
+        if provider.api_key_env is None and provider.api_key_file is None:
+            continue
+        try:
+            key = resolve_key(provider.api_key_env, provider.api_key_file, env)
+        except ConfigError as exc:
+            warnings.append(f"provider {provider.name!r} disabled: {exc}")
+            continue
+        if key is None:
+            source = provider.api_key_env or str(provider.api_key_file)
+            warnings.append(
+                f"provider {provider.name!r} disabled: no API key ({source} is not set)"
+            )
+    return warnings
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    from agentq.accounts_cli import run_accounts_init
+
+    config = _load_config(args.config)
+    return run_accounts_init(config, args.dry_run, print)
+
+
+def cmd_swap(args: argparse.Namespace) -> int:
+    from agentq import durable
+    from agentq.lock import is_locked
+
+    config = _load_config(args.config)
+    if not is_locked(config.state_dir / "lock"):
+        print("agentq swap: the daemon is not running", file=sys.stderr)
+        return 1
+    folder = config.state_dir / "requests"
+    stem = f"{time.time_ns()}-{os.getpid()}"
+    request = {"action": "clear"} if args.clear else {"action": "swap", "to": args.to}
+    durable.write_atomic(folder / f"{stem}.request.json", json.dumps(request).encode())
+    result_path = folder / f"{stem}.result.json"
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if result_path.exists():
+            answer = json.loads(result_path.read_text())
+            result_path.unlink(missing_ok=True)
+            print(answer["message"])
+            return 0 if answer["ok"] else 1
+        time.sleep(0.1)  # waiting for the daemon's answer file
+    print(f"agentq swap: no answer from the daemon within {args.timeout:g}s", file=sys.stderr)
+    return 1
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -154,7 +219,7 @@ def cmd_route(args: argparse.Namespace) -> int:
             configured=names,
             available=names,
             fallbacks=config.delegation.fallbacks,
-            complexity=dict(config.delegation.complexity),
+            complexity={str(k): v for k, v in config.delegation.complexity.items()},
         )
     path = Path(args.file)
     task = parse_task(path.read_bytes(), path.name)
@@ -204,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=int, default=3, help="pool size (default 3)")
     p = add("validate", cmd_validate, "check a configuration file, listing every problem")
     p.add_argument("--config")
+    p = add("accounts", cmd_accounts, "manage account homes: 'init' adopts the shared layout")
+    p.add_argument("action", choices=["init"])
+    p.add_argument("--dry-run", action="store_true", help="print every step, change nothing")
+    p.add_argument("--config")
+    p = add("swap", cmd_swap, "swap the pool to another account now (through the daemon)")
+    p.add_argument("--to", help="the account to swap to (default: the next one not exhausted)")
+    p.add_argument("--clear", action="store_true", help="leave the partial-swap state")
+    p.add_argument("--config")
+    p.add_argument("--timeout", type=float, default=60.0)
     p = add("submit", cmd_submit, "put a task into a project's inbox (via tmp/, atomically)")
     p.add_argument("--project", required=True)
     p.add_argument("--file")
@@ -232,13 +306,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command != "hook" and not logging.getLogger().handlers:
         setup_logging("DEBUG" if args.debug else "WARNING")
-    from agentq.errors import AgentqError, ConfigError, LockError
+    from agentq.errors import AccountError, AgentqError, ConfigError, LockError
 
     try:
         return int(args.func(args))
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"agentq: {exc.path or 'config'}: {problem}", file=sys.stderr)
+        return 2
+    except AccountError as exc:
+        for problem in exc.problems:
+            print(f"agentq: {problem}", file=sys.stderr)
         return 2
     except LockError as exc:
         print(f"agentq: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ dirty inboxes, claim what is ready, collect what executors finished.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -20,8 +21,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from agentq import durable, taskfile
 from agentq import queue as q
-from agentq import taskfile
 from agentq.config import Config
 from agentq.errors import AgentqError, QueueError, RefusedEntryError, TaskFileError
 from agentq.executor import Executor, InstantExecutor, Job, Outcome, OutcomeStatus, RecoveryKind
@@ -75,6 +76,8 @@ class Daemon:
         self.remote: Executor | None = None
         self._make_remote = remote_executor or _default_remote_executor
         self._local_full_skips: set[tuple[Path, str]] = set()
+        self.switcher: Any = None
+        self._last_saved = ""
         self.policy = RoutingPolicy(allow_by_default=config.delegation.allow_by_default)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -84,6 +87,10 @@ class Daemon:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock = InstanceLock(self.state_dir / "lock")
         lock.acquire()
+        from agentq.accounts_cli import ensure_accounts
+
+        for step in ensure_accounts(self.config):  # raises AccountError listing every problem
+            logger.info("account set-up: %s", step)
         self._install_signals()
         try:
             self._start()
@@ -110,6 +117,7 @@ class Daemon:
         self.state = self.state_file.load()
         self.state["daemon"] = {"pid": os.getpid(), "started_at": utcnow().isoformat()}
         self.local = self._make_local(self)
+        self._start_switcher()
         self.remote, available, warnings = self._make_remote(self)
         for warning in warnings:
             logger.warning("delegation: %s", warning)
@@ -119,12 +127,13 @@ class Daemon:
             configured=frozenset(p.name for p in delegation.providers),
             available=available if self.remote is not None else frozenset(),
             fallbacks=delegation.fallbacks,
-            complexity=dict(delegation.complexity),
+            complexity={str(k): v for k, v in delegation.complexity.items()},
         )
         self.watcher.start()
-        signals = self.state_dir / "signals"
-        signals.mkdir(mode=0o700, exist_ok=True)
-        self.watcher.watch(signals)
+        for folder in ("signals", "requests"):
+            path = self.state_dir / folder
+            path.mkdir(mode=0o700, exist_ok=True)
+            self.watcher.watch(path)
         self._discover()
         now = time.time()
         swept = sum(p.sweep(now, self.config.dispatch.tmp_max_age) for p in self.projects.values())
@@ -151,16 +160,57 @@ class Daemon:
             self._pass()
             self.notifier.ping(time.monotonic())
 
+    def _start_switcher(self) -> None:
+        from agentq.notify import Notifier as EventNotifier
+        from agentq.sessions import SessionExecutor
+        from agentq.switcher import Switcher
+
+        if not isinstance(self.local, SessionExecutor):
+            return
+        notify = EventNotifier(self.config.notifications, self.state)
+        self.switcher = Switcher(self.config, self.local, self.state, notify, self.env)
+        home = {a.name: a.home for a in self.config.accounts}.get(self.switcher.active)
+        if home is not None:
+            self.local.set_account(self.switcher.active, home)
+
     def _pass(self) -> None:
         if time.monotonic() >= self._next_rescan:
             self._rescan()
+        self._take_requests()
         now_ns = time.time_ns()
         due = {inbox for inbox, at in self._waiting.items() if at <= now_ns}
         for inbox in self.watcher.take_dirty() | due:
             self._scan(inbox)
         self._dispatch()
         self._collect()
+        if self.switcher is not None:
+            self.switcher.tick(utcnow())
         self._save_state()
+
+    def _take_requests(self) -> None:
+        """Operator requests (``agentq swap``) arrive as JSON files in ``state_dir/requests``."""
+        folder = self.state_dir / "requests"
+        for path in sorted(folder.glob("*.request.json")):
+            try:
+                request = json.loads(path.read_text())
+            except (OSError, ValueError):
+                path.unlink(missing_ok=True)
+                continue
+            answer = self._answer(request)
+            result = path.with_name(path.name.replace(".request.json", ".result.json"))
+            durable.write_atomic(result, json.dumps(answer).encode())
+            path.unlink(missing_ok=True)
+            self._state_dirty = True
+
+    def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.switcher is None:
+            return {"ok": False, "message": "account swaps need an agent session pool"}
+        if request.get("action") == "clear":
+            outcome = self.switcher.clear_partial()
+        else:
+            to = request.get("to")
+            outcome = self.switcher.swap("manual (agentq swap)", str(to) if to else None, utcnow())
+        return {"ok": outcome.swapped, "message": outcome.message}
 
     def _timeout(self) -> float:
         delays = [self._next_rescan - time.monotonic()]
@@ -170,6 +220,10 @@ class Daemon:
             delays.append(self.notifier.watchdog_interval)
         if self.watcher.polling():
             delays.append(POLL_INTERVAL)
+        if self.switcher is not None:
+            wake = self.switcher.next_wakeup(utcnow())
+            if wake is not None:
+                delays.append(wake)
         for executor in self._executors():
             wanted = executor.next_poll()
             if wanted is not None:
@@ -491,8 +545,7 @@ class Daemon:
         self._state_dirty = True
 
     def _save_state(self, force: bool = False) -> None:
-        if not (force or self._state_dirty):
-            return
+        """Write ``state.json`` when anything in it changed (never on an idle pass)."""
         self.state["watches"] = self.watcher.summary()
         self.state["refused_projects"] = dict(self.refused_projects)
         self.state["projects"] = sorted(str(p) for p in self.projects)
@@ -500,7 +553,11 @@ class Daemon:
             status = getattr(executor, "status", None)
             if callable(status):
                 self.state[key] = status()
+        snapshot = json.dumps(self.state, sort_keys=True, default=str)
+        if not force and not self._state_dirty and snapshot == self._last_saved:
+            return
         self.state_file.save(self.state)
+        self._last_saved = snapshot
         self._state_dirty = False
 
 
@@ -557,6 +614,9 @@ def _default_local_executor(daemon: Daemon) -> Executor:
         on_permission=config.agent.on_permission,
         permission_answer=config.agent.permission_answer,
         recycle=config.completion.recycle,
+        timezone=config.quota.timezone,
+        confirm_polls=config.quota.confirm_polls,
+        cooldown=config.quota.cooldown,
     )
     driver = TmuxDriver(config.tmux.socket_name)
     return SessionExecutor(driver, profile, pool, settings, daemon.state_dir)

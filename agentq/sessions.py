@@ -18,21 +18,24 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 
 from agentq import crashpoints
-from agentq.agents.classify import Activity, classify_hook_payload
+from agentq.agents.classify import Activity, classify_hook_payload, classify_pane
 from agentq.agents.profiles import AgentProfile, transcript_path
 from agentq.errors import TmuxError
 from agentq.executor import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
 from agentq.hooks import Signal, consume, merge_hooks, read_signals
 from agentq.pool import PoolSpec
 from agentq.queue import Claim
+from agentq.quota import Decision, QuotaMonitor, Reading
+from agentq.resets import parse_reset
 from agentq.taskfile import Task
 from agentq.tmux import TmuxDriver
 
@@ -53,6 +56,8 @@ class SlotState(Enum):
     PASTED = "pasted"
     SUBMITTED = "submitted"
     BUSY = "busy"
+    QUOTA = "quota"
+    PARKED = "parked"
     EXITING = "exiting"
 
 
@@ -71,6 +76,9 @@ class SessionSettings:
     on_permission: str = "fail"
     permission_answer: str = "1"
     recycle: bool = True
+    timezone: str = "UTC"
+    confirm_polls: int = 2
+    cooldown: float = 300.0
 
 
 @dataclass
@@ -92,6 +100,9 @@ class Slot:
     permission_since: float | None = None
     permission_text: str = ""
     stale: bool = False
+    continuing: bool = False
+    submitted: bool = False
+    last_verdict: tuple[str, str, bool] | None = None
     notes: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -118,6 +129,10 @@ class SessionExecutor:
         self.slots = {name: Slot(name) for name in pool.names() if pool.owns(name)}
         self.session_ids: dict[str, str] = {}
         self._finished: list[Outcome] = []
+        self.paused = False
+        self.monitor = QuotaMonitor(settings.confirm_polls, timedelta(seconds=settings.cooldown))
+        #: Set when the quota monitor decides the active account is exhausted.
+        self.swap_request: Decision | None = None
         (state_dir / "signals").mkdir(parents=True, exist_ok=True)
         settings.account_home.mkdir(parents=True, exist_ok=True)
         merge_hooks(settings.account_home / "settings.json", state_dir)
@@ -127,6 +142,8 @@ class SessionExecutor:
 
     def capacity(self) -> int:
         """Free slots (idle, or empty and launchable)."""
+        if self.paused or self.swap_request is not None:
+            return 0
         return sum(
             s.job is None and s.state in (SlotState.IDLE, SlotState.EMPTY)
             for s in self.slots.values()
@@ -258,6 +275,8 @@ class SessionExecutor:
         slot.state = SlotState.EMPTY
 
     def _keep_minimum(self) -> None:
+        if self.paused or self.swap_request is not None:
+            return
         live = sum(s.state is not SlotState.EMPTY for s in self.slots.values())
         for slot in self.slots.values():
             if live >= self.pool.min:
@@ -277,7 +296,7 @@ class SessionExecutor:
                 slot.session_id = sig.session_id
             if sig.transcript_path:
                 slot.transcript = sig.transcript_path
-        if slot.state is SlotState.EMPTY:
+        if slot.state in (SlotState.EMPTY, SlotState.PARKED):
             return
         if not self.driver.is_alive(slot.name):
             self._session_gone(slot)
@@ -287,6 +306,7 @@ class SessionExecutor:
             SlotState.PASTED: self._on_pasted,
             SlotState.SUBMITTED: self._on_submitted,
             SlotState.BUSY: self._on_busy,
+            SlotState.QUOTA: self._on_quota,
             SlotState.EXITING: self._on_exiting,
         }.get(slot.state)
         if handler is not None:
@@ -338,7 +358,7 @@ class SessionExecutor:
         job.claim.project.save_record(record)
         crashpoints.hit("before_tmux_send")
         slot.delivered_ns = time.time_ns()
-        self.driver.paste(slot.name, prompt_text(job))
+        self.driver.paste(slot.name, CONTINUE_PROMPT if slot.continuing else prompt_text(job))
         slot.state = SlotState.PASTED
         slot.since = self.clock()
 
@@ -392,21 +412,26 @@ class SessionExecutor:
             return
         for sig in signals:
             if sig.event == "Stop":
+                slot.notes.append(("completed by", "Stop hook"))
                 self._end(slot, OutcomeStatus.DONE, result=sig.last_assistant_message or "")
                 return
             if sig.event == "StopFailure":
-                self._end_failure(slot, sig)
+                self._on_stop_failure(slot, sig)
                 return
         now = self.clock()
         screen = self.driver.capture(slot.name)
         if screen != slot.last_screen:
             slot.last_screen, slot.last_change = screen, now
-        activity = self.profile.activity(screen, self.driver.pane_title(slot.name))
+        title = self.driver.pane_title(slot.name)
+        if self._watch_quota(slot, screen, title):
+            return
+        activity = self.profile.activity(screen, title)
         if self._check_limits(slot, now, activity):
             return
         if activity is Activity.IDLE:
             slot.idle_seen_at = slot.idle_seen_at or now
             if now - slot.idle_seen_at >= STOP_GRACE:
+                slot.notes.append(("completed by", "idle prompt (answer from the transcript)"))
                 self._end(slot, OutcomeStatus.DONE, result=self._transcript_answer(slot))
         else:
             slot.idle_seen_at = None
@@ -480,7 +505,9 @@ class SessionExecutor:
             )
         self._kill(slot)
 
-    def _end_failure(self, slot: Slot, sig: Signal) -> None:
+    # -- quota -------------------------------------------------------------------------
+
+    def _on_stop_failure(self, slot: Slot, sig: Signal) -> None:
         reading = classify_hook_payload(
             {
                 "hook_event_name": "StopFailure",
@@ -488,9 +515,129 @@ class SessionExecutor:
                 "last_assistant_message": sig.last_assistant_message,
             }
         )
+        if reading.kind == "quota":
+            slot.state = SlotState.QUOTA
+            self._observe(slot, "hook", "quota", reading.reset_text, reading.evidence or "")
+            return
+        self._end_failure(slot, sig, reading.kind)
+
+    def _watch_quota(self, slot: Slot, screen: str, title: str) -> bool:
+        """Pane fallback: feed the monitor; True when the pane shows the account's limit."""
+        reading = classify_pane(screen, title)
+        if reading.kind == "ok" or (reading.kind == "quota" and reading.retrying):
+            self._observe(slot, "pane", "ok", None, "")
+            return False
+        self._observe(slot, "pane", reading.kind, reading.reset_text, reading.evidence or "")
+        if reading.kind == "quota":
+            slot.state = SlotState.QUOTA
+            return True
+        return False
+
+    def _on_quota(self, slot: Slot, signals: list[Signal]) -> None:
+        """A session at its account's limit waits for the swap; keep reading its pane."""
+        screen = self.driver.capture(slot.name)
+        title = self.driver.pane_title(slot.name)
+        if self.profile.activity(screen, title) is Activity.MENU:
+            self.driver.send_keys(slot.name, "Escape")  # the rate-limit menu blocks the input
+        reading = classify_pane(screen, title)
+        if reading.kind == "quota" and not reading.retrying:
+            self._observe(slot, "pane", "quota", reading.reset_text, reading.evidence or "")
+
+    def _observe(
+        self, slot: Slot, source: str, kind: str, reset_text: str | None, text: str
+    ) -> None:
+        now = datetime.now(UTC)
+        reset_at = parse_reset(reset_text, now, self.settings.timezone) if reset_text else None
+        reading = Reading(slot.name, source, kind, reset_at, text[:120], now)  # type: ignore[arg-type]
+        decision = self.monitor.observe(reading, now)
+        if decision is None:
+            return
+        verdict = (decision.source, reading.kind, decision.swap)
+        if verdict != slot.last_verdict:  # one forensic line per change, not one per poll
+            slot.last_verdict = verdict
+            logger.warning("quota monitor: %s", decision.forensic, extra={"session": slot.name})
+        if decision.swap and self.swap_request is None:
+            self.swap_request = decision
+
+    # -- swap support (called by the switcher) --------------------------------------
+
+    def park_all(self) -> list[Slot]:
+        """Kill every session of ours; slots with a task keep it, parked, for a resume."""
+        parked = []
+        for slot in self.slots.values():
+            if slot.job is not None and slot.state in (
+                SlotState.BUSY,
+                SlotState.QUOTA,
+                SlotState.SUBMITTED,
+                SlotState.PASTED,
+                SlotState.LAUNCHING,
+            ):
+                if self.driver.has_session(slot.name):
+                    self.driver.kill_session(slot.name)
+                slot.submitted = slot.state in (
+                    SlotState.BUSY,
+                    SlotState.QUOTA,
+                    SlotState.SUBMITTED,
+                )
+                slot.state = SlotState.PARKED
+                parked.append(slot)
+            elif slot.state is not SlotState.PARKED:
+                self._kill(slot)
+        return parked
+
+    def set_account(self, name: str, home: Path) -> None:
+        """Launch every later session on ``name``'s home (hooks merged into it first)."""
+        home.mkdir(parents=True, exist_ok=True)
+        merge_hooks(home / "settings.json", self.state_dir)
+        self.settings.account = name
+        self.settings.account_home = home
+
+    def resume_parked(self) -> None:
+        """Relaunch each parked task's session with ``--resume <uuid>`` in its cwd; continue it."""
+        for slot in self.slots.values():
+            if slot.state is not SlotState.PARKED or slot.job is None:
+                continue
+            if not slot.submitted:
+                # Nothing was submitted in the killed session: deliver afresh.
+                self._launch(slot, slot.job.claim.project.path)
+                continue
+            if not slot.session_id or slot.cwd is None:
+                self._end(
+                    slot,
+                    OutcomeStatus.FAILED,
+                    error="interrupted by the usage limit; its session id is unknown, so it "
+                    "cannot be resumed",
+                )
+                slot.state = SlotState.EMPTY
+                continue
+            uuid = slot.session_id
+            self._launch(slot, slot.cwd, resume=uuid)
+            slot.session_id = uuid
+            slot.continuing = True
+            slot.tries = 0
+            slot.notes.append(("resumed", f"{uuid} on account {self.settings.account}"))
+
+    def dedicated_sessions(self) -> dict[str, str]:
+        """The operator's sessions whose agent session id the hooks reported."""
+        return {n: sid for n, sid in self.session_ids.items() if n in self.pool.dedicated}
+
+    def relaunch_dedicated(self, name: str, session_id: str) -> bool:
+        """Resume an operator's session on the active account, only if it is at its shell prompt."""
+        if name not in self.pool.dedicated or not self.driver.has_session(name):
+            return False
+        if self.driver.pane_command(name) not in SHELLS:
+            return False  # the agent (or something else) still runs there: never interrupt it
+        env = {**self.profile.env, "CLAUDE_CONFIG_DIR": str(self.settings.account_home)}
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
+        argv = [shlex.quote(a) for a in self.profile.launch_command(resume=session_id)]
+        self.driver.send_keys(name, " ".join([*assignments, *argv]), literal=True)
+        self.driver.send_keys(name, "Enter")
+        return True
+
+    def _end_failure(self, slot: Slot, sig: Signal, kind: str) -> None:
         message = (sig.last_assistant_message or "").strip().splitlines()
         text = message[0] if message else ""
-        error = f"agent error ({sig.error or 'unknown'}, {reading.kind}): {text}".rstrip(": ")
+        error = f"agent error ({sig.error or 'unknown'}, {kind}): {text}".rstrip(": ")
         self._end(slot, OutcomeStatus.FAILED, error=error[:500])
 
     def _end(
@@ -526,6 +673,7 @@ class SessionExecutor:
         )
         slot.job = None
         slot.permission_since = None
+        slot.continuing = False
         if self.settings.recycle and self.driver.has_session(slot.name):
             self.driver.send_keys(slot.name, "Escape")
             self.driver.paste(slot.name, "/exit")
@@ -561,6 +709,13 @@ class SessionExecutor:
                 continue  # another session's, or older than this delivery
             by_session.setdefault(sig.session, []).append(sig)
         return by_session
+
+
+CONTINUE_PROMPT = (
+    "The usage limit interrupted your previous turn; the session now runs on another "
+    "account. Continue the task from where you stopped."
+)
+SHELLS = frozenset({"bash", "zsh", "sh", "fish", "dash", "ksh"})
 
 
 def prompt_text(job: Job) -> str:

@@ -291,6 +291,16 @@ class TmuxDriver:
             raise TmuxError(f"no tmux session {name}", name)
         return pane[2]
 
+    def pane_command(self, name: str) -> str | None:
+        """The program in the foreground of the session's pane (``bash``, ``claude``)."""
+        fmt = "#{pane_active}\t#{pane_current_command}"
+        out = self._query("list-panes", "-t", _target(name), "-F", fmt, session=name)
+        for line in out or []:
+            active, _, command = line.partition("\t")
+            if active == "1":
+                return command
+        return None
+
     def pane_pid(self, name: str) -> int | None:
         """Return the pid of the pane's first process, or None if unknown."""
         pane = self._pane(name)

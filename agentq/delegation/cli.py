@@ -31,6 +31,7 @@ from agentq.delegation.pricing import format_cost
 from agentq.delegation.providers import JobResult, ProviderClient
 from agentq.errors import AgentqError, ProviderError
 from agentq.router import route
+from agentq.secrets import redact
 from agentq.taskfile import parse_task
 
 logger = logging.getLogger(__name__)
@@ -91,15 +92,15 @@ def run_delegate(
         return EXIT_USAGE
     clients, warnings = build_clients(config, os.environ if env is None else env, transport)
     for warning in warnings:
-        err.write(f"agentq delegate: {warning}\n")
+        _say(err, f"agentq delegate: {warning}")
     try:
         action = {"submit": _submit, "get": _get, "result": _result, "decide": _decide}
         return action[parsed.action](parsed, config, clients, out, err)
     except ProviderError as exc:
-        err.write(f"agentq delegate: {exc}\n")
+        _say(err, f"agentq delegate: {exc}")
         return EXIT_FAILED
     except (AgentqError, OSError) as exc:
-        err.write(f"agentq delegate: {exc}\n")
+        _say(err, f"agentq delegate: {exc}")
         return EXIT_FAILED
     finally:
         for client in clients.values():
@@ -112,7 +113,12 @@ def cli_key(data: bytes) -> str:
 
 
 def _emit(out: TextIO, doc: Mapping[str, Any]) -> None:
-    out.write(json.dumps(doc, sort_keys=True) + "\n")
+    _say(out, json.dumps(doc, sort_keys=True))
+
+
+def _say(stream: TextIO, line: str) -> None:
+    """Write one line; a provider echoing our key back does not get it printed."""
+    stream.write(redact(line if line.endswith("\n") else line + "\n"))
 
 
 def _decide(
@@ -143,12 +149,12 @@ def _submit(
     if provider is None:
         decision = route(task.meta, routing_policy(config, frozenset(clients)))
         if decision.executor != "provider" or decision.provider is None:
-            err.write(f"agentq delegate: the task runs locally ({decision.reason})\n")
+            _say(err, f"agentq delegate: the task runs locally ({decision.reason})")
             return EXIT_FAILED
         provider = decision.provider
     client = clients.get(provider)
     if client is None:
-        err.write(f"agentq delegate: provider '{provider}' is not configured or has no key\n")
+        _say(err, f"agentq delegate: provider '{provider}' is not configured or has no key")
         return EXIT_USAGE
     key = args.key or cli_key(data)
     submission = client.submit(task.body, {"task": path.name, "title": task.meta.title or ""}, key)
@@ -172,15 +178,15 @@ def _pick(
     if args.provider is not None:
         client = clients.get(args.provider)
         if client is None:
-            err.write(
-                f"agentq delegate: provider '{args.provider}' is not configured or has no key\n"
+            _say(
+                err, f"agentq delegate: provider '{args.provider}' is not configured or has no key"
             )
         return client
     asynchronous = [c for c in clients.values() if not c.synchronous]
     if len(asynchronous) == 1:
         return asynchronous[0]
     names = ", ".join(sorted(c.name for c in asynchronous)) or "none"
-    err.write(f"agentq delegate: give --provider (job providers: {names})\n")
+    _say(err, f"agentq delegate: give --provider (job providers: {names})")
     return None
 
 
@@ -217,13 +223,12 @@ def _result(
         return EXIT_USAGE
     status = client.poll(args.job)
     if status.state == "completed" and status.result is not None:
-        text = status.result.text
-        out.write(text if text.endswith("\n") else text + "\n")
+        _say(out, status.result.text)
         return EXIT_OK
     if status.state == "failed":
-        err.write(f"agentq delegate: job {args.job} failed: {status.error}\n")
+        _say(err, f"agentq delegate: job {args.job} failed: {status.error}")
         return EXIT_FAILED
-    err.write(f"agentq delegate: job {args.job} is still {status.state}\n")
+    _say(err, f"agentq delegate: job {args.job} is still {status.state}")
     return EXIT_NOT_FINISHED
 
 

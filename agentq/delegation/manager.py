@@ -193,22 +193,28 @@ class DelegationExecutor:
     def adopt(self, job: Job) -> None:
         """Resume a delegated task after a restart: re-submit with the same key, or poll."""
         claim = job.claim
-        if claim.record.claim_id and claim.project.find_result(claim.name, claim.record.claim_id):
+        data = self._delegation_data(job)
+        if data is None:
+            return
+        provider, key, job_id = str(data["provider"]), str(data["key"]), data.get("job_id")
+        if key in self._entries:
+            return
+        # The key embeds the claim id, so this works even when the record was rebuilt.
+        claim_id = key.removeprefix(KEY_PREFIX)
+        if claim.project.find_result(claim.name, claim_id) is not None:
             claim.project.drop(claim)  # already finished before the crash: only the marker goes
             logger.info("stale delegation marker removed", extra={"task": claim.task_id})
             return
-        data = self._recovered_data(job)
-        if data is None or str(data["key"]) in self._entries:
-            return
+        if claim.record.data.get("delegation") is not data:
+            claim.record.executor = self.name
+            claim.record.claim_id = claim_id
+            claim.record.data["delegation"] = data
+            claim.project.save_record(claim.record)
         logger.info(
             "delegated task adopted",
-            extra={
-                "task": claim.task_id,
-                "provider": data["provider"],
-                "job_id": data.get("job_id"),
-            },
+            extra={"task": claim.task_id, "provider": provider, "job_id": job_id},
         )
-        self._track(_Entry(job, str(data["provider"]), str(data["key"])))
+        self._track(_Entry(job, provider, key))
 
     def next_poll(self) -> float | None:
         """Seconds until the reaper has something to do; None when nothing is active."""
@@ -456,10 +462,9 @@ class DelegationExecutor:
     def _interval(self, provider: str) -> float:
         return self._intervals.get(provider, DEFAULT_POLL_INTERVAL)
 
-    def _recovered_data(self, job: Job) -> dict[str, Any] | None:
-        """The record's delegation data, rebuilt from the marker when the record was lost."""
-        record = job.claim.record
-        data = record.data.get("delegation")
+    def _delegation_data(self, job: Job) -> dict[str, Any] | None:
+        """The record's delegation data, or new data read from the marker if the record is lost."""
+        data = job.claim.record.data.get("delegation")
         if isinstance(data, dict) and data.get("key") and data.get("provider"):
             return data
         info = read_info(job.task.meta.model_extra)
@@ -468,16 +473,13 @@ class DelegationExecutor:
                 "delegated task without job information", extra={"task": job.claim.task_id}
             )
             return None
-        record.executor = self.name
-        record.data["delegation"] = {
+        return {
             "provider": info.provider,
             "key": info.idempotency_key,
             "phase": "submitted",
             "job_id": info.job_id,
             "submitted_at": info.submitted_at,
         }
-        job.claim.project.save_record(record)
-        return dict(record.data["delegation"])
 
 
 def _describe(failure: BaseException) -> str:

@@ -659,8 +659,9 @@ def test_marker_survives_a_lost_control_record(
     assert len(fakes.jobs.requests_to("POST", "/jobs")) == 1
 
 
+@pytest.mark.parametrize("record_lost", [False, True])
 def test_adopt_removes_a_marker_whose_result_exists(
-    tmp_path: Path, fakes: Fakes, canary: str, drivers: list[Driver]
+    tmp_path: Path, fakes: Fakes, canary: str, drivers: list[Driver], record_lost: bool
 ) -> None:
     """A marker whose task is already in done/ is only removed: no poll, no second footer."""
     project = _project(tmp_path)
@@ -668,15 +669,18 @@ def test_adopt_removes_a_marker_whose_result_exists(
     driver = _driver(drivers, project, _config(tmp_path, fakes), _env(canary), workers=0)
     driver.run()
     done = _results(project)["done"][0]
-    footer = _footer(done)
-    record = q.ControlRecord("twice.md", 0, attempts=1, claim_id=footer.claim_id or "")
-    record.data["delegation"] = {"provider": "jobs", "key": "agentq-x", "job_id": "job-000001"}
+    claim_id = _footer(done).claim_id or ""
     marker = project.inbox / "twice.md.delegated"
-    marker.write_text("stale marker\n")
+    marker.write_text(done.read_text().split("\n<!-- agentq-footer")[0])  # the old marker
+    record = q.ControlRecord("twice.md", 0, attempts=1, claim_id="recovered")
+    if not record_lost:
+        record.claim_id = claim_id
+        record.data["delegation"] = {"provider": "jobs", "key": f"agentq-{claim_id}"}
     project.save_record(record)
     polls = len(fakes.jobs.requests_to("GET"))
     claim = q.Claim(project, "twice.md", record, q.DELEGATED_SUFFIX)
     task = taskfile.parse_task(marker.read_bytes(), "twice.md")
+    assert driver.executor.recover(claim, task, datetime.now(UTC)).kind is RecoveryKind.ADOPT
     driver.executor.adopt(Job(claim, task, route(task.meta, driver.policy), datetime.now(UTC)))
     assert not marker.exists()
     assert driver.executor.poll(datetime.now(UTC)) == []
