@@ -173,6 +173,13 @@ def cmd_swap(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_delegate(args: argparse.Namespace) -> int:
+    from agentq.delegation.cli import run_delegate
+
+    config = _load_config(args.config)
+    return run_delegate(args.rest, config, sys.stdout, sys.stderr, env=dict(os.environ))
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from agentq import submit
 
@@ -278,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear", action="store_true", help="leave the partial-swap state")
     p.add_argument("--config")
     p.add_argument("--timeout", type=float, default=60.0)
+    p = add("delegate", cmd_delegate, "delegation from scripts: submit FILE | get JOB | ...")
+    p.add_argument("--config")
+    p.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="submit FILE | get JOB | result JOB | decide FILE"
+    )
     p = add("submit", cmd_submit, "put a task into a project's inbox (via tmp/, atomically)")
     p.add_argument("--project", required=True)
     p.add_argument("--file")

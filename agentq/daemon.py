@@ -363,7 +363,7 @@ class Daemon:
         if record is None and suffix == q.DELEGATED_SUFFIX:
             record = claim.record
             record.executor = "provider"
-            record.claim_id = "recovered"
+            record.claim_id = self._claim_id_from_marker(claim)
         if record is None or not record.claim_id:
             project.requeue(claim)  # claimed but no attempt began: nothing was done yet
             return
@@ -393,6 +393,15 @@ class Daemon:
         logger.info(
             "in-flight task recovered", extra={"task": claim.task_id, "action": decision.kind.value}
         )
+
+    def _claim_id_from_marker(self, claim: q.Claim) -> str:
+        """A marker whose record was lost still names its claim in its idempotency key."""
+        from agentq.delegation.marker import read_info
+
+        task = self._parse_quietly(claim)
+        info = read_info(task.meta.model_extra) if task is not None else None
+        key = info.idempotency_key if info is not None else ""
+        return key.removeprefix("agentq-") if key.startswith("agentq-") else ""
 
     def _parse_quietly(self, claim: q.Claim) -> taskfile.Task | None:
         try:
@@ -575,7 +584,7 @@ def _default_remote_executor(daemon: Daemon) -> tuple[Executor | None, frozenset
         from agentq.delegation.manager import build_delegation
     except ImportError:
         return None, frozenset(), ["delegation is not available in this build"]
-    return build_delegation(daemon.config, daemon.env)
+    return build_delegation(daemon.config, daemon.env, wake=daemon.wake.set)
 
 
 def _default_local_executor(daemon: Daemon) -> Executor:

@@ -334,7 +334,8 @@ class Project:
         rec.claimed_at = now_iso
         rec.executor = executor
         rec.phase = "claimed"
-        rec.data = {}
+        # Providers that failed terminally stay excluded for the task's later attempts.
+        rec.data = {k: v for k, v in rec.data.items() if k == "unavailable"}
         self.save_record(rec)
         crashpoints.hit("after_attempt_persist")
 

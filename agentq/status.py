@@ -55,6 +55,13 @@ def collect_status(config: Config, now: float) -> dict[str, Any]:
         "watches": state.get("watches", {}),
         "incomplete": {k: v for k, v in state.get("incomplete", {}).items() if v},
         "refused_projects": state.get("refused_projects", {}),
+        "sessions": state.get("sessions", []),
+        "active_account": state.get("active_account"),
+        "accounts": state.get("accounts", {}),
+        "hold": state.get("hold"),
+        "partial_swap": state.get("partial_swap"),
+        "swaps": state.get("swaps", [])[-5:],
+        "delegation": state.get("delegation", {}),
     }
 
 
@@ -81,6 +88,28 @@ def render_status(doc: dict[str, Any]) -> str:
         lines.append(f"{inbox}: polling ({doc['watches'][inbox].get('reason', '')})")
     for path, reason in doc["refused_projects"].items():
         lines.append(f"{path}: refused ({reason})")
+    if doc["active_account"]:
+        lines.append(f"active account: {doc['active_account']}")
+    for name, entry in sorted(doc["accounts"].items()):
+        if entry.get("exhausted_until"):
+            lines.append(f"account {name}: exhausted until {entry['exhausted_until']}")
+    if doc["hold"]:
+        lines.append(f"QUEUE HELD: every account is exhausted until {doc['hold']['until']}")
+    if doc["partial_swap"]:
+        ps = doc["partial_swap"]
+        lines.append(
+            f"PARTIAL SWAP {ps['from']} -> {ps['to']}: {ps['error']}; run `agentq swap --clear`"
+        )
+    for swap in doc["swaps"]:
+        lines.append(f"swap {swap['time']}: {swap['from']} -> {swap['to']} ({swap['trigger']})")
+    for session in doc["sessions"]:
+        task = f" working on {session['task']}" if session.get("task") else ""
+        wait = session.get("waiting_on_permission_s")
+        perm = f", waiting on a permission dialog for {wait}s" if wait is not None else ""
+        lines.append(f"session {session['session']}: {session['state']}{task}{perm}")
+    if doc["delegation"]:
+        d = doc["delegation"]
+        lines.append("delegation: " + ", ".join(f"{k}={v}" for k, v in sorted(d.items())))
     for inbox, names in doc["incomplete"].items():
         lines.append(f"{inbox}: still being written: {', '.join(names)}")
     return "\n".join(lines)

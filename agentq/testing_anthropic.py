@@ -14,6 +14,10 @@ What it answers (the shapes Claude Code 2.1.x expects):
   unless configured; ``n`` counts the successful replies.
 - Scripted errors by prompt keyword: a prompt holding ``MOCK500`` gets a 500 ``api_error``,
   ``MOCK529`` a 529 ``overloaded_error``, every time (add more with :meth:`on_prompt`).
+- Held answers: a rule with a ``delay`` keeps the request waiting that long before answering
+  (the agent stays busy, as on a long turn); :meth:`in_flight` lists the requests held now.
+  An :meth:`exhaust` of the request's token ends the hold at once with the 429, as when a
+  usage limit cuts a turn short.
 - Subscriber quota per token (``Authorization: Bearer`` or ``x-api-key``):
   :meth:`exhaust` makes every request with that token answer 429 ``rate_limit_error`` with
   the ``anthropic-ratelimit-unified-*`` headers until :meth:`restore`.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,7 +65,9 @@ class Rule:
     """A scripted answer for every request whose prompt contains ``keyword``.
 
     An ``error_type`` makes it an error reply (``status`` with an Anthropic error body);
-    otherwise ``text`` replaces the default reply text.
+    otherwise ``text`` replaces the default reply text. A ``delay`` (seconds) holds the
+    answer that long first, unless the request's token is exhausted meanwhile (then it
+    answers the 429 at once). ``tokens``, when given, limits the rule to those credentials.
     """
 
     keyword: str
@@ -69,6 +76,12 @@ class Rule:
     message: str | None = None
     text: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    tokens: frozenset[str] | None = None
+
+    def matches(self, prompt: str, token: str | None) -> bool:
+        """Whether this rule answers a request with ``prompt`` sent with ``token``."""
+        return self.keyword in prompt and (self.tokens is None or token in self.tokens)
 
 
 DEFAULT_RULES: tuple[Rule, ...] = (
@@ -220,6 +233,9 @@ class MockAnthropic:
         self._log: list[dict[str, Any]] = []
         self._replies = 0
         self._lock = threading.Lock()
+        #: Notified when a token's quota changes or the server stops (ends held answers).
+        self._changed = threading.Condition(self._lock)
+        self._held: list[dict[str, Any]] = []
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -238,6 +254,8 @@ class MockAnthropic:
     def stop(self) -> None:
         """Stop serving and close the socket."""
         self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -270,8 +288,9 @@ class MockAnthropic:
         """Make each request with ``token`` answer a subscriber 429 resetting at ``reset_epoch``."""
         if claim not in QUOTA_CLAIMS:
             raise ValueError(f"unknown representative claim {claim!r}; one of {QUOTA_CLAIMS}")
-        with self._lock:
+        with self._changed:
             self._quota[token] = (int(reset_epoch), claim)
+            self._changed.notify_all()
 
     def restore(self, token: str) -> None:
         """Give ``token`` its quota back."""
@@ -282,6 +301,11 @@ class MockAnthropic:
         """Add a scripted answer, checked before the existing ones."""
         with self._lock:
             self._rules.insert(0, rule)
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The requests held by a ``delay`` rule right now: token, prompt, since (monotonic)."""
+        with self._lock:
+            return [dict(entry) for entry in self._held]
 
     @property
     def log(self) -> list[dict[str, Any]]:
@@ -340,10 +364,13 @@ class MockAnthropic:
             return _Answer(404, error_body("not_found_error", f"no route {method} {path}"))
         if not isinstance(body, dict) or not isinstance(body.get("max_tokens"), int):
             return _Answer(400, error_body("invalid_request_error", "max_tokens is required"))
-        quota = self._quota_answer(request_token(headers))
+        token = request_token(headers)
+        rule = self._rule_for(prompt, token)
+        if rule is not None and rule.delay > 0:
+            self._hold(token, prompt, rule.delay)
+        quota = self._quota_answer(token)
         if quota is not None:
             return quota
-        rule = self._rule_for(prompt)
         if rule is not None and rule.error_type is not None:
             message = rule.message or rule.error_type
             return _Answer(rule.status, error_body(rule.error_type, message), rule.headers)
@@ -365,9 +392,25 @@ class MockAnthropic:
         }
         return _Answer(429, error_body("rate_limit_error", QUOTA_MESSAGE), headers)
 
-    def _rule_for(self, prompt: str) -> Rule | None:
+    def _rule_for(self, prompt: str, token: str | None) -> Rule | None:
         with self._lock:
-            return next((r for r in self._rules if r.keyword in prompt), None)
+            return next((r for r in self._rules if r.matches(prompt, token)), None)
+
+    def _hold(self, token: str | None, prompt: str, delay: float) -> None:
+        """Wait ``delay`` seconds, or less if the token gets exhausted or the server stops."""
+        since = time.monotonic()
+        entry: dict[str, Any] = {"token": token, "prompt": prompt, "since": since}
+        deadline = since + delay
+        with self._changed:
+            self._held.append(entry)
+            try:
+                while not self._stopping.is_set() and (token is None or token not in self._quota):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._changed.wait(left)
+            finally:
+                self._held.remove(entry)
 
     def _message(self, body: Mapping[str, Any], prompt: str, rule: Rule | None) -> _Answer:
         with self._lock:

@@ -210,15 +210,17 @@ def run_daemon(tmp_path: Path, tmux_socket: str) -> Iterator[Callable[..., Daemo
         daemon.stop()
 
 
-def add_stop_recorder(settings_path: Path, record_dir: Path) -> None:
-    """Add user ``Stop``/``StopFailure`` hooks that record their payloads into ``record_dir``.
+def add_stop_recorder(
+    settings_path: Path, record_dir: Path, events: Sequence[str] = ("Stop", "StopFailure")
+) -> None:
+    """Add user hooks for ``events`` (``Stop``/``StopFailure``) recording into ``record_dir``.
 
     They run ``python -m agentq.hooks`` (not ``-m agentq hook``, the marker the daemon replaces
     as its own), so they are a second, independent witness of the hook calls.
     """
     settings = json.loads(settings_path.read_text())
     hooks = settings.setdefault("hooks", {})
-    for event in ("Stop", "StopFailure"):
+    for event in events:
         argv = [sys.executable, "-m", "agentq.hooks", event, "--state-dir", str(record_dir)]
         entry = {"type": "command", "command": shlex.join(argv)}
         hooks.setdefault(event, []).append({"hooks": [entry]})

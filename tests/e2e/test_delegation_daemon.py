@@ -167,6 +167,12 @@ def test_daemon_delegates_and_keeps_local_tasks_local(
         check=True,
     ).stdout
     assert daemon.stop() == 0
+    shown = json.loads(status).get("delegation", {})
+    assert {k: shown.get(k) for k in ("completed", "failed", "active")} == {
+        "completed": 30,
+        "failed": 0,
+        "active": 0,
+    }, "agentq status --json shows the delegation counters"
     everything = [daemon.log(), status, json.dumps(state)] + [p.read_text() for p in found["done"]]
     assert not any(canary in text for text in everything)
 
