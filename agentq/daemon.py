@@ -29,6 +29,7 @@ from agentq.executor import Executor, InstantExecutor, Job, Outcome, OutcomeStat
 from agentq.lock import InstanceLock
 from agentq.router import RouteDecision, RoutingPolicy, route
 from agentq.sdnotify import Notifier
+from agentq.secrets import redact
 from agentq.state import StateFile
 from agentq.watcher import InboxWatcher
 
@@ -137,6 +138,7 @@ class Daemon:
         self._discover()
         now = time.time()
         swept = sum(p.sweep(now, self.config.dispatch.tmp_max_age) for p in self.projects.values())
+        swept += durable.sweep_temp_files(self.state_dir, self.state_dir / "signals")
         if swept:
             logger.info("stale temp files swept", extra={"count": swept})
         self._bump("swept", swept)
@@ -498,10 +500,10 @@ class Daemon:
             finished=outcome.finished,
             attempts=claim.record.attempts,
             cost=outcome.cost,
-            result=outcome.result,
-            error=outcome.error,
+            result=redact(outcome.result) if outcome.result else outcome.result,
+            error=redact(outcome.error) if outcome.error else outcome.error,
             claim_id=claim.record.claim_id,
-            details=details,
+            details=tuple((k, redact(v)) for k, v in details),
         )
         path = claim.project.finish(
             claim, done, outcome.job.task.text.encode(), self._footer_bytes(footer)

@@ -113,3 +113,14 @@ def rename_noclobber(src: Path, dest_folder: Path, name: str) -> Path:
         os.rename(src, dest)
         return dest
     raise FileExistsError(errno.EEXIST, "no free name after many suffixes", str(dest_folder / name))
+
+
+def sweep_temp_files(*folders: Path) -> int:
+    """Remove our leftover temp files (a crash between write and rename) from ``folders``."""
+    removed = 0
+    for folder in folders:
+        for path in folder.glob(TEMP_PREFIX + "*"):
+            if path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,6 @@ from agentq.tmux import TmuxDriver
 from .daemon_harness import Daemon, drop, inbox_left, make_projects, results, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def socket_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A private tmux socket under ``tmp_path``, where the harness points the daemon too."""
-    monkeypatch.setenv("TMUX_TMPDIR", str(tmp_path))
-    name = f"agentq-fo-{uuid.uuid4().hex[:10]}"
-    yield name
-    TmuxDriver(name).kill_server()
 
 
 def _homes(root: Path) -> tuple[Path, Path]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -48,15 +47,6 @@ def _footer(path: Path) -> taskfile.Footer:
     _, footer = taskfile.split_footer(path.read_text())
     assert footer is not None
     return footer
-
-
-@pytest.fixture
-def socket_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A private tmux socket under ``tmp_path``, where the harness points the daemon too."""
-    monkeypatch.setenv("TMUX_TMPDIR", str(tmp_path))
-    name = f"agentq-it-{uuid.uuid4().hex[:10]}"
-    yield name
-    TmuxDriver(name).kill_server()
 
 
 @pytest.mark.slow

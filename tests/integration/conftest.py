@@ -1,0 +1,20 @@
+"""Fixtures for integration tests that run the daemon against a real tmux server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentq.tmux import TmuxDriver
+
+
+@pytest.fixture
+def socket_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private tmux socket under ``tmp_path`` (where the daemon harness points the daemon)."""
+    monkeypatch.setenv("TMUX_TMPDIR", str(tmp_path))
+    name = f"agentq-it-{uuid.uuid4().hex[:10]}"
+    yield name
+    TmuxDriver(name).kill_server()
