@@ -188,6 +188,8 @@ class SessionExecutor:
             return Recovery(RecoveryKind.REQUEUE)
         slot = self.slots.get(session)
         if slot is not None and self.driver.is_alive(session) and task is not None:
+            if self._turn_signalled(session, claim.record.claimed_at):
+                return Recovery(RecoveryKind.ADOPT)  # its hooks said it took (or finished) the turn
             activity = self._activity(session)
             if activity in (Activity.BUSY, Activity.PERMISSION):
                 return Recovery(RecoveryKind.ADOPT)
@@ -195,6 +197,18 @@ class SessionExecutor:
             RecoveryKind.FAIL,
             f"abandoned after restart: the prompt was already sent to {session} and its work "
             "could not be observed to completion",
+        )
+
+    def _turn_signalled(self, session: str, claimed_at: str) -> bool:
+        """Whether hook signals left from before the restart show ``session`` took this turn."""
+        try:
+            since = datetime.fromisoformat(claimed_at).timestamp()
+        except ValueError:
+            return False
+        events = {"UserPromptSubmit", "Stop", "StopFailure"}
+        return any(
+            sig.session == session and sig.event in events and sig.received_at >= since
+            for sig in read_signals(self.state_dir)
         )
 
     def adopt(self, job: Job) -> None:
