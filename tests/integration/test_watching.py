@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -205,7 +204,5 @@ def test_rename_in_and_editor_saves_are_processed_once_and_temps_ignored(tmp_pat
         swap.rename(inbox / "edit.md")
         wait_until(lambda: _done_count(projects) == 2, 10)
         assert sorted(p.name for p in inbox.iterdir()) == [".edit.md.swp", ".hidden.md", "edit.md~"]
-        stop = threading.Event()
-        stop.set()
     finally:
         daemon.close()
