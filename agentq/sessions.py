@@ -103,6 +103,8 @@ class Slot:
     continuing: bool = False
     submitted: bool = False
     last_verdict: tuple[str, str, bool] | None = None
+    #: The last prompt echo on screen before our paste: pane readings count only after ours.
+    echo_baseline: str = ""
     notes: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -281,6 +283,8 @@ class SessionExecutor:
         slot.cwd = cwd
         slot.since = self.clock()
         slot.session_id = None
+        slot.last_verdict = None
+        slot.echo_baseline = ""
         logger.debug("session launched", extra={"session": slot.name, "cwd": str(cwd)})
 
     def _kill(self, slot: Slot) -> None:
@@ -372,6 +376,7 @@ class SessionExecutor:
         job.claim.project.save_record(record)
         crashpoints.hit("before_tmux_send")
         slot.delivered_ns = time.time_ns()
+        slot.echo_baseline = last_echo(self.driver.capture(slot.name))
         self.driver.paste(slot.name, CONTINUE_PROMPT if slot.continuing else prompt_text(job))
         slot.state = SlotState.PASTED
         slot.since = self.clock()
@@ -536,7 +541,13 @@ class SessionExecutor:
         self._end_failure(slot, sig, reading.kind)
 
     def _watch_quota(self, slot: Slot, screen: str, title: str) -> bool:
-        """Pane fallback: feed the monitor; True when the pane shows the account's limit."""
+        """Pane fallback: feed the monitor; True when the pane shows the account's limit.
+
+        Until our prompt's echo is on screen, what the pane shows belongs to an earlier
+        turn (a resumed session's history ends on the old account's limit line).
+        """
+        if last_echo(screen) == slot.echo_baseline:
+            return False
         reading = classify_pane(screen, title)
         if reading.kind == "ok" or (reading.kind == "quota" and reading.retrying):
             self._observe(slot, "pane", "ok", None, "")
@@ -738,6 +749,14 @@ def prompt_text(job: Job) -> str:
     project, attempt = claim.project.path.name, claim.record.attempts
     header = f"[agentq task {claim.name} · project {project} · attempt {attempt}]"
     return f"{header}\n\n{job.task.body}"
+
+
+def last_echo(screen: str) -> str:
+    """The last past-prompt echo line on screen (``❯`` + normal space), or ''."""
+    for line in reversed(screen.splitlines()):
+        if line.startswith("❯ "):
+            return line
+    return ""
 
 
 def has_pending_input(screen: str) -> bool:
