@@ -31,6 +31,7 @@ from agentq.router import RouteDecision, RoutingPolicy, route
 from agentq.sdnotify import Notifier
 from agentq.secrets import redact
 from agentq.state import StateFile
+from agentq.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX, refusal_reason
 from agentq.watcher import InboxWatcher
 
 logger = logging.getLogger(__name__)
@@ -319,7 +320,7 @@ class Daemon:
         except FileNotFoundError:
             return
         try:
-            if name.endswith(".md") and q.refusal_reason(st, os.getuid()) is None:
+            if name.endswith(".md") and refusal_reason(st, os.getuid()) is None:
                 path = project.fail_invalid_name(name, footer)
             else:
                 path = project.refuse(name, reason, footer)
@@ -342,10 +343,10 @@ class Daemon:
             )
             return
         for name in found.delegated:
-            self._recover_one(project, name, q.DELEGATED_SUFFIX)
+            self._recover_one(project, name, DELEGATED_SUFFIX)
         for name in found.working:
             if name not in found.delegated:
-                self._recover_one(project, name, q.WORKING_SUFFIX)
+                self._recover_one(project, name, WORKING_SUFFIX)
 
     def _executors(self) -> list[Executor]:
         return [e for e in (self.local, self.remote) if e is not None]
@@ -358,11 +359,11 @@ class Daemon:
     def _recover_one(self, project: q.Project, name: str, suffix: str) -> None:
         record = project.load_record(name)
         claim = q.Claim(project, name, record or q.ControlRecord(name=name, ino=0), suffix)
-        if suffix == q.DELEGATED_SUFFIX:
-            stale = project.inbox / (name + q.WORKING_SUFFIX)
+        if suffix == DELEGATED_SUFFIX:
+            stale = project.inbox / (name + WORKING_SUFFIX)
             if stale.exists():
                 stale.unlink()  # the marker was written; the working copy is redundant
-        if record is None and suffix == q.DELEGATED_SUFFIX:
+        if record is None and suffix == DELEGATED_SUFFIX:
             record = claim.record
             record.executor = "provider"
             record.claim_id = self._claim_id_from_marker(claim)
@@ -595,7 +596,8 @@ def _default_local_executor(daemon: Daemon) -> Executor:
         return InstantExecutor(daemon.state_dir / LEDGER_FILENAME, config.agent.answer)
     from agentq.agents.profiles import make_profile
     from agentq.pool import PoolSpec
-    from agentq.sessions import SessionExecutor, SessionSettings
+    from agentq.sessions import SessionExecutor
+    from agentq.slots import SessionSettings
     from agentq.tmux import TmuxDriver
 
     profile = make_profile(

@@ -20,101 +20,33 @@ import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from agentq import crashpoints, durable
 from agentq.errors import QueueError, RefusedEntryError
 from agentq.taskfile import MAX_FILE_BYTES, MAX_FRONTMATTER_BYTES
+from agentq.vetting import (
+    DELEGATED_SUFFIX,
+    NAME_RE,
+    WORKING_SUFFIX,
+    NameKind,
+    classify_name,
+    invalid_name_reason,
+    refusal_reason,
+    scan_priority,
+)
 
 logger = logging.getLogger(__name__)
 
 QUEUE_DIRNAME = ".agent-queue"
-WORKING_SUFFIX = ".working"
-DELEGATED_SUFFIX = ".delegated"
 CONTROL_DIRNAME = ".agentq"
 QUARANTINE_DIRNAME = "quarantine"
 RECORD_VERSION = 1
 
-#: A pending task's name: a plain file name, no leading dot or dash, no spaces or shell syntax.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@=-]{0,196}\.md$")
-_EDITOR_TEMP = re.compile(r"(~|\.swp|\.swo|\.swx|\.tmp|\.part|\.crdownload)$")
-_PRIORITY_RE = re.compile(rb"^priority:[ \t]*(-?\d{1,9})[ \t]*(?:#.*)?$", re.MULTILINE)
-_FRONTMATTER_RE = re.compile(
-    rb"\A(?:\xef\xbb\xbf)?---[ \t]*\r?\n(.*?)^---[ \t]*$", re.DOTALL | re.MULTILINE
-)
 _F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
 _F_RDLCK = getattr(fcntl, "F_RDLCK", 0)
 _F_UNLCK = getattr(fcntl, "F_UNLCK", 2)
-
-
-class NameKind(Enum):
-    """What an inbox entry's name makes it."""
-
-    PENDING = "pending"
-    WORKING = "working"
-    DELEGATED = "delegated"
-    INVALID = "invalid"
-    IGNORED = "ignored"
-
-
-def classify_name(name: str) -> NameKind:
-    """Classify an inbox entry by name alone (no I/O)."""
-    if name.startswith(".") or _EDITOR_TEMP.search(name):
-        return NameKind.IGNORED
-    if name.endswith(".md" + WORKING_SUFFIX):
-        return NameKind.WORKING
-    if name.endswith(".md" + DELEGATED_SUFFIX):
-        return NameKind.DELEGATED
-    if not name.endswith(".md"):
-        return NameKind.IGNORED
-    return NameKind.PENDING if NAME_RE.fullmatch(name) else NameKind.INVALID
-
-
-def invalid_name_reason(name: str) -> str:
-    """The one-line reason an ``.md`` name is refused."""
-    if len(name) > 200:
-        return f"invalid name: {len(name)} characters (limit 200)"
-    return (
-        "invalid name: a task name must start with a letter or digit and contain only "
-        "letters, digits and . _ + @ = -"
-    )
-
-
-def scan_priority(head: bytes) -> int:
-    """Read ``priority:`` from the start of a task file without a YAML parser.
-
-    Used only to order pending tasks before they are claimed, so a hostile file
-    cannot hurt the daemon here; the full, validated parse happens after the claim.
-    """
-    match = _FRONTMATTER_RE.match(head)
-    if not match:
-        return 0
-    found = _PRIORITY_RE.search(match.group(1))
-    return int(found.group(1)) if found else 0
-
-
-def refusal_reason(st: os.stat_result, uid: int) -> str | None:
-    """Why an ``lstat``/``fstat`` result is not a plain, single-linked file of ours."""
-    mode = st.st_mode
-    if stat.S_ISLNK(mode):
-        return "refused: a symbolic link (never followed)"
-    if stat.S_ISDIR(mode):
-        return "refused: a directory, not a file"
-    if stat.S_ISFIFO(mode):
-        return "refused: a FIFO, not a file"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "refused: a device node, not a file"
-    if stat.S_ISSOCK(mode):
-        return "refused: a socket, not a file"
-    if not stat.S_ISREG(mode):
-        return "refused: not a regular file"
-    if st.st_nlink != 1:
-        return f"refused: a hard link ({st.st_nlink} names for one file)"
-    if st.st_uid != uid:
-        return f"refused: owned by uid {st.st_uid}, not by the daemon's uid {uid}"
-    return None
 
 
 @dataclass(frozen=True)

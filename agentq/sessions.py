@@ -16,19 +16,26 @@ transcript) > timeout / idle timeout.
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import Enum
 from pathlib import Path
 
 from agentq import crashpoints
 from agentq.agents.classify import Activity, classify_hook_payload, classify_pane
 from agentq.agents.profiles import AgentProfile, transcript_path
+from agentq.agents.screen import (
+    CONTINUE_PROMPT,
+    SHELLS,
+    TAIL_LINES,
+    has_pending_input,
+    last_assistant_text,
+    last_echo,
+    prompt_text,
+    screen_tail,
+)
 from agentq.errors import TmuxError
 from agentq.executor import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
 from agentq.hooks import Signal, consume, merge_hooks, read_signals
@@ -36,6 +43,7 @@ from agentq.pool import PoolSpec
 from agentq.queue import Claim
 from agentq.quota import Decision, QuotaMonitor, Reading
 from agentq.resets import parse_reset
+from agentq.slots import SessionSettings, Slot, SlotState
 from agentq.taskfile import Task
 from agentq.tmux import TmuxDriver
 
@@ -44,68 +52,6 @@ logger = logging.getLogger(__name__)
 LAUNCH_TIMEOUT = 45.0
 EXIT_TIMEOUT = 5.0
 STOP_GRACE = 2.0
-TAIL_LINES = 15
-
-
-class SlotState(Enum):
-    """Where a pool session is in its cycle."""
-
-    EMPTY = "empty"
-    LAUNCHING = "launching"
-    IDLE = "idle"
-    PASTED = "pasted"
-    SUBMITTED = "submitted"
-    BUSY = "busy"
-    QUOTA = "quota"
-    PARKED = "parked"
-    EXITING = "exiting"
-
-
-@dataclass
-class SessionSettings:
-    """What the executor needs from the configuration."""
-
-    account: str
-    account_home: Path
-    default_cwd: Path
-    delivery_timeout: float = 15.0
-    delivery_retries: int = 3
-    idle_timeout: float = 1800.0
-    task_timeout: float | None = None
-    permission_timeout: float = 300.0
-    on_permission: str = "fail"
-    permission_answer: str = "1"
-    recycle: bool = True
-    timezone: str = "UTC"
-    confirm_polls: int = 2
-    cooldown: float = 300.0
-
-
-@dataclass
-class Slot:
-    """One pool session and the job it is working on."""
-
-    name: str
-    state: SlotState = SlotState.EMPTY
-    cwd: Path | None = None
-    since: float = 0.0
-    job: Job | None = None
-    tries: int = 0
-    delivered_ns: int = 0
-    session_id: str | None = None
-    transcript: str | None = None
-    last_screen: str = ""
-    last_change: float = 0.0
-    idle_seen_at: float | None = None
-    permission_since: float | None = None
-    permission_text: str = ""
-    stale: bool = False
-    continuing: bool = False
-    submitted: bool = False
-    last_verdict: tuple[str, str, bool] | None = None
-    #: The last prompt echo on screen before our paste: pane readings count only after ours.
-    echo_baseline: str = ""
-    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 class SessionExecutor:
@@ -338,7 +284,7 @@ class SessionExecutor:
             slot.tries += 1
             self._launch(slot, slot.job.claim.project.path)
             return
-        tail = _tail(slot.last_screen)
+        tail = screen_tail(slot.last_screen)
         self._end(
             slot,
             OutcomeStatus.FAILED,
@@ -464,14 +410,14 @@ class SessionExecutor:
                 slot,
                 OutcomeStatus.FAILED,
                 error=f"timed out after {timeout:g}s",
-                tail=_tail(slot.last_screen),
+                tail=screen_tail(slot.last_screen),
             )
             self._kill(slot)
             return True
         if activity is Activity.PERMISSION:
             if slot.permission_since is None:
                 slot.permission_since = now
-                slot.permission_text = _tail(slot.last_screen, 8)
+                slot.permission_text = screen_tail(slot.last_screen, 8)
                 logger.warning("agent waits on a permission dialog", extra={"session": slot.name})
             waited = now - slot.permission_since
             if waited >= self.settings.permission_timeout:
@@ -483,7 +429,7 @@ class SessionExecutor:
                 slot,
                 OutcomeStatus.FAILED,
                 error=f"stalled: no output for {self.settings.idle_timeout:g}s",
-                tail=_tail(slot.last_screen),
+                tail=screen_tail(slot.last_screen),
             )
             self._kill(slot)
             return True
@@ -520,7 +466,7 @@ class SessionExecutor:
                 slot,
                 OutcomeStatus.FAILED,
                 error=f"delivery failed: {reason}",
-                tail=_tail(slot.last_screen),
+                tail=screen_tail(slot.last_screen),
             )
         self._kill(slot)
 
@@ -734,70 +680,3 @@ class SessionExecutor:
                 continue  # another session's, or older than this delivery
             by_session.setdefault(sig.session, []).append(sig)
         return by_session
-
-
-CONTINUE_PROMPT = (
-    "The usage limit interrupted your previous turn; the session now runs on another "
-    "account. Continue the task from where you stopped."
-)
-SHELLS = frozenset({"bash", "zsh", "sh", "fish", "dash", "ksh"})
-
-
-def prompt_text(job: Job) -> str:
-    """What is typed into the agent: a short header (task id, project) and the task body."""
-    claim = job.claim
-    project, attempt = claim.project.path.name, claim.record.attempts
-    header = f"[agentq task {claim.name} · project {project} · attempt {attempt}]"
-    return f"{header}\n\n{job.task.body}"
-
-
-def last_echo(screen: str) -> str:
-    """The last past-prompt echo line on screen (``❯`` + normal space), or ''."""
-    for line in reversed(screen.splitlines()):
-        if line.startswith("❯ "):
-            return line
-    return ""
-
-
-def has_pending_input(screen: str) -> bool:
-    """Whether the live input line (``❯`` + U+00A0) holds text waiting for Enter."""
-    for line in reversed(screen.splitlines()):
-        if line.startswith("❯\u00a0"):
-            return bool(line[2:].strip())
-    return False
-
-
-def last_assistant_text(path: Path) -> str:
-    """The text of the last assistant entry of a transcript JSONL file ('' when none)."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    for line in reversed(lines):
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if (
-            not isinstance(entry, dict)
-            or entry.get("type") != "assistant"
-            or entry.get("isApiErrorMessage")
-        ):
-            continue
-        content = (entry.get("message") or {}).get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            texts = [
-                c.get("text", "")
-                for c in content
-                if isinstance(c, dict) and c.get("type") == "text"
-            ]
-            if texts:
-                return "\n".join(texts)
-    return ""
-
-
-def _tail(screen: str, lines: int = TAIL_LINES) -> str:
-    kept = [ln.rstrip() for ln in screen.splitlines() if ln.strip()]
-    return "\n".join(kept[-lines:])

@@ -10,6 +10,7 @@ from agentq import queue as q
 from agentq.config import Config
 from agentq.lock import is_locked
 from agentq.state import StateFile
+from agentq.vetting import NameKind, classify_name
 
 
 def oldest_pending_age(project: q.Project, now: float) -> float | None:
@@ -20,7 +21,7 @@ def oldest_pending_age(project: q.Project, now: float) -> float | None:
     except OSError:
         return None
     for entry in entries:
-        if q.classify_name(entry.name) is not q.NameKind.PENDING:
+        if classify_name(entry.name) is not NameKind.PENDING:
             continue
         try:
             ctime = entry.stat(follow_symlinks=False).st_ctime

@@ -17,8 +17,9 @@ import yaml
 
 from agentq import durable
 from agentq.errors import TaskFileError
-from agentq.queue import NAME_RE, QUEUE_DIRNAME, Project
+from agentq.queue import QUEUE_DIRNAME, Project
 from agentq.taskfile import MAX_FILE_BYTES, parse_task
+from agentq.vetting import NAME_RE
 
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
 

@@ -45,10 +45,11 @@ from agentq.delegation.providers import JobResult, JobStatus, ProviderClient, ma
 from agentq.durations import format_duration
 from agentq.errors import ConfigError, ProviderError
 from agentq.executor import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
-from agentq.queue import DELEGATED_SUFFIX, WORKING_SUFFIX, Claim
+from agentq.queue import Claim
 from agentq.router import RoutingPolicy
 from agentq.secrets import redact, resolve_key
 from agentq.taskfile import Task
+from agentq.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
 
 logger = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from agentq.agents.classify import (
     classify_pane,
     classify_transcript,
 )
+from agentq.agents.screen import has_pending_input
 from agentq.hooks import Signal, merge_hooks, read_signals
 from agentq.resets import parse_reset
-from agentq.sessions import has_pending_input
 from agentq.testing import wait_until
 from agentq.testing_anthropic import MockAnthropic
 from agentq.tmux import TmuxDriver

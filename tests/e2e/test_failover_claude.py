@@ -33,9 +33,9 @@ import pytest
 
 from agentq import taskfile
 from agentq.agents.classify import Activity, classify_activity
+from agentq.agents.screen import CONTINUE_PROMPT, SHELLS, has_pending_input, last_assistant_text
 from agentq.errors import TmuxError
 from agentq.hooks import Signal, read_signals
-from agentq.sessions import CONTINUE_PROMPT, SHELLS, has_pending_input, last_assistant_text
 from agentq.testing import wait_until
 from agentq.testing_anthropic import MockAnthropic, Rule
 from agentq.tmux import TmuxDriver

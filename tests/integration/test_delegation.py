@@ -47,6 +47,7 @@ from agentq.testing_providers import (
     Reply,
     openai_error,
 )
+from agentq.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
 
 pytestmark = pytest.mark.integration
 
@@ -264,17 +265,17 @@ class Driver:
         self.project.sweep(time.time(), 36 * 3600)
         found = self.project.scan(time.time_ns(), 0)
         for name in found.delegated:
-            self._recover_one(name, q.DELEGATED_SUFFIX)
+            self._recover_one(name, DELEGATED_SUFFIX)
         for name in found.working:
             if name not in found.delegated:
-                self._recover_one(name, q.WORKING_SUFFIX)
+                self._recover_one(name, WORKING_SUFFIX)
 
     def _recover_one(self, name: str, suffix: str) -> None:
         project = self.project
         record = project.load_record(name)
         claim = q.Claim(project, name, record or q.ControlRecord(name=name, ino=0), suffix)
-        if suffix == q.DELEGATED_SUFFIX:
-            (project.inbox / (name + q.WORKING_SUFFIX)).unlink(missing_ok=True)
+        if suffix == DELEGATED_SUFFIX:
+            (project.inbox / (name + WORKING_SUFFIX)).unlink(missing_ok=True)
         if record is None or not record.claim_id:
             project.requeue(claim)
             return
@@ -644,7 +645,7 @@ def test_marker_survives_a_lost_control_record(
     first.collect()
     assert (project.inbox / "lost.md.delegated").exists()
     project.remove_record("lost.md")
-    claim = q.Claim(project, "lost.md", q.ControlRecord("lost.md", 0), q.DELEGATED_SUFFIX)
+    claim = q.Claim(project, "lost.md", q.ControlRecord("lost.md", 0), DELEGATED_SUFFIX)
     second = _driver(drivers, project, config, _env(canary), workers=0)
     task = taskfile.parse_task(project.read_claimed(claim), "lost.md")
     assert second.executor.recover(claim, task, datetime.now(UTC)).kind is RecoveryKind.ADOPT
@@ -678,7 +679,7 @@ def test_adopt_removes_a_marker_whose_result_exists(
         record.data["delegation"] = {"provider": "jobs", "key": f"agentq-{claim_id}"}
     project.save_record(record)
     polls = len(fakes.jobs.requests_to("GET"))
-    claim = q.Claim(project, "twice.md", record, q.DELEGATED_SUFFIX)
+    claim = q.Claim(project, "twice.md", record, DELEGATED_SUFFIX)
     task = taskfile.parse_task(marker.read_bytes(), "twice.md")
     assert driver.executor.recover(claim, task, datetime.now(UTC)).kind is RecoveryKind.ADOPT
     driver.executor.adopt(Job(claim, task, route(task.meta, driver.policy), datetime.now(UTC)))
