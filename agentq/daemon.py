@@ -160,7 +160,15 @@ class Daemon:
             self.wake.clear()
             if self.stopping:
                 break
-            self._pass()
+            try:
+                self._pass()
+            except Exception:
+                # The daemon must outlive any one failure (a full disk, a tmux hiccup): log it,
+                # skip the watchdog ping for this pass, and try again after a short pause.
+                logger.exception("main loop pass failed; retrying")
+                self._bump("loop_errors")
+                self.wake.wait(1.0)
+                continue
             self.notifier.ping(time.monotonic())
 
     def _start_switcher(self) -> None:
@@ -430,7 +438,12 @@ class Daemon:
             self._pending[inbox].remove(pending)
             project = self._project_of(inbox)
             if project is not None:
-                self._start_task(project, pending.name)
+                try:
+                    self._start_task(project, pending.name)
+                except OSError as exc:
+                    logger.error(
+                        "cannot start task", extra={"task": pending.name, "error": str(exc)}
+                    )
 
     def _start_task(self, project: q.Project, name: str) -> None:
         claim = project.claim(name)

@@ -208,3 +208,33 @@ def test_demo_finishes_the_sample_queues_and_prints_where_the_results_are(tmp_pa
     assert "results: " in out.stdout
     done = list((tmp_path / "ws" / "projects").glob("*/.agent-queue/done/*.md"))
     assert len(done) == 7
+
+
+def test_daemon_refuses_to_start_on_broken_account_links_listing_every_problem(
+    tmp_path: Path,
+) -> None:
+    """Real folders with content where shared links belong: run exits 2, validate says the same."""
+    homes = [tmp_path / "claude-a", tmp_path / "claude-b"]
+    for home in homes:
+        (home / "projects").mkdir(parents=True)
+        (home / "projects" / "keep.jsonl").write_text("{}\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "agent": {"profile": "sim"},
+                "accounts": [
+                    {"name": "a", "home": str(homes[0])},
+                    {"name": "b", "home": str(homes[1])},
+                ],
+                "shared": {"root": str(tmp_path / "shared")},
+            }
+        )
+    )
+    run = agentq("run", "--config", str(config), home=tmp_path)
+    validate = agentq("validate", "--config", str(config), home=tmp_path)
+    assert run.returncode == 2 and validate.returncode == 2
+    for out in (run.stderr, validate.stderr):
+        assert "account a" in out and "account b" in out, out
+    assert all((home / "projects" / "keep.jsonl").read_text() == "{}\n" for home in homes)
