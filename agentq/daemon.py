@@ -24,14 +24,20 @@ from typing import Any
 from agentq import durable, taskfile
 from agentq import queue as q
 from agentq.config import Config
-from agentq.errors import AgentqError, QueueError, RefusedEntryError, TaskFileError
+from agentq.errors import AgentqError, LockError, QueueError, RefusedEntryError, TaskFileError
 from agentq.executor import Executor, InstantExecutor, Job, Outcome, OutcomeStatus, RecoveryKind
 from agentq.lock import InstanceLock
 from agentq.router import RouteDecision, RoutingPolicy, route
 from agentq.sdnotify import Notifier
 from agentq.secrets import redact
 from agentq.state import StateFile
-from agentq.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX, refusal_reason
+from agentq.vetting import (
+    DELEGATED_SUFFIX,
+    WORKING_SUFFIX,
+    NameKind,
+    classify_name,
+    refusal_reason,
+)
 from agentq.watcher import InboxWatcher
 
 logger = logging.getLogger(__name__)
@@ -77,7 +83,9 @@ class Daemon:
         self.local: Executor | None = None
         self.remote: Executor | None = None
         self._make_remote = remote_executor or _default_remote_executor
-        self._local_full_skips: set[tuple[Path, str]] = set()
+        #: Tasks routed to an executor that was full: not claimed again until it has room.
+        self._full_skips: dict[tuple[Path, str], Executor] = {}
+        self._project_locks: list[InstanceLock] = []
         self.switcher: Any = None
         self._last_saved = ""
         self.policy = RoutingPolicy(allow_by_default=config.delegation.allow_by_default)
@@ -114,6 +122,9 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        # The writer probe takes a read lease for a moment; a writer opening the file in
+        # that moment sends SIGIO, whose default action would kill the daemon.
+        signal.signal(signal.SIGIO, signal.SIG_IGN)
 
     def _start(self) -> None:
         self.state = self.state_file.load()
@@ -121,6 +132,10 @@ class Daemon:
         self.local = self._make_local(self)
         self._start_switcher()
         self.remote, available, warnings = self._make_remote(self)
+        for provider in self.config.delegation.providers:
+            if provider.api_key_env:
+                # Keys are in the clients now; tmux and every agent pane inherit our environment.
+                os.environ.pop(provider.api_key_env, None)
         for warning in warnings:
             logger.warning("delegation: %s", warning)
         delegation = self.config.delegation
@@ -249,20 +264,32 @@ class Daemon:
             if path in self.projects:
                 continue
             project = q.Project(path)
-            try:
-                project.ensure_dirs()
-            except QueueError as exc:
-                if self.refused_projects.get(str(path)) != str(exc):
-                    logger.error(
-                        "project refused", extra={"project": str(path), "reason": str(exc)}
-                    )
-                self.refused_projects[str(path)] = str(exc)
+            problem = self._claim_project(project)
+            if problem is not None:
+                if self.refused_projects.get(str(path)) != problem:
+                    logger.error("project refused", extra={"project": str(path), "reason": problem})
+                self.refused_projects[str(path)] = problem
                 continue
             self.refused_projects.pop(str(path), None)
             self.projects[path] = project
             self.watcher.watch(project.inbox)
             self.watcher.mark(project.inbox)
             logger.info("project watched", extra={"project": str(path)})
+
+    def _claim_project(self, project: q.Project) -> str | None:
+        """Create the queue folders and lock the project; the reason it is refused, if so."""
+        try:
+            project.ensure_dirs()
+            lock = InstanceLock(project.control / "lock")
+            lock.acquire()
+        except LockError as exc:
+            # One daemon per project, whatever its state_dir: another daemon's in-flight
+            # tasks must never be "recovered" here.
+            return f"held by another agentq daemon ({exc})"
+        except QueueError as exc:
+            return str(exc)
+        self._project_locks.append(lock)
+        return None
 
     def _rescan(self) -> None:
         self._discover()
@@ -291,6 +318,7 @@ class Daemon:
             found = project.scan(time.time_ns(), int(self.config.dispatch.quiet_period * 1e9))
         except QueueError as exc:
             logger.error("inbox scan failed", extra={"inbox": str(inbox), "reason": str(exc)})
+            self._waiting.pop(inbox, None)  # the rescan tries again; no busy loop meanwhile
             return
         for name, reason in found.refused:
             self._refuse(project, name, reason)
@@ -327,11 +355,10 @@ class Daemon:
             st = os.lstat(project.inbox / name)
         except FileNotFoundError:
             return
+        if classify_name(name) is NameKind.PENDING and refusal_reason(st, os.getuid()) is None:
+            return  # acceptable by now (a producer's link from tmp/ was removed): no refusal
         try:
-            if name.endswith(".md") and refusal_reason(st, os.getuid()) is None:
-                path = project.fail_invalid_name(name, footer)
-            else:
-                path = project.refuse(name, reason, footer)
+            path = project.refuse(name, reason, footer)
         except OSError as exc:
             logger.error("cannot refuse entry", extra={"entry": name, "error": str(exc)})
             return
@@ -350,11 +377,14 @@ class Daemon:
                 "recovery scan failed", extra={"project": str(project.path), "reason": str(exc)}
             )
             return
-        for name in found.delegated:
-            self._recover_one(project, name, DELEGATED_SUFFIX)
-        for name in found.working:
-            if name not in found.delegated:
-                self._recover_one(project, name, WORKING_SUFFIX)
+        entries = [(n, DELEGATED_SUFFIX) for n in found.delegated]
+        entries += [(n, WORKING_SUFFIX) for n in found.working if n not in found.delegated]
+        for name, suffix in entries:
+            try:
+                self._recover_one(project, name, suffix)
+            except (AgentqError, OSError) as exc:
+                # One broken entry must not stop start-up (that would be a crash loop).
+                logger.error("cannot recover task", extra={"task": name, "error": str(exc)})
 
     def _executors(self) -> list[Executor]:
         return [e for e in (self.local, self.remote) if e is not None]
@@ -383,6 +413,13 @@ class Daemon:
             self._bump("recovered_completed")
             return
         executor = self._executor_named(record.executor)
+        if suffix == DELEGATED_SUFFIX and self.remote is None:
+            reason = (
+                "delegated to a provider, but delegation is no longer configured; the job may "
+                "still run at the provider (see the delegation block)"
+            )
+            self._finish_early(claim, reason, None)
+            return
         if executor is None or record.executor not in (executor.name, ""):
             logger.warning(
                 "no executor for an in-flight task; requeued", extra={"task": claim.task_id}
@@ -425,15 +462,13 @@ class Daemon:
     def _dispatch(self) -> None:
         if self.local is None:
             return
-        local_free = self.local.capacity() > 0
-        if local_free:
-            self._local_full_skips.clear()
+        self._full_skips = {k: e for k, e in self._full_skips.items() if e.capacity() <= 0}
         candidates = [(p, inbox) for inbox, items in self._pending.items() for p in items]
         candidates.sort(key=lambda c: (-c[0].priority, c[0].arrival_ns, c[0].name))
         for pending, inbox in candidates:
             if self.stopping or not any(e.capacity() > 0 for e in self._executors()):
                 break
-            if self.local.capacity() <= 0 and (inbox, pending.name) in self._local_full_skips:
+            if (inbox, pending.name) in self._full_skips:
                 continue
             self._pending[inbox].remove(pending)
             project = self._project_of(inbox)
@@ -469,8 +504,7 @@ class Daemon:
             return
         if executor.capacity() <= 0:
             project.release(claim)  # nothing was done: give the attempt back
-            if executor is self.local:
-                self._local_full_skips.add((project.inbox, name))
+            self._full_skips[(project.inbox, name)] = executor
             return
         claim.record.executor = executor.name
         try:
@@ -495,7 +529,14 @@ class Daemon:
     def _collect(self) -> None:
         for executor in self._executors():
             for outcome in executor.poll(utcnow()):
-                self._complete(outcome)
+                try:
+                    self._complete(outcome)
+                except OSError as exc:
+                    # The task stays claimed (.working); recovery finishes it after a restart.
+                    logger.error(
+                        "cannot complete task",
+                        extra={"task": outcome.job.claim.task_id, "error": str(exc)},
+                    )
 
     def _complete(self, outcome: Outcome) -> None:
         claim = outcome.job.claim

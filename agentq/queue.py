@@ -183,10 +183,8 @@ class Project:
                 result.working.append(entry.name[: -len(WORKING_SUFFIX)])
             elif kind is NameKind.DELEGATED:
                 result.delegated.append(entry.name[: -len(DELEGATED_SUFFIX)])
-            elif kind is NameKind.INVALID:
-                result.refused.append((entry.name, invalid_name_reason(entry.name)))
-            elif kind is NameKind.PENDING:
-                self._vet_pending(entry, now_ns, quiet_ns, result)
+            elif kind in (NameKind.INVALID, NameKind.PENDING):
+                self._vet_pending(entry, now_ns, quiet_ns, result, kind is NameKind.INVALID)
         result.ready.sort(key=lambda p: (-p.priority, p.arrival_ns, p.name))
         return result
 
@@ -200,19 +198,26 @@ class Project:
             raise QueueError(f"cannot list {folder}: {exc.strerror}", folder) from exc
 
     def _vet_pending(
-        self, entry: os.DirEntry[str], now_ns: int, quiet_ns: int, out: ScanResult
+        self,
+        entry: os.DirEntry[str],
+        now_ns: int,
+        quiet_ns: int,
+        out: ScanResult,
+        invalid_name: bool = False,
     ) -> None:
         try:
             st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
             return
+        quiet_at = st.st_mtime_ns + quiet_ns
+        if stat.S_ISREG(st.st_mode) and quiet_at > now_ns:
+            # A fresh regular file may still be mid-write, or briefly hard-linked by a
+            # producer (link from tmp/, then unlink): judge it once it is quiet.
+            out.waiting[entry.name] = quiet_at
+            return
         reason = refusal_reason(st, self._uid)
         if reason:
             out.refused.append((entry.name, reason))
-            return
-        quiet_at = st.st_mtime_ns + quiet_ns
-        if quiet_at > now_ns:
-            out.waiting[entry.name] = quiet_at
             return
         try:
             head, busy = self._peek(self.inbox / entry.name)
@@ -221,10 +226,15 @@ class Project:
             return
         except FileNotFoundError:
             return
+        except OSError as exc:
+            out.refused.append((entry.name, f"refused: unreadable ({exc.strerror})"))
+            return
         if busy:
             out.incomplete.append(entry.name)
-            return
-        out.ready.append(Pending(entry.name, scan_priority(head), st.st_ctime_ns))
+        elif invalid_name:
+            out.refused.append((entry.name, invalid_name_reason(entry.name)))
+        else:
+            out.ready.append(Pending(entry.name, scan_priority(head), st.st_ctime_ns))
 
     def _peek(self, path: Path) -> tuple[bytes, bool]:
         """Read the head of a file safely; report whether someone still has it open for writing."""
@@ -299,6 +309,8 @@ class Project:
         """
         marker = self.inbox / (claim.name + DELEGATED_SUFFIX)
         durable.write_atomic(marker, content, crash_point="mid_marker_write")
+        claim.record.ino = os.lstat(marker).st_ino  # the marker is a new file: keep the count
+        self.save_record(claim.record)
         crashpoints.hit("after_marker")
         with contextlib.suppress(FileNotFoundError):
             claim.path.unlink()
@@ -311,15 +323,29 @@ class Project:
         rec.attempts = max(0, rec.attempts - 1)
         rec.claim_id = ""
         rec.phase = "released"
-        self.save_record(rec)
-        os.rename(claim.path, self.inbox / claim.name)
+        self._return(claim)
 
     def requeue(self, claim: Claim) -> None:
         """Give a claimed task back to the inbox (its attempt count is kept)."""
         claim.record.phase = "requeued"
-        self.save_record(claim.record)
-        os.rename(claim.path, self.inbox / claim.name)
+        self._return(claim)
         durable.fsync_dir(self.inbox)
+
+    def _return(self, claim: Claim) -> None:
+        """Put a claimed file back as ``<name>``, never over a newer task of the same name."""
+        rec = claim.record
+        rec.ino = os.lstat(claim.path).st_ino
+        self.save_record(rec)
+        try:
+            final = durable.link_noclobber(claim.path, self.inbox, claim.name)
+        except OSError:  # not linkable (a folder swapped in): a plain rename, checked first
+            final = durable.rename_noclobber(claim.path, self.inbox, claim.name)
+        else:
+            claim.path.unlink()
+        if final.name != claim.name:  # the record follows the task to its new name
+            rec.name = final.name
+            self.save_record(rec)
+            self.remove_record(claim.name)
 
     # -- completing -----------------------------------------------------------------
 
@@ -382,10 +408,16 @@ class Project:
         """Remove a claimed file and its record once its result is safely elsewhere.
 
         No folder fsync: if a power cut brings the claimed file back, recovery finds
-        its result by claim id in ``done/``/``failed/`` and drops it again.
+        its result by claim id in ``done/``/``failed/`` and drops it again. Something
+        that is not a file (a folder swapped in after the claim) goes to quarantine.
         """
-        with contextlib.suppress(FileNotFoundError):
+        try:
             claim.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            self.quarantine.mkdir(mode=0o700, exist_ok=True)
+            durable.rename_noclobber(claim.path, self.quarantine, claim.name)
         self.remove_record(claim.name)
 
     def refuse(self, name: str, reason: str, footer: bytes) -> Path | None:
@@ -412,27 +444,6 @@ class Project:
             durable.rename_noclobber(src, self.quarantine, name)
         durable.fsync_dir(self.inbox)
         self.remove_record(name)
-        return final
-
-    def fail_invalid_name(self, name: str, footer: bytes) -> Path | None:
-        """Copy a file with an invalid name to ``failed/`` (under a safe name), then remove it.
-
-        The footer names the original. The copy is made before the original is
-        removed, so a crash in between can at worst leave a second copy, never none.
-        """
-        src = self.inbox / name
-        tmp = durable.temp_path(self.failed)
-        try:
-            self._write_result(tmp, src, None, footer)
-        except FileNotFoundError:
-            return None
-        try:
-            final = durable.link_noclobber(tmp, self.failed, _safe_stub_name(name))
-        finally:
-            tmp.unlink(missing_ok=True)
-        durable.fsync_dir(self.failed)
-        _unlink_quietly(src)
-        durable.fsync_dir(self.inbox)
         return final
 
     # -- control records ------------------------------------------------------------

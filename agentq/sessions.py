@@ -30,13 +30,14 @@ from agentq.agents.screen import (
     CONTINUE_PROMPT,
     SHELLS,
     TAIL_LINES,
+    find_session_by_prompt,
     has_pending_input,
     last_assistant_text,
     last_echo,
     prompt_text,
     screen_tail,
 )
-from agentq.errors import TmuxError
+from agentq.errors import AgentError, TmuxError
 from agentq.executor import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
 from agentq.hooks import Signal, consume, merge_hooks, read_signals
 from agentq.pool import PoolSpec
@@ -98,17 +99,34 @@ class SessionExecutor:
         )
 
     def start(self, job: Job) -> None:
-        """Assign ``job`` to a free slot, in the project folder, and begin delivery."""
+        """Assign ``job`` to a free slot, in the project folder, and begin delivery.
+
+        Raises:
+            AgentError: the task pins a session outside the pool, or no session could be
+                launched for it (the slot is left free again).
+        """
         cwd = job.claim.project.path
-        slot = self._pick_slot(cwd, job.task.meta.session)
+        pinned = job.task.meta.session
+        if pinned and pinned not in self.slots:
+            raise AgentError(f"session pin {pinned!r} is not one of the pool's sessions")
+        slot = self._pick_slot(cwd, pinned)
         slot.job = job
         slot.tries = 0
         slot.notes = []
-        if slot.state is SlotState.IDLE and slot.cwd == cwd:
-            self._paste(slot)
-        else:
-            self._kill(slot)
-            self._launch(slot, cwd)
+        slot.continuing = slot.submitted = False
+        slot.resume_id = None
+        if pinned and slot.name != pinned:
+            slot.notes.append(("pin", f"{pinned} was busy; ran on {slot.name}"))
+        try:
+            if slot.state is SlotState.IDLE and slot.cwd == cwd and self.driver.is_alive(slot.name):
+                self._paste(slot)
+            else:
+                self._kill(slot)
+                self._launch(slot, cwd)
+        except TmuxError as exc:
+            slot.job = None
+            self._kill_quietly(slot)
+            raise AgentError(f"could not start an agent session: {exc}", slot.name) from exc
 
     def poll(self, now: datetime) -> Sequence[Outcome]:
         """Advance every slot; return the jobs that ended."""
@@ -125,8 +143,8 @@ class SessionExecutor:
                         slot, OutcomeStatus.FAILED, error=f"session {slot.name} vanished: {exc}"
                     )
                     slot.state = SlotState.EMPTY
-        self._keep_minimum()
         done, self._finished = self._finished, []
+        self._keep_minimum()
         return done
 
     def recover(self, claim: Claim, task: Task | None, now: datetime) -> Recovery:
@@ -165,6 +183,7 @@ class SessionExecutor:
         slot = self.slots[session]
         slot.job = job
         slot.stale = False
+        slot.session_id = job.claim.record.data.get("session_id") or slot.session_id
         slot.state = SlotState.BUSY
         slot.since = self.clock()
         slot.last_change = slot.since
@@ -176,7 +195,7 @@ class SessionExecutor:
         states = {s.state for s in self.slots.values()}
         if states & {SlotState.LAUNCHING, SlotState.PASTED, SlotState.SUBMITTED, SlotState.EXITING}:
             return 0.1
-        if SlotState.BUSY in states:
+        if states & {SlotState.BUSY, SlotState.QUOTA}:
             return 0.5
         return None
 
@@ -228,7 +247,8 @@ class SessionExecutor:
         slot.state = SlotState.LAUNCHING
         slot.cwd = cwd
         slot.since = self.clock()
-        slot.session_id = None
+        slot.session_id = resume  # a resumed agent keeps its id; a fresh one reports it
+        slot.launched_ns = time.time_ns()
         slot.last_verdict = None
         slot.echo_baseline = ""
         logger.debug("session launched", extra={"session": slot.name, "cwd": str(cwd)})
@@ -241,13 +261,37 @@ class SessionExecutor:
     def _keep_minimum(self) -> None:
         if self.paused or self.swap_request is not None:
             return
+        now = self.clock()
         live = sum(s.state is not SlotState.EMPTY for s in self.slots.values())
         for slot in self.slots.values():
             if live >= self.pool.min:
                 break
-            if slot.state is SlotState.EMPTY and slot.job is None:
-                self._launch(slot, slot.cwd or self.settings.default_cwd)
-                live += 1
+            if slot.state is not SlotState.EMPTY or slot.job is not None or slot.retry_at > now:
+                continue
+            cwd = slot.cwd if slot.cwd is not None and slot.cwd.is_dir() else None
+            try:
+                self._launch(slot, cwd or self.settings.default_cwd)
+            except TmuxError as exc:
+                self._launch_failed(slot, str(exc))
+                continue
+            live += 1
+
+    def _launch_failed(self, slot: Slot, reason: str) -> None:
+        """Back off a slot whose agent will not start (wrong command, bad folder…)."""
+        slot.launch_failures += 1
+        delay = min(60.0, 2.0**slot.launch_failures)
+        slot.retry_at = self.clock() + delay
+        slot.state = SlotState.EMPTY
+        logger.warning(
+            "agent session failed to start; backing off",
+            extra={"session": slot.name, "reason": reason, "retry_in_s": delay},
+        )
+
+    def _kill_quietly(self, slot: Slot) -> None:
+        try:
+            self._kill(slot)
+        except TmuxError:
+            slot.state = SlotState.EMPTY
 
     def _activity(self, session: str) -> Activity:
         return self.profile.activity(self.driver.capture(session), self.driver.pane_title(session))
@@ -255,11 +299,7 @@ class SessionExecutor:
     # -- the state machine -------------------------------------------------------------
 
     def _advance(self, slot: Slot, signals: list[Signal]) -> None:
-        for sig in signals:
-            if sig.session_id:
-                slot.session_id = sig.session_id
-            if sig.transcript_path:
-                slot.transcript = sig.transcript_path
+        signals = self._own_signals(slot, signals)
         if slot.state in (SlotState.EMPTY, SlotState.PARKED):
             return
         if not self.driver.is_alive(slot.name):
@@ -276,13 +316,68 @@ class SessionExecutor:
         if handler is not None:
             handler(slot, signals)
 
+    def _own_signals(self, slot: Slot, signals: list[Signal]) -> list[Signal]:
+        """Signals of the agent session that took our prompt.
+
+        A pane may hold other agent processes: a nested ``claude -p`` the agent ran
+        inherits ``AGENTQ_SESSION``, and a killed predecessor's hooks may land late.
+        The slot binds to the session whose ``UserPromptSubmit`` carried our prompt;
+        after that, turn-ending signals of any other session are ignored.
+        """
+        own = []
+        expected = self._expected_prompt(slot)
+        for sig in signals:
+            if sig.received_at * 1e9 < slot.launched_ns:
+                continue  # from the process this slot ran before
+            sid = sig.session_id
+            if (
+                sid
+                and sig.event == "UserPromptSubmit"
+                and expected
+                and (sig.prompt or "").startswith(expected)
+            ):
+                slot.bound_id = sid
+            if sid and slot.bound_id and sid != slot.bound_id:
+                logger.info(
+                    "signal of another agent process ignored",
+                    extra={"session": slot.name, "event": sig.event, "id": sid},
+                )
+                continue
+            if sid and sig.event != "SessionEnd":
+                slot.session_id = sid
+            if sig.transcript_path:
+                slot.transcript = sig.transcript_path
+            own.append(sig)
+        return own
+
+    @staticmethod
+    def _expected_prompt(slot: Slot) -> str:
+        """The first line of what we typed into the slot ('' when nothing is typed)."""
+        if slot.job is None:
+            return ""
+        text = CONTINUE_PROMPT if slot.continuing else prompt_text(slot.job)
+        return text.split("\n", 1)[0]
+
     def _session_gone(self, slot: Slot) -> None:
+        if slot.state is SlotState.LAUNCHING and slot.job is None:
+            self._launch_failed(slot, "the agent exited while starting")
+            return
         if slot.state is SlotState.EXITING or slot.job is None:
             slot.state = SlotState.EMPTY
             return
         if slot.state is SlotState.LAUNCHING and slot.tries < self.settings.delivery_retries:
             slot.tries += 1
-            self._launch(slot, slot.job.claim.project.path)
+            self._launch(slot, slot.job.claim.project.path, resume=slot.resume_id)
+            return
+        if slot.state is SlotState.LAUNCHING and slot.resume_id:
+            self._end(
+                slot,
+                OutcomeStatus.FAILED,
+                error=f"could not resume session {slot.resume_id} on account "
+                f"{self.settings.account}: the agent exited at start",
+                tail=screen_tail(slot.last_screen),
+            )
+            slot.state = SlotState.EMPTY
             return
         tail = screen_tail(slot.last_screen)
         self._end(
@@ -304,6 +399,7 @@ class SessionExecutor:
             return
         if activity is Activity.IDLE:
             slot.state = SlotState.IDLE
+            slot.launch_failures = 0
             if slot.job is not None:
                 self._paste(slot)
             return
@@ -322,6 +418,8 @@ class SessionExecutor:
         job.claim.project.save_record(record)
         crashpoints.hit("before_tmux_send")
         slot.delivered_ns = time.time_ns()
+        slot.bound_id = None
+        slot.quota_hint = None
         slot.echo_baseline = last_echo(self.driver.capture(slot.name))
         self.driver.paste(slot.name, CONTINUE_PROMPT if slot.continuing else prompt_text(job))
         slot.state = SlotState.PASTED
@@ -347,10 +445,13 @@ class SessionExecutor:
                 self._on_busy(slot, signals)
             return
         if self.clock() - slot.since > self.settings.delivery_timeout:
-            if (
-                has_pending_input(self.driver.capture(slot.name))
-                and slot.tries < self.settings.delivery_retries
-            ):
+            screen = self.driver.capture(slot.name)
+            if last_echo(screen) != slot.echo_baseline:
+                # Our prompt is echoed: it was submitted, whatever the hooks said. Watch it
+                # from here; typing it again could run the task twice.
+                self._mark_busy(slot)
+                return
+            if has_pending_input(screen) and slot.tries < self.settings.delivery_retries:
                 slot.tries += 1
                 self.driver.send_keys(
                     slot.name, "Enter"
@@ -388,11 +489,22 @@ class SessionExecutor:
         if screen != slot.last_screen:
             slot.last_screen, slot.last_change = screen, now
         title = self.driver.pane_title(slot.name)
-        if self._watch_quota(slot, screen, title):
-            return
+        at_limit = self._watch_quota(slot, screen, title)
         activity = self.profile.activity(screen, title)
         if self._check_limits(slot, now, activity):
             return
+        if slot.quota_hint is not None and activity is Activity.BUSY and not at_limit:
+            slot.quota_hint = None  # working again: the limit has gone
+        if slot.quota_hint is not None and not at_limit:
+            # The hook's reading still stands while the agent sits at its limit: this poll
+            # confirms it again (a reading without a reset time needs confirm_polls).
+            self._observe(slot, "hook", "quota", *slot.quota_hint)
+        if at_limit or slot.quota_hint is not None:
+            if activity is Activity.MENU:
+                self.driver.send_keys(slot.name, "Escape")  # the rate-limit menu blocks input
+            if self.swap_request is not None:
+                slot.state = SlotState.QUOTA
+            return  # at the account's limit: never "done" on the idle prompt
         if activity is Activity.IDLE:
             slot.idle_seen_at = slot.idle_seen_at or now
             if now - slot.idle_seen_at >= STOP_GRACE:
@@ -459,7 +571,7 @@ class SessionExecutor:
             slot.tries += 1
             logger.warning("delivery retried", extra={"session": slot.name, "reason": reason})
             self._kill(slot)
-            self._launch(slot, slot.job.claim.project.path)
+            self._launch(slot, slot.job.claim.project.path, resume=slot.resume_id)
             return
         if slot.job is not None:
             self._end(
@@ -481,8 +593,10 @@ class SessionExecutor:
             }
         )
         if reading.kind == "quota":
-            slot.state = SlotState.QUOTA
-            self._observe(slot, "hook", "quota", reading.reset_text, reading.evidence or "")
+            slot.quota_hint = (reading.reset_text, reading.evidence or "")
+            self._observe(slot, "hook", "quota", *slot.quota_hint)
+            if self.swap_request is not None:
+                slot.state = SlotState.QUOTA
             return
         self._end_failure(slot, sig, reading.kind)
 
@@ -496,23 +610,34 @@ class SessionExecutor:
             return False
         reading = classify_pane(screen, title)
         if reading.kind == "ok" or (reading.kind == "quota" and reading.retrying):
-            self._observe(slot, "pane", "ok", None, "")
+            if slot.quota_hint is None:  # a pane that says nothing does not clear the hook's word
+                self._observe(slot, "pane", "ok", None, "")
             return False
         self._observe(slot, "pane", reading.kind, reading.reset_text, reading.evidence or "")
-        if reading.kind == "quota":
-            slot.state = SlotState.QUOTA
-            return True
-        return False
+        return reading.kind == "quota"
 
     def _on_quota(self, slot: Slot, signals: list[Signal]) -> None:
-        """A session at its account's limit waits for the swap; keep reading its pane."""
+        """A session at its account's limit waits for the swap; it may still finish or recover."""
+        if any(sig.event == "Stop" for sig in signals):
+            slot.state = SlotState.BUSY
+            self._on_busy(slot, signals)
+            return
         screen = self.driver.capture(slot.name)
         title = self.driver.pane_title(slot.name)
-        if self.profile.activity(screen, title) is Activity.MENU:
+        activity = self.profile.activity(screen, title)
+        if activity is Activity.MENU:
             self.driver.send_keys(slot.name, "Escape")  # the rate-limit menu blocks the input
+        elif activity is Activity.BUSY:
+            slot.state = SlotState.BUSY  # working again (the limit lifted or was misread)
+            slot.quota_hint = None
+            return
+        if self._check_limits(slot, self.clock(), activity):
+            return
         reading = classify_pane(screen, title)
         if reading.kind == "quota" and not reading.retrying:
             self._observe(slot, "pane", "quota", reading.reset_text, reading.evidence or "")
+        elif slot.quota_hint is not None:
+            self._observe(slot, "hook", "quota", *slot.quota_hint)
 
     def _observe(
         self, slot: Slot, source: str, kind: str, reset_text: str | None, text: str
@@ -533,7 +658,15 @@ class SessionExecutor:
     # -- swap support (called by the switcher) --------------------------------------
 
     def park_all(self) -> list[Slot]:
-        """Kill every session of ours; slots with a task keep it, parked, for a resume."""
+        """Kill every session of ours; slots with a task keep it, parked, for a resume.
+
+        The session ids come from the hooks (signals not yet read are read first); for a
+        prompt submitted so recently that no hook spoke yet, from the transcript that
+        holds it.
+        """
+        pending = self._take_signals()
+        for slot in self.slots.values():
+            self._own_signals(slot, pending.get(slot.name, []))
         parked = []
         for slot in self.slots.values():
             if slot.job is not None and slot.state in (
@@ -545,11 +678,15 @@ class SessionExecutor:
             ):
                 if self.driver.has_session(slot.name):
                     self.driver.kill_session(slot.name)
-                slot.submitted = slot.state in (
+                slot.submitted = slot.continuing or slot.state in (
                     SlotState.BUSY,
                     SlotState.QUOTA,
                     SlotState.SUBMITTED,
                 )
+                if slot.submitted and not slot.session_id and slot.cwd is not None:
+                    slot.session_id = find_session_by_prompt(
+                        self.settings.account_home, slot.cwd, self._expected_prompt(slot)
+                    )
                 slot.state = SlotState.PARKED
                 parked.append(slot)
             elif slot.state is not SlotState.PARKED:
@@ -568,25 +705,36 @@ class SessionExecutor:
         for slot in self.slots.values():
             if slot.state is not SlotState.PARKED or slot.job is None:
                 continue
-            if not slot.submitted:
-                # Nothing was submitted in the killed session: deliver afresh.
-                self._launch(slot, slot.job.claim.project.path)
-                continue
-            if not slot.session_id or slot.cwd is None:
+            try:
+                self._resume_one(slot)
+            except (TmuxError, AgentError) as exc:  # one task's failure must not stop the others
                 self._end(
-                    slot,
-                    OutcomeStatus.FAILED,
-                    error="interrupted by the usage limit; its session id is unknown, so it "
-                    "cannot be resumed",
+                    slot, OutcomeStatus.FAILED, error=f"could not resume after the swap: {exc}"
                 )
                 slot.state = SlotState.EMPTY
-                continue
-            uuid = slot.session_id
-            self._launch(slot, slot.cwd, resume=uuid)
-            slot.session_id = uuid
-            slot.continuing = True
-            slot.tries = 0
-            slot.notes.append(("resumed", f"{uuid} on account {self.settings.account}"))
+
+    def _resume_one(self, slot: Slot) -> None:
+        job = slot.job
+        if job is None:
+            return
+        if not slot.submitted:
+            # Nothing was submitted in the killed session: deliver afresh.
+            self._launch(slot, job.claim.project.path)
+            return
+        if not slot.session_id or slot.cwd is None:
+            self._end(
+                slot,
+                OutcomeStatus.FAILED,
+                error="interrupted by the usage limit; its session id is unknown, so it "
+                "cannot be resumed",
+            )
+            slot.state = SlotState.EMPTY
+            return
+        uuid = slot.resume_id = slot.session_id
+        self._launch(slot, slot.cwd, resume=uuid)
+        slot.continuing = True
+        slot.tries = 0
+        slot.notes.append(("resumed", f"{uuid} on account {self.settings.account}"))
 
     def dedicated_sessions(self) -> dict[str, str]:
         """The operator's sessions whose agent session id the hooks reported."""
@@ -645,6 +793,7 @@ class SessionExecutor:
         slot.job = None
         slot.permission_since = None
         slot.continuing = False
+        slot.quota_hint = None
         if self.settings.recycle and self.driver.has_session(slot.name):
             self.driver.send_keys(slot.name, "Escape")
             self.driver.paste(slot.name, "/exit")

@@ -63,6 +63,16 @@ class Slot:
     permission_text: str = ""
     stale: bool = False
     continuing: bool = False
+    #: The agent session to ``--resume`` on every (re)launch of this task, after a swap.
+    resume_id: str | None = None
+    launch_failures: int = 0
+    #: The agent session that took our prompt (its UserPromptSubmit carried our header).
+    bound_id: str | None = None
+    #: When the current agent process was launched (time_ns): older signals are its predecessor's.
+    launched_ns: int = 0
+    #: (reset text, evidence) of a quota the agent's own hook reported for this turn.
+    quota_hint: tuple[str | None, str] | None = None
+    retry_at: float = 0.0
     submitted: bool = False
     last_verdict: tuple[str, str, bool] | None = None
     #: The last prompt echo on screen before our paste: pane readings count only after ours.

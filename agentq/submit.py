@@ -83,9 +83,11 @@ def submit(project_dir: Path, text: str, name: str) -> Path:
     tmp = durable.write_temp(project.tmp, data, 0o600)
     try:
         final = durable.link_noclobber(tmp, project.inbox, _free_name(project, name))
-        durable.fsync_dir(project.inbox)
     finally:
+        # Drop the second name at once: the daemon refuses hard-linked files.
         tmp.unlink(missing_ok=True)
+    durable.fsync_dir(project.inbox)
+    durable.fsync_dir(project.tmp)
     return final
 
 

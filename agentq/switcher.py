@@ -17,19 +17,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from agentq import accounts
 from agentq.config import Config
-from agentq.errors import AccountError
-from agentq.quota import choose_account, earliest_reset, exhausted_until_for
+from agentq.errors import AccountError, AgentqError
+from agentq.hooks import merge_hooks
+from agentq.quota import choose_account, earliest_reset, exhausted_until_for, is_exhausted
 from agentq.sessions import SessionExecutor
 
 logger = logging.getLogger(__name__)
 
 Notify = Callable[[str, str], None]
+
+#: How long to wait before trying again after a swap could not be completed.
+RETRY_AFTER_FAILED_SWAP = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class Switcher:
         state.pop("partial_swap", None)  # a restart clears it (the operator's other way out)
         if state.get("hold"):
             executor.paused = True
+        for home in self.homes.values():
+            # Hooks go into every home now, so a broken settings.json stops start-up
+            # (AccountError) instead of failing in the middle of a swap.
+            merge_hooks(home / "settings.json", executor.state_dir)
 
     # -- the book ---------------------------------------------------------------------
 
@@ -103,6 +111,8 @@ class Switcher:
             return
         hold = self.state.get("hold")
         if hold and datetime.fromisoformat(hold["until"]) <= now:
+            # Push the hold out first: if this attempt fails, the next one waits.
+            hold["until"] = (now + RETRY_AFTER_FAILED_SWAP).isoformat()
             self.swap("hold ended: the earliest reset passed", None, now)
 
     def next_wakeup(self, now: datetime) -> float | None:
@@ -113,12 +123,30 @@ class Switcher:
         return max(0.0, (datetime.fromisoformat(hold["until"]) - now).total_seconds())
 
     def clear_partial(self) -> SwapOutcome:
-        """``agentq swap --clear``: leave the partial-swap state and dispatch again."""
-        if not self.state.pop("partial_swap", None):
+        """``agentq swap --clear``: leave the partial-swap state and dispatch again.
+
+        The pool follows wherever the active link points now (the flip back failed, so
+        it may point at either account) and the parked tasks are resumed there.
+        """
+        partial = self.state.pop("partial_swap", None)
+        if not partial:
             return SwapOutcome(False, "no partial swap to clear")
+        active = self._linked_account() or str(partial["from"])
+        self.state["active_account"] = active
+        if active in self.homes:
+            self.executor.set_account(active, self.homes[active])
+        self.executor.swap_request = None
         self.executor.paused = False
-        logger.warning("partial swap cleared by the operator")
-        return SwapOutcome(True, "partial swap cleared")
+        self.executor.resume_parked()
+        logger.warning("partial swap cleared by the operator", extra={"active": active})
+        return SwapOutcome(True, f"partial swap cleared; running on {active}")
+
+    def _linked_account(self) -> str | None:
+        link = self.config.active_link
+        if link is None or not link.is_symlink():
+            return None
+        target = link.resolve()
+        return next((n for n, h in self.homes.items() if h.resolve() == target), None)
 
     # -- the procedure ----------------------------------------------------------------
 
@@ -148,11 +176,9 @@ class Switcher:
         self.state.setdefault("swaps", []).append(
             {"time": now.isoformat(), "from": source, "to": target, "trigger": trigger}
         )
-        home = self.homes.get(target, self.executor.settings.account_home)
-        self.executor.set_account(target, home)
         self.executor.paused = False
         self.executor.resume_parked()
-        resumed = [n for n, sid in dedicated.items() if self.executor.relaunch_dedicated(n, sid)]
+        resumed = [n for n, sid in dedicated.items() if self._relaunch(n, sid)]
         self.executor.monitor.note_swap(now)
         self.notify("swap", f"swapped from {source} to {target} ({trigger})")
         message = f"swapped from {source} to {target}; resumed {len(parked)} task(s)"
@@ -169,6 +195,7 @@ class Switcher:
             if link is not None and target_home is not None:
                 accounts.flip_active_link(link, target_home)
             self._ensure(target_home)
+            self.executor.set_account(target, target_home or self.executor.settings.account_home)
         except (AccountError, OSError) as exc:
             error = _one_line(exc)
             try:
@@ -176,14 +203,32 @@ class Switcher:
                     self._flip_back(link, source_home)
             except (AccountError, OSError) as back:
                 return self._enter_partial(source, target, error, _one_line(back))
-            self.executor.paused = False
-            self.executor.resume_parked()
             logger.error("swap rolled back", extra={"from": source, "to": target, "error": error})
+            if is_exhausted(source, self.exhausted_until(), datetime.now(UTC)):
+                # Never resume on an exhausted account: hold, and try again a bit later.
+                until = datetime.now(UTC) + RETRY_AFTER_FAILED_SWAP
+                self.state["hold"] = {
+                    "since": datetime.now(UTC).isoformat(),
+                    "until": until.isoformat(),
+                }
+                self.executor.paused = True
+            else:
+                self.executor.paused = False
+                self.executor.resume_parked()
             self.notify(
                 "swap", f"swap from {source} to {target} failed and was rolled back: {error}"
             )
             return f"swap to {target} failed and was rolled back: {error}"
         return None
+
+    def _relaunch(self, name: str, session_id: str) -> bool:
+        try:
+            return self.executor.relaunch_dedicated(name, session_id)
+        except AgentqError as exc:  # one operator session must not undo the swap
+            logger.error(
+                "dedicated session not resumed", extra={"session": name, "error": str(exc)}
+            )
+            return False
 
     def _ensure(self, home: Path | None) -> None:
         if self._fault in ("ensure", "rollback"):  # a rollback is only tried after ensure failed

@@ -44,6 +44,10 @@ DEFAULT_HEIGHT = 50
 LOAD_BUFFER_TIMEOUT = 30.0
 
 
+#: Control characters a paste must not carry (everything but TAB and LF).
+_PASTE_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def check_session_name(name: str) -> str:
     """Return ``name`` if it is a session name we may use, else raise TmuxError."""
     if not isinstance(name, str) or not SESSION_NAME_RE.fullmatch(name):
@@ -212,12 +216,15 @@ class TmuxDriver:
         The text reaches tmux through stdin of ``load-buffer`` (never argv or a
         shell), in a buffer with a unique name that ``paste-buffer -d`` deletes.
         Line ends are normalised to LF first: tmux sends every LF as CR, so a
-        CR in the text could not be told apart on the agent's side anyway.
+        CR in the text could not be told apart on the agent's side anyway. Other
+        control characters (ESC above all: ``ESC[201~`` would end the bracketed
+        paste early and turn the rest into keystrokes) are replaced by U+FFFD.
         """
         target = _target(name)
         if not text:
             raise TmuxError("refusing to paste empty text", name)
-        data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        data = _PASTE_UNSAFE.sub("\ufffd", text).encode("utf-8")
         buffer = f"agentq-{os.getpid()}-{secrets.token_hex(6)}"
         self._load_buffer(buffer, data, name)
         try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+from agentq.agents.profiles import UUID_RE
 from agentq.executor import Job
 
 TAIL_LINES = 15
@@ -74,3 +76,28 @@ def last_assistant_text(path: Path) -> str:
 def screen_tail(screen: str, lines: int = TAIL_LINES) -> str:
     kept = [ln.rstrip() for ln in screen.splitlines() if ln.strip()]
     return "\n".join(kept[-lines:])
+
+
+def find_session_by_prompt(account_home: Path, cwd: Path, first_line: str) -> str | None:
+    """The session id whose transcript (``projects/<cwd slug>/*.jsonl``) holds our prompt.
+
+    The fallback when no hook reported the id yet: the agent writes the user's prompt
+    to its transcript as soon as it is submitted. Newest transcript first.
+    """
+    if not first_line:
+        return None
+    folder = account_home / "projects" / re.sub(r"[^A-Za-z0-9]", "-", str(cwd))
+    try:
+        candidates = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return None
+    # As the text may appear inside a JSON string: escaped or not.
+    needles = {json.dumps(first_line)[1:-1], json.dumps(first_line, ensure_ascii=False)[1:-1]}
+    for path in candidates[:20]:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if UUID_RE.fullmatch(path.stem) and any(n in text for n in needles):
+            return path.stem
+    return None
