@@ -222,10 +222,15 @@ class Daemon:
             except (OSError, ValueError):
                 path.unlink(missing_ok=True)
                 continue
-            answer = self._answer(request)
+            # The request is answered and removed whatever happens: a failing swap must not
+            # be replayed on every pass.
+            path.unlink(missing_ok=True)
+            try:
+                answer = self._answer(request)
+            except AgentqError as exc:
+                answer = {"ok": False, "message": f"failed: {exc}"}
             result = path.with_name(path.name.replace(".request.json", ".result.json"))
             durable.write_atomic(result, json.dumps(answer).encode())
-            path.unlink(missing_ok=True)
             self._state_dirty = True
 
     def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
