@@ -163,10 +163,12 @@ def _parse_meta(frontmatter: str) -> TaskMeta:
 
 
 def _safe_load(text: str) -> Any:
-    """yaml.safe_load, through libyaml when it is there."""
-    if _SAFE_LOADER is yaml.SafeLoader:
-        return yaml.safe_load(text)
-    return yaml.load(text, Loader=yaml.CSafeLoader)
+    """What ``yaml.safe_load`` does, through libyaml's safe loader when it is there."""
+    loader = _SAFE_LOADER(text)  # only ever SafeLoader or CSafeLoader: no arbitrary tags
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 @dataclass
