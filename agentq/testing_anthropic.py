@@ -34,9 +34,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
+
+from agentq.testing import LoopbackServer
 
 logger = logging.getLogger(__name__)
 
@@ -178,35 +180,6 @@ class _Answer:
     reply: str | None = None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, mock: MockAnthropic) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.mock = mock
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        logger.debug("mock anthropic handler error", exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    timeout = HANDLER_SOCKET_TIMEOUT
-
-    def do_HEAD(self) -> None:
-        cast("_Server", self.server).mock.serve(self)
-
-    def do_GET(self) -> None:
-        cast("_Server", self.server).mock.serve(self)
-
-    def do_POST(self) -> None:
-        cast("_Server", self.server).mock.serve(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("mock anthropic: %s", format % args)
-
-
 class MockAnthropic:
     """The Messages API mock (see the module docstring); start/stop or use ``with``.
 
@@ -237,7 +210,7 @@ class MockAnthropic:
         self._changed = threading.Condition(self._lock)
         self._held: list[dict[str, Any]] = []
         self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self._server: LoopbackServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -245,7 +218,9 @@ class MockAnthropic:
     def start(self) -> None:
         """Bind a free port on 127.0.0.1 and serve in a thread."""
         self._stopping.clear()
-        self._server = _Server(self)
+        self._server = LoopbackServer(
+            self, handler_timeout=HANDLER_SOCKET_TIMEOUT, join_threads=False
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

@@ -28,9 +28,11 @@ import struct
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
+
+from agentq.testing import LoopbackServer
 
 logger = logging.getLogger(__name__)
 
@@ -114,35 +116,6 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-class _Server(ThreadingHTTPServer):
-    # Join handler threads on close so that a stopped fake leaves nothing running.
-    daemon_threads = False
-    block_on_close = True
-    # The default backlog of 5 drops SYNs under concurrent clients (a 1 s retransmit stall).
-    request_queue_size = 128
-
-    def __init__(self, fake: _FakeProvider) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        logger.debug("fake provider handler error", exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    timeout = HANDLER_SOCKET_TIMEOUT
-
-    def do_GET(self) -> None:
-        cast("_Server", self.server).fake.serve(self)
-
-    def do_POST(self) -> None:
-        cast("_Server", self.server).fake.serve(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("fake provider: %s", format % args)
-
-
 class _FakeProvider:
     """Shared server machinery; subclasses implement :meth:`process` and the error shape."""
 
@@ -156,14 +129,16 @@ class _FakeProvider:
         self._rng = random.Random(self.faults.seed)  # noqa: S311 - test faults, not crypto
         self._replies: list[Reply] = []
         self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self._server: LoopbackServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         """Bind a free port on 127.0.0.1 and serve in a thread."""
-        self._server = _Server(self)
+        self._server = LoopbackServer(
+            self, handler_timeout=HANDLER_SOCKET_TIMEOUT, join_threads=True
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )
