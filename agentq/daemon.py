@@ -449,12 +449,12 @@ class Daemon:
 
     def _claim_id_from_marker(self, claim: q.Claim) -> str:
         """A marker whose record was lost still names its claim in its idempotency key."""
+        from agentq.delegation.manager import claim_id_of
         from agentq.delegation.marker import read_info
 
         task = self._parse_quietly(claim)
         info = read_info(task.meta.model_extra) if task is not None else None
-        key = info.idempotency_key if info is not None else ""
-        return key.removeprefix("agentq-") if key.startswith("agentq-") else ""
+        return claim_id_of(info.idempotency_key) if info is not None else ""
 
     def _parse_quietly(self, claim: q.Claim) -> taskfile.Task | None:
         try:

@@ -70,6 +70,11 @@ def idempotency_key(claim_id: str) -> str:
     return f"{KEY_PREFIX}{claim_id}"
 
 
+def claim_id_of(key: str) -> str:
+    """The claim id an idempotency key embeds ('' for a key agentq did not make)."""
+    return key.removeprefix(KEY_PREFIX) if key.startswith(KEY_PREFIX) else ""
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -201,7 +206,7 @@ class DelegationExecutor:
         if key in self._entries:
             return
         # The key embeds the claim id, so this works even when the record was rebuilt.
-        claim_id = key.removeprefix(KEY_PREFIX)
+        claim_id = claim_id_of(key)
         if claim.project.find_result(claim.name, claim_id) is not None:
             claim.project.drop(claim)  # already finished before the crash: only the marker goes
             logger.info("stale delegation marker removed", extra={"task": claim.task_id})
