@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 from agentq import crashpoints
@@ -77,15 +78,21 @@ def write_atomic(
         fsync_dir(path.parent)
 
 
-def link_noclobber(src: Path, dest_folder: Path, name: str, max_tries: int = 1000) -> Path:
+def _candidates(name: str, tries: int = 1000) -> Iterator[str]:
+    """``name``, then ``x.1.md``, ``x.2.md``… (the suffix goes before the extension)."""
+    stem, dot, ext = name.rpartition(".")
+    yield name
+    for i in range(1, tries):
+        yield f"{stem}.{i}.{ext}" if dot else f"{name}.{i}"
+
+
+def link_noclobber(src: Path, dest_folder: Path, name: str) -> Path:
     """Hard-link ``src`` into ``dest_folder`` as ``name``, never replacing an existing file.
 
-    On a name collision the suffixes ``.1``, ``.2``… are inserted before ``.md``
-    (``x.1.md``) so the original stays byte-identical. Returns the final path.
+    On a name collision a suffix is inserted before ``.md`` (``x.1.md``) so the
+    original stays byte-identical. Returns the final path.
     """
-    stem, dot, ext = name.rpartition(".")
-    for i in range(max_tries):
-        candidate = name if i == 0 else (f"{stem}.{i}.{ext}" if dot else f"{name}.{i}")
+    for candidate in _candidates(name):
         dest = dest_folder / candidate
         try:
             os.link(src, dest, follow_symlinks=False)
@@ -98,15 +105,11 @@ def link_noclobber(src: Path, dest_folder: Path, name: str, max_tries: int = 100
 def rename_noclobber(src: Path, dest_folder: Path, name: str) -> Path:
     """Move any kind of entry (link, FIFO, folder) into ``dest_folder`` without overwriting.
 
-    Uses ``renameat2(RENAME_NOREPLACE)`` semantics via a link-free probe: the
-    destination name is reserved by ``O_EXCL`` first is not possible for folders,
-    so we try names until ``os.rename`` onto a missing name succeeds and verify
-    nothing existed (folders and FIFOs are rare here; races are acceptable only
-    against other agentq processes, which the single-instance lock excludes).
+    Entries that cannot be hard-linked (folders) are renamed onto the first free
+    name, checked just before the rename. The check-then-rename race matters only
+    against another agentq process, which the per-project lock excludes.
     """
-    stem, dot, ext = name.rpartition(".")
-    for i in range(1000):
-        candidate = name if i == 0 else (f"{stem}.{i}.{ext}" if dot else f"{name}.{i}")
+    for candidate in _candidates(name):
         dest = dest_folder / candidate
         if os.path.lexists(dest):
             continue

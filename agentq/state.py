@@ -55,6 +55,14 @@ class StateFile:
             data.setdefault(key, value)
         return data
 
+    def peek(self) -> dict[str, Any]:
+        """Read the state for display only; a bad file is left for the daemon to move aside."""
+        try:
+            data = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            return empty_state()
+        return data if isinstance(data, dict) else empty_state()
+
     def save(self, state: dict[str, Any]) -> None:
         """Write the state atomically (temp file, fsync, rename, folder fsync)."""
         state["version"] = STATE_VERSION

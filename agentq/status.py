@@ -33,7 +33,7 @@ def oldest_pending_age(project: q.Project, now: float) -> float | None:
 
 def collect_status(config: Config, now: float) -> dict[str, Any]:
     """Build the status document (folders are the truth; state adds health and counters)."""
-    state = StateFile(config.state_dir).load() if (config.state_dir / "state.json").exists() else {}
+    state = StateFile(config.state_dir).peek()
     projects: list[dict[str, Any]] = []
     paths = q.find_projects(config.projects.roots, config.projects.paths)
     for path in paths:
