@@ -340,7 +340,7 @@ class Daemon:
 
     def _refuse(self, project: q.Project, name: str, reason: str) -> None:
         now = utcnow()
-        footer = self._footer_bytes(
+        footer = taskfile.footer_bytes(
             taskfile.Footer(
                 status="failed",
                 executor="queue",
@@ -566,7 +566,7 @@ class Daemon:
             details=tuple((k, redact(v)) for k, v in details),
         )
         path = claim.project.finish(
-            claim, done, outcome.job.task.text.encode(), self._footer_bytes(footer)
+            claim, done, outcome.job.task.text.encode(), taskfile.footer_bytes(footer)
         )
         self._bump("done" if done else "failed")
         log = logger.info if done else logger.error
@@ -598,15 +598,11 @@ class Daemon:
             claim_id=claim.record.claim_id or None,
         )
         head = task.text.encode() if task is not None else None
-        path = claim.project.finish(claim, False, head, self._footer_bytes(footer))
+        path = claim.project.finish(claim, False, head, taskfile.footer_bytes(footer))
         self._bump("failed")
         logger.error(
             "task failed", extra={"task": claim.task_id, "reason": reason, "path": str(path)}
         )
-
-    @staticmethod
-    def _footer_bytes(footer: taskfile.Footer) -> bytes:
-        return taskfile.footer_bytes(footer)
 
     # -- state ----------------------------------------------------------------------
 
