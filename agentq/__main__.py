@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from agentq.cli import main
+from agentq.cli.main import main
 
 raise SystemExit(main())

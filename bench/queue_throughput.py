@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentq.config import config_from_dict
-from agentq.daemon import Daemon
+from agentq.config.load import config_from_dict
+from agentq.daemon.loop import Daemon
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agentq.agents._status import (
+from agentq.agents.status import (
     Kind,
     Status,
     has_server_veto,

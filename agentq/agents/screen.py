@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from agentq.agents.profiles import UUID_RE
-from agentq.executor import Job
+from agentq.queue.jobs import Job
 
 TAIL_LINES = 15
 

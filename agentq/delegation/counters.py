@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentq import durable
+from agentq.core import durable
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import tenacity
 
+from agentq.core.errors import ProviderError
+from agentq.core.secrets import redact
 from agentq.delegation.retry import (
     backoff_delay,
     classify,
@@ -32,8 +34,6 @@ from agentq.delegation.retry import (
     one_line,
     parse_retry_after,
 )
-from agentq.errors import ProviderError
-from agentq.secrets import redact
 
 logger = logging.getLogger(__name__)
 

@@ -35,21 +35,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agentq import crashpoints
-from agentq.config import Config
+from agentq.config.models import Config
+from agentq.core import crashpoints
+from agentq.core.durations import format_duration
+from agentq.core.errors import ConfigError, ProviderError
+from agentq.core.secrets import redact, resolve_key
 from agentq.delegation.counters import DelegationCounters
 from agentq.delegation.http import DEFAULT_BACKOFF_BASE, Transport
 from agentq.delegation.marker import DelegationInfo, read_info, with_delegation
 from agentq.delegation.pricing import format_cost
 from agentq.delegation.providers import JobResult, JobStatus, ProviderClient, make_client
-from agentq.durations import format_duration
-from agentq.errors import ConfigError, ProviderError
-from agentq.executor import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
-from agentq.queue import Claim
-from agentq.router import RoutingPolicy
-from agentq.secrets import redact, resolve_key
-from agentq.taskfile import Task
-from agentq.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
+from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
+from agentq.queue.protocol import Claim
+from agentq.queue.router import RoutingPolicy
+from agentq.queue.taskfile import Task
+from agentq.queue.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
 
 logger = logging.getLogger(__name__)
 

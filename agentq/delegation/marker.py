@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from agentq import taskfile
-from agentq.errors import TaskFileError
+from agentq.core.errors import TaskFileError
+from agentq.queue import taskfile
 
 logger = logging.getLogger(__name__)
 

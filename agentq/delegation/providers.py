@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, Self
 from urllib.parse import quote
 
+from agentq.core.errors import ConfigError, ProviderError
 from agentq.delegation.http import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_CAP,
@@ -38,7 +39,6 @@ from agentq.delegation.pricing import (
     cost_for,
     openai_tokens,
 )
-from agentq.errors import ConfigError, ProviderError
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agentq.testing import wait_until
-from agentq.testing_anthropic import MockAnthropic
+from tests.support.anthropic_mock import MockAnthropic
+from tests.support.wait import wait_until
 
 CLAUDE_VERSION = "2.1.197"
 YEAR_MS = 365 * 24 * 3600 * 1000
@@ -215,13 +215,13 @@ def add_stop_recorder(
 ) -> None:
     """Add user hooks for ``events`` (``Stop``/``StopFailure``) recording into ``record_dir``.
 
-    They run ``python -m agentq.hooks`` (not ``-m agentq hook``, the marker the daemon replaces
+    They run ``python -m agentq.agents.hooks`` (not ``-m agentq hook``, the marker the daemon replaces
     as its own), so they are a second, independent witness of the hook calls.
     """
     settings = json.loads(settings_path.read_text())
     hooks = settings.setdefault("hooks", {})
     for event in events:
-        argv = [sys.executable, "-m", "agentq.hooks", event, "--state-dir", str(record_dir)]
+        argv = [sys.executable, "-m", "agentq.agents.hooks", event, "--state-dir", str(record_dir)]
         entry = {"type": "command", "command": shlex.join(argv)}
         hooks.setdefault(event, []).append({"hooks": [entry]})
     settings_path.write_text(json.dumps(settings, indent=2))

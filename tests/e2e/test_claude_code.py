@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import yaml
 
-from agentq import taskfile
 from agentq.agents.classify import (
     Activity,
     Kind,
@@ -26,12 +25,13 @@ from agentq.agents.classify import (
     classify_pane,
     classify_transcript,
 )
+from agentq.agents.hooks import Signal, merge_hooks, read_signals
+from agentq.agents.resets import parse_reset
 from agentq.agents.screen import has_pending_input
-from agentq.hooks import Signal, merge_hooks, read_signals
-from agentq.resets import parse_reset
-from agentq.testing import wait_until
-from agentq.testing_anthropic import MockAnthropic
-from agentq.tmux import TmuxDriver
+from agentq.queue import taskfile
+from agentq.sessions.tmux import TmuxDriver
+from tests.support.anthropic_mock import MockAnthropic
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from agentq import taskfile
-from agentq.testing_providers import (
+from agentq.queue import taskfile
+from tests.support.providers import (
     FakeAnthropic,
     FakeJobApi,
     FakeOpenAI,
@@ -28,7 +28,7 @@ from agentq.testing_providers import (
     openai_error,
 )
 
-from ..integration.daemon_harness import (
+from tests.support.daemon import (
     Daemon,
     drop,
     inbox_left,

@@ -31,14 +31,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from agentq import taskfile
 from agentq.agents.classify import Activity, classify_activity
+from agentq.agents.hooks import Signal, read_signals
 from agentq.agents.screen import CONTINUE_PROMPT, SHELLS, has_pending_input, last_assistant_text
-from agentq.errors import TmuxError
-from agentq.hooks import Signal, read_signals
-from agentq.testing import wait_until
-from agentq.testing_anthropic import MockAnthropic, Rule
-from agentq.tmux import TmuxDriver
+from agentq.core.errors import TmuxError
+from agentq.queue import taskfile
+from agentq.sessions.tmux import TmuxDriver
+from tests.support.anthropic_mock import MockAnthropic, Rule
+from tests.support.wait import wait_until
 
 from .conftest import ClaudeHome, DaemonProcess, add_stop_recorder
 from .test_claude_code import drop_task, footers

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentq.tmux import TmuxDriver
+from agentq.sessions.tmux import TmuxDriver
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agentq import taskfile
+from agentq.queue import taskfile
 
-from .daemon_harness import Daemon, drop, inbox_left, make_projects, results, wait_until
+from tests.support.daemon import Daemon, drop, inbox_left, make_projects, results, wait_until
 
 pytestmark = pytest.mark.integration
 

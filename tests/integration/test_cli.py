@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentq import taskfile
+from agentq.queue import taskfile
 
 pytestmark = pytest.mark.integration
 

@@ -24,20 +24,23 @@ from typing import Any
 import pytest
 import yaml
 
-from agentq import crashpoints, taskfile
-from agentq import queue as q
-from agentq.config import Config, config_from_dict
-from agentq.delegation.cli import run_delegate
+from agentq.cli.delegate import run_delegate
+from agentq.cli.status import collect_status
+from agentq.config.load import config_from_dict
+from agentq.config.models import Config
+from agentq.core import crashpoints
 from agentq.delegation.manager import (
     DelegationExecutor,
     build_clients,
     build_delegation,
     routing_policy,
 )
-from agentq.executor import Job, Outcome, OutcomeStatus, RecoveryKind
-from agentq.router import RouteDecision, route
-from agentq.status import collect_status
-from agentq.testing_providers import (
+from agentq.queue import protocol as q
+from agentq.queue import taskfile
+from agentq.queue.jobs import Job, Outcome, OutcomeStatus, RecoveryKind
+from agentq.queue.router import RouteDecision, route
+from agentq.queue.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
+from tests.support.providers import (
     AFTER_PROCESSING_FAULTS,
     FakeAnthropic,
     FakeJobApi,
@@ -47,7 +50,6 @@ from agentq.testing_providers import (
     Reply,
     openai_error,
 )
-from agentq.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
 
 pytestmark = pytest.mark.integration
 

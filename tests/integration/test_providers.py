@@ -15,20 +15,20 @@ from typing import Any
 
 import pytest
 
-from agentq.config import PriceConfig, ProviderConfig
-from agentq.delegation import (
+from agentq.config.models import PriceConfig, ProviderConfig
+from agentq.core.errors import ConfigError, ProviderError
+from agentq.core.secrets import resolve_key
+from agentq.delegation.http import ProviderHTTPError
+from agentq.delegation.pricing import format_cost
+from agentq.delegation.providers import (
     JobStatus,
     ProviderClient,
-    ProviderHTTPError,
     ProviderSettings,
     Submission,
-    format_cost,
     make_client,
 )
 from agentq.delegation.retry import backoff_delay, classify, parse_retry_after
-from agentq.errors import ConfigError, ProviderError
-from agentq.secrets import resolve_key
-from agentq.testing_providers import (
+from tests.support.providers import (
     FakeAnthropic,
     FakeJobApi,
     FakeOpenAI,

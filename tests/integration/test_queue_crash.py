@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agentq.crashpoints import POINTS
+from agentq.core.crashpoints import POINTS
 
-from .daemon_harness import (
+from tests.support.daemon import (
     Daemon,
     drop,
     footer_count,

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from agentq import taskfile
-from agentq.tmux import TmuxDriver
+from agentq.queue import taskfile
+from agentq.sessions.tmux import TmuxDriver
 
-from .daemon_harness import Daemon, drop, inbox_left, make_projects, results, wait_until
+from tests.support.daemon import Daemon, drop, inbox_left, make_projects, results, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 import agentq
-from agentq import hooks
-from agentq._simrules import default_answer, format_reset, parse_script, quota_message
-from agentq._simterm import KeyParser
-from agentq.testing import wait_until
-from agentq.tmux import TmuxDriver
+from agentq.agents import hooks
+from agentq.sessions.tmux import TmuxDriver
+from agentq.sim.rules import default_answer, format_reset, parse_script, quota_message
+from agentq.sim.term import KeyParser
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,7 @@ def after_last_echo(screen: str) -> str:
 
 @pytest.fixture
 def rig(tmux_socket: str, tmp_path: Path) -> Rig:
-    """A sim rig whose settings.json sends every hook event to `python -m agentq.hooks`."""
+    """A sim rig whose settings.json sends every hook event to `python -m agentq.agents.hooks`."""
     config_dir = tmp_path / "home" / ".claude-a"
     state_dir = tmp_path / "state"
     cwd = tmp_path / "project dir"
@@ -141,7 +141,7 @@ def rig(tmux_socket: str, tmp_path: Path) -> Rig:
                     "hooks": [
                         {
                             "type": "command",
-                            "command": f"{python} -m agentq.hooks {event} --state-dir "
+                            "command": f"{python} -m agentq.agents.hooks {event} --state-dir "
                             + shlex.quote(str(state_dir)),
                         }
                     ]

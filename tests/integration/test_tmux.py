@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 import agentq
-from agentq.errors import TmuxError
-from agentq.testing import wait_until
-from agentq.tmux import TmuxDriver
+from agentq.core.errors import TmuxError
+from agentq.sessions.tmux import TmuxDriver
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -253,8 +253,8 @@ def test_fresh_environment_and_no_default_server(tmux_tmpdir: Path, tmp_path: Pa
         r"""
         import json
         from pathlib import Path
-        from agentq.testing import wait_until
-        from agentq.tmux import TmuxDriver
+        from tests.support.wait import wait_until
+        from agentq.sessions.tmux import TmuxDriver
         d = TmuxDriver("fresh")
         show = "printf '\\342\\235\\257\\302\\240ok'; sleep 60"
         d.new_session("s", Path.cwd(), ["sh", "-c", show])

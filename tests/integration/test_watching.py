@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .daemon_harness import Daemon, drop, inbox_left, make_projects, results, wait_until
+from tests.support.daemon import Daemon, drop, inbox_left, make_projects, results, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentq.accounts import (
+from agentq.accounts.links import (
     DEFAULT_LINKS,
     TEMP_LINK_INFIX,
     LinkState,
@@ -19,9 +19,10 @@ from agentq.accounts import (
     temp_links,
     validate,
 )
-from agentq.accounts_cli import account_problems, ensure_accounts
-from agentq.config import Config, config_from_dict
-from agentq.errors import AccountError
+from agentq.accounts.setup import account_problems, ensure_accounts
+from agentq.config.load import config_from_dict
+from agentq.config.models import Config
+from agentq.core.errors import AccountError
 
 LINKS = list(DEFAULT_LINKS)
 

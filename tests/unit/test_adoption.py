@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from agentq.accounts import DEFAULT_LINKS, validate
-from agentq.accounts_cli import account_problems, run_accounts_init
-from agentq.adoption import _copy_into, plan_init, run_init, same_content
-from agentq.config import Config, config_from_dict
-from agentq.durable import TEMP_PREFIX
-from agentq.errors import AccountError
+from agentq.accounts.adoption import _copy_into, plan_init, run_init, same_content
+from agentq.accounts.links import DEFAULT_LINKS, validate
+from agentq.accounts.setup import account_problems
+from agentq.cli.accounts import run_accounts_init
+from agentq.config.load import config_from_dict
+from agentq.config.models import Config
+from agentq.core.durable import TEMP_PREFIX
+from agentq.core.errors import AccountError
 
 LINKS = list(DEFAULT_LINKS)
 SESSION = "3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e"

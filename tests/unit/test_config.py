@@ -10,15 +10,9 @@ import pydantic
 import pytest
 import yaml
 
-from agentq.config import (
-    NOTIFICATION_EVENTS,
-    Config,
-    config_from_dict,
-    expand_path,
-    load_config,
-    validate_config_file,
-)
-from agentq.errors import ConfigError
+from agentq.config.load import config_from_dict, load_config, validate_config_file
+from agentq.config.models import NOTIFICATION_EVENTS, Config, expand_path
+from agentq.core.errors import ConfigError
 
 REPO_EXAMPLE = Path(__file__).resolve().parents[2] / "config.yaml"
 

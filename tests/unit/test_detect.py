@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agentq.detect import detect, run_detect
+from agentq.cli.detect import detect, run_detect
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
 NOW = datetime(2025, 11, 20, 22, 0, tzinfo=UTC)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from agentq import hooks
-from agentq.errors import AccountError
+from agentq.agents import hooks
+from agentq.core.errors import AccountError
 
 STATE = Path("/var/lib/agent q/it's")
 
@@ -254,7 +254,7 @@ def test_hooks_module_imports_stay_light() -> None:
     import sys
 
     code = (
-        "import sys, agentq.hooks; "
+        "import sys, agentq.agents.hooks; "
         "print(sorted(m for m in ('pydantic', 'libtmux', 'watchdog', 'httpx', 'yaml') "
         "if m in sys.modules))"
     )

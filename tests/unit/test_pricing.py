@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentq.config import PriceConfig
+from agentq.config.models import PriceConfig
 from agentq.delegation.pricing import (
     DEFAULT_PRICES,
     Price,

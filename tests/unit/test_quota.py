@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentq.config import QuotaConfig
-from agentq.quota import (
+from agentq.accounts.quota import (
     FORENSIC_TEXT_MAX,
     QuotaMonitor,
     Reading,
@@ -22,6 +21,7 @@ from agentq.quota import (
     exhausted_until_for,
     is_exhausted,
 )
+from agentq.config.models import QuotaConfig
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RESET = datetime(2026, 3, 1, 17, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentq.resets import parse_reset
+from agentq.agents.resets import parse_reset
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2025, 11, 20, 22, 0, tzinfo=UTC)  # 23:00 in Paris

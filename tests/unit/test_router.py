@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from agentq.router import RouteDecision, RoutingPolicy, route
-from agentq.taskfile import TaskMeta
+from agentq.queue.router import RouteDecision, RoutingPolicy, route
+from agentq.queue.taskfile import TaskMeta
 
 POLICY = RoutingPolicy(
     allow_by_default=True,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agentq.errors import ConfigError
-from agentq.secrets import (
+from agentq.core.errors import ConfigError
+from agentq.core.secrets import (
     RedactingFilter,
     has_secret,
     read_key_file,

@@ -10,9 +10,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentq import taskfile
-from agentq.errors import TaskFileError
-from agentq.taskfile import (
+from agentq.core.errors import TaskFileError
+from agentq.queue import taskfile
+from agentq.queue.taskfile import (
     MAX_FILE_BYTES,
     MAX_FRONTMATTER_BYTES,
     MAX_YAML_DEPTH,

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentq.testing_anthropic import MockAnthropic, Rule, prompt_text, request_token
+from tests.support.anthropic_mock import MockAnthropic, Rule, prompt_text, request_token
 
 SUBSCRIBER = "sk-ant-oat01-alice"
 OTHER = "sk-ant-oat01-bob"

@@ -1,0 +1,311 @@
+"""The agent's hooks: ours in ``settings.json``, and each hook call turned into a signal file.
+
+Claude Code runs each hook command with the event's JSON payload on stdin.
+Ours is ``<python> -m agentq hook EVENT --state-dir DIR``; it calls :func:`run_hook`,
+which writes one small JSON file into ``<state_dir>/signals/`` and exits 0 at once.
+The daemon reads those files with :func:`read_signals` (they only wake it: the
+folders stay the truth) and deletes each one with :func:`consume` once handled.
+
+This module sits on the hook's hot path: it imports only the standard library and
+agentq's own light modules (no pydantic, libtmux or watchdog).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentq.core.durable import write_atomic
+from agentq.core.errors import AccountError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EVENTS: tuple[str, ...] = (
+    "SessionStart",
+    "UserPromptSubmit",
+    "Stop",
+    "StopFailure",
+    "PermissionRequest",
+    "Notification",
+    "SessionEnd",
+)
+#: A hook command containing this is ours (and is replaced on the next merge).
+OUR_MARKER = " -m agentq hook "
+SIGNALS_DIR = "signals"
+ERROR_LOG = "hook-errors.log"
+#: Signal files stay small: the full prompt is in the task file, the full answer in the transcript.
+PROMPT_CHARS = 2000
+MESSAGE_CHARS = 100_000
+#: Asking tmux which session a pane belongs to must not hold up the agent.
+TMUX_TIMEOUT = 2.0
+
+_EVENT_RE = re.compile(r"^[A-Za-z]{1,64}$")
+_PAYLOAD_FIELDS = (
+    "session_id",
+    "transcript_path",
+    "cwd",
+    "error",
+    "last_assistant_message",
+    "prompt",
+    "notification_type",
+    "source",
+    "reason",
+)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One hook call as the daemon sees it (``path`` is the signal file)."""
+
+    session: str | None
+    session_id: str | None
+    transcript_path: str | None
+    cwd: str | None
+    event: str
+    error: str | None
+    last_assistant_message: str | None
+    prompt: str | None
+    notification_type: str | None
+    source: str | None
+    reason: str | None
+    received_at: float
+    path: Path
+
+
+# -- installing ----------------------------------------------------------------
+
+
+def hook_command(event: str, state_dir: Path, python: str = sys.executable) -> str:
+    """Return the shell command the agent runs for ``event`` (every part shlex-quoted)."""
+    parts = [shlex.quote(python), "-m", "agentq", "hook", shlex.quote(event)]
+    return " ".join([*parts, "--state-dir", shlex.quote(str(state_dir))])
+
+
+def _is_ours(hook: object) -> bool:
+    return isinstance(hook, dict) and OUR_MARKER in str(hook.get("command", ""))
+
+
+def _load_settings(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise AccountError([f"{path}: cannot read ({exc.strerror})"]) from exc
+    try:
+        settings = json.loads(raw) if raw.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AccountError([f"{path}: not valid JSON ({exc}); fix it or move it aside"]) from exc
+    if not isinstance(settings, dict):
+        raise AccountError([f"{path}: expected a JSON object at the top level"])
+    hooks = settings.get("hooks", {})
+    if not isinstance(hooks, dict) or not all(isinstance(v, list) for v in hooks.values()):
+        raise AccountError([f"{path}: 'hooks' must map event names to lists"])
+    return settings
+
+
+def _without_ours(groups: list[Any]) -> list[Any]:
+    """The user's matcher groups for one event with our hook entries taken out."""
+    kept: list[Any] = []
+    for group in groups:
+        if not isinstance(group, dict) or not isinstance(group.get("hooks"), list):
+            kept.append(group)
+            continue
+        theirs = [hook for hook in group["hooks"] if not _is_ours(hook)]
+        if theirs or not group["hooks"]:
+            kept.append({**group, "hooks": theirs})
+    return kept
+
+
+def merge_hooks(
+    settings_path: Path, state_dir: Path, events: Sequence[str] = DEFAULT_EVENTS
+) -> bool:
+    """Install our hook for each event into ``settings_path``; return whether the file changed.
+
+    Every user key and user hook stays; our previous entries (any event) are
+    replaced, never duplicated. The file is written atomically, and only when
+    something changed. A symlinked ``settings.json`` is updated at its target.
+
+    Raises:
+        AccountError: the file is not a JSON object (it is left untouched), or
+            cannot be read or written.
+    """
+    settings = _load_settings(settings_path)
+    old_hooks = settings.get("hooks", {})
+    new_hooks = {event: _without_ours(groups) for event, groups in old_hooks.items()}
+    for event in events:
+        entry = {"type": "command", "command": hook_command(event, state_dir)}
+        new_hooks[event] = [*new_hooks.get(event, []), {"hooks": [entry]}]
+    # Drop an event only if it is empty because we took our entry out of it.
+    new_hooks = {
+        ev: groups for ev, groups in new_hooks.items() if groups or old_hooks.get(ev) == []
+    }
+    if new_hooks == old_hooks:
+        return False
+    settings["hooks"] = new_hooks
+    target = settings_path.resolve() if settings_path.is_symlink() else settings_path
+    try:
+        mode = target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o600
+    data = (json.dumps(settings, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    try:
+        write_atomic(target, data, mode=mode)
+    except OSError as exc:
+        raise AccountError([f"{settings_path}: cannot write ({exc.strerror})"]) from exc
+    logger.info("hooks installed", extra={"settings_path": str(settings_path)})
+    return True
+
+
+# -- the hook call -------------------------------------------------------------
+
+
+def _tmux_session(env: Mapping[str, str]) -> str | None:
+    """Ask the tmux server we run under which session owns ``$TMUX_PANE``."""
+    socket_path = env.get("TMUX", "").split(",")[0]
+    pane = env.get("TMUX_PANE", "")
+    if not socket_path or not pane.startswith("%"):
+        return None
+    argv = ["tmux", "-S", socket_path, "display-message", "-p", "-t", pane, "#{session_name}"]
+    proc = subprocess.run(argv, capture_output=True, timeout=TMUX_TIMEOUT, check=False)
+    name = proc.stdout.decode("utf-8", "replace").strip()
+    return name if proc.returncode == 0 and name else None
+
+
+def _text(value: object, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:limit]
+
+
+def build_signal(
+    event: str, payload: Mapping[str, Any], session: str | None, received_at: float
+) -> dict[str, Any]:
+    """Return the signal file's content for one hook call (pure)."""
+    record: dict[str, Any] = {"session": session, "event": event, "received_at": received_at}
+    for name in _PAYLOAD_FIELDS:
+        limit = PROMPT_CHARS if name == "prompt" else MESSAGE_CHARS
+        record[name] = _text(payload.get(name), limit)
+    return record
+
+
+def _parse_payload(stdin: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(stdin.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _log_error(state_dir: Path, event: str) -> None:
+    line = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {event!r}: {traceback.format_exc()}"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with (state_dir / ERROR_LOG).open("a", encoding="utf-8") as log:
+            log.write(line.replace("\n", "\n    ").rstrip() + "\n")
+    except OSError:
+        pass  # nowhere left to report to; the hook must still not fail the agent
+
+
+def run_hook(event: str, stdin: bytes, env: Mapping[str, str], state_dir: Path) -> int:
+    """Record one hook call as a signal file under ``state_dir/signals``; always return 0."""
+    try:
+        name = event if _EVENT_RE.fullmatch(event) else "Unknown"
+        payload = _parse_payload(stdin)
+        session = env.get("AGENTQ_SESSION") or None
+        if session is None:
+            try:
+                session = _tmux_session(env)
+            except (OSError, subprocess.SubprocessError):
+                session = None
+        record = build_signal(name, payload, session, time.time())
+        folder = state_dir / SIGNALS_DIR
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        file_name = f"{time.time_ns()}-{name}-{secrets.token_hex(4)}.json"
+        write_atomic(folder / file_name, json.dumps(record, ensure_ascii=False).encode("utf-8"))
+    except Exception:  # a failing hook must never disturb the agent: log, exit 0
+        _log_error(state_dir, event)
+    return 0
+
+
+# -- the daemon's side ---------------------------------------------------------
+
+
+def _signal_from(path: Path, data: Mapping[str, Any]) -> Signal:
+    def opt(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) else None
+
+    received = data.get("received_at")
+    return Signal(
+        session=opt("session"),
+        session_id=opt("session_id"),
+        transcript_path=opt("transcript_path"),
+        cwd=opt("cwd"),
+        event=opt("event") or "Unknown",
+        error=opt("error"),
+        last_assistant_message=opt("last_assistant_message"),
+        prompt=opt("prompt"),
+        notification_type=opt("notification_type"),
+        source=opt("source"),
+        reason=opt("reason"),
+        received_at=float(received) if isinstance(received, int | float) else 0.0,
+        path=path,
+    )
+
+
+def read_signals(state_dir: Path) -> list[Signal]:
+    """Return the pending signals, oldest first; unreadable files are renamed ``*.bad``."""
+    folder = state_dir / SIGNALS_DIR
+    try:
+        paths = sorted(p for p in folder.iterdir() if p.name.endswith(".json"))
+    except FileNotFoundError:
+        return []
+    signals = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_bytes())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            logger.warning("unreadable signal file", extra={"path": str(path), "error": str(exc)})
+            with contextlib.suppress(OSError):  # gone or unwritable: skipped again next time
+                path.replace(path.with_name(path.name + ".bad"))
+            continue
+        signals.append(_signal_from(path, data))
+    return signals
+
+
+def consume(signal: Signal) -> None:
+    """Delete a handled signal's file (already gone is fine)."""
+    signal.path.unlink(missing_ok=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m agentq.agents.hooks EVENT --state-dir DIR``: the hook entry without the CLI."""
+    parser = argparse.ArgumentParser(prog="python -m agentq.agents.hooks")
+    parser.add_argument("event")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    return run_hook(args.event, sys.stdin.buffer.read(), os.environ, args.state_dir)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

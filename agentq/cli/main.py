@@ -1,0 +1,347 @@
+"""The ``agentq`` command line: argument parsing, logging set-up, exit codes.
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error. Errors are one line
+on stderr; ``--debug`` adds the traceback. Imports are lazy so that the hook
+command, which every agent turn runs, stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentq.config.models import Config
+
+logger = logging.getLogger("agentq")
+
+DEFAULT_CONFIG = "~/.config/agentq/config.yaml"
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class _TextFormatter(logging.Formatter):
+    """One line per event: time, level, logger, message, then ``key=value`` extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = {k: v for k, v in vars(record).items() if k not in _STD_ATTRS}
+        if extras:
+            base += " " + " ".join(
+                f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}"
+                for k, v in extras.items()
+            )
+        return base
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        doc.update({k: v for k, v in vars(record).items() if k not in _STD_ATTRS})
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", stream: Any = None) -> None:
+    """Configure the root logger once (the CLI is the only place that does)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    try:
+        from agentq.core.secrets import RedactingFilter
+
+        handler.addFilter(RedactingFilter())
+    except ImportError:  # the delegation layer is optional at this stage of start-up
+        pass
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _load_config(path: str | None) -> Config:
+    from agentq.config.load import load_config
+
+    env = dict(os.environ)
+    raw = path or env.get("AGENTQ_CONFIG") or DEFAULT_CONFIG
+    config_path = Path(os.path.expanduser(raw))
+    return load_config(config_path, env)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agentq.daemon.loop import Daemon
+
+    config = _load_config(args.config)
+    setup_logging("DEBUG" if args.debug else config.logging.level, config.logging.format)
+    return Daemon(config, dict(os.environ)).run()
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from agentq.config.load import validate_config_file
+
+    raw = args.config or os.environ.get("AGENTQ_CONFIG") or DEFAULT_CONFIG
+    path = Path(os.path.expanduser(raw))
+    env = dict(os.environ)
+    problems = validate_config_file(path, env)
+    warnings: list[str] = []
+    if not problems:
+        from agentq.accounts.setup import account_problems
+        from agentq.config.load import load_config
+
+        config = load_config(path, env)
+        problems = account_problems(config)
+        warnings = _delegation_warnings(config, env)
+    for warning in warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    for problem in problems:
+        print(f"{path}: {problem}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 2
+    print(f"{path}: ok")
+    return 0
+
+
+def _delegation_warnings(config: Config, env: dict[str, str]) -> list[str]:
+    """Providers that are configured but disabled (no key), as ``agentq validate`` reports them."""
+    from agentq.core.errors import ConfigError
+    from agentq.core.secrets import resolve_key
+
+    warnings = []
+    for provider in config.delegation.providers:
+        if provider.api_key_env is None and provider.api_key_file is None:
+            continue
+        try:
+            key = resolve_key(provider.api_key_env, provider.api_key_file, env)
+        except ConfigError as exc:
+            warnings.append(f"provider {provider.name!r} disabled: {exc}")
+            continue
+        if key is None:
+            source = provider.api_key_env or str(provider.api_key_file)
+            warnings.append(
+                f"provider {provider.name!r} disabled: no API key ({source} is not set)"
+            )
+    return warnings
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    from agentq.cli.accounts import run_accounts_init
+
+    config = _load_config(args.config)
+    return run_accounts_init(config, args.dry_run, print)
+
+
+def cmd_swap(args: argparse.Namespace) -> int:
+    from agentq.core import durable
+    from agentq.core.lock import is_locked
+
+    config = _load_config(args.config)
+    if not is_locked(config.state_dir / "lock"):
+        print("agentq swap: the daemon is not running", file=sys.stderr)
+        return 1
+    folder = config.state_dir / "requests"
+    stem = f"{time.time_ns()}-{os.getpid()}"
+    request = {"action": "clear"} if args.clear else {"action": "swap", "to": args.to}
+    durable.write_atomic(folder / f"{stem}.request.json", json.dumps(request).encode())
+    result_path = folder / f"{stem}.result.json"
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if result_path.exists():
+            answer = json.loads(result_path.read_text())
+            result_path.unlink(missing_ok=True)
+            print(answer["message"])
+            return 0 if answer["ok"] else 1
+        time.sleep(0.1)  # waiting for the daemon's answer file
+    print(f"agentq swap: no answer from the daemon within {args.timeout:g}s", file=sys.stderr)
+    return 1
+
+
+def cmd_delegate(args: argparse.Namespace) -> int:
+    from agentq.cli.delegate import run_delegate
+
+    config = _load_config(args.config)
+    return run_delegate(args.rest, config, sys.stdout, sys.stderr, env=dict(os.environ))
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from agentq.queue import submit
+
+    if (args.file is None) == (args.text is None):
+        print("agentq submit: give exactly one of --file or --text", file=sys.stderr)
+        return 2
+    source = Path(args.file) if args.file else None
+    text = (
+        (sys.stdin.read() if args.file == "-" else Path(args.file).read_text())
+        if source
+        else args.text
+    )
+    if source is not None and args.file == "-":
+        source = None
+    text = submit.compose(text, submit.parse_assignments(args.set or []))
+    name = submit.choose_name(text, source, datetime.now())
+    path = submit.submit(submit.project_root(Path(args.project).resolve()), text, name)
+    print(path)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from agentq.cli.status import collect_status, render_status
+
+    doc = collect_status(_load_config(args.config), time.time())
+    print(json.dumps(doc, indent=2, sort_keys=True) if args.json else render_status(doc))
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from agentq.queue.router import RoutingPolicy, route
+    from agentq.queue.taskfile import parse_task
+
+    policy = RoutingPolicy()
+    if (
+        args.config
+        or os.environ.get("AGENTQ_CONFIG")
+        or Path(os.path.expanduser(DEFAULT_CONFIG)).exists()
+    ):
+        config = _load_config(args.config)
+        names = frozenset(p.name for p in config.delegation.providers)
+        policy = RoutingPolicy(
+            allow_by_default=config.delegation.allow_by_default,
+            configured=names,
+            available=names,
+            fallbacks=config.delegation.fallbacks,
+            complexity={str(k): v for k, v in config.delegation.complexity.items()},
+        )
+    path = Path(args.file)
+    task = parse_task(path.read_bytes(), path.name)
+    print(json.dumps(route(task.meta, policy).to_dict(), sort_keys=True))
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from agentq.cli.detect import run_detect
+
+    return run_detect(args.file, args.now, args.tz, sys.stdin, sys.stdout)
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    from agentq.agents.hooks import run_hook
+
+    state_dir = args.state_dir or os.environ.get("AGENTQ_STATE_DIR") or "~/.local/state/agentq"
+    try:
+        stdin = sys.stdin.buffer.read()
+    except (OSError, ValueError):
+        stdin = b""
+    return run_hook(args.event, stdin, dict(os.environ), Path(os.path.expanduser(state_dir)))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agentq.cli.demo import run_demo
+
+    setup_logging("DEBUG" if args.debug else "WARNING")
+    return run_demo(Path(args.dir).resolve() if args.dir else None, args.pool)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(prog="agentq", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("run", cmd_run, "run the daemon in the foreground")
+    p.add_argument("--config")
+    p = add("demo", cmd_demo, "run the simulated agent pool on the sample queues")
+    p.add_argument("--dir", help="workspace folder (default: a new temp folder)")
+    p.add_argument("--pool", type=int, default=3, help="pool size (default 3)")
+    p = add("validate", cmd_validate, "check a configuration file, listing every problem")
+    p.add_argument("--config")
+    p = add("accounts", cmd_accounts, "manage account homes: 'init' adopts the shared layout")
+    p.add_argument("action", choices=["init"])
+    p.add_argument("--dry-run", action="store_true", help="print every step, change nothing")
+    p.add_argument("--config")
+    p = add("swap", cmd_swap, "swap the pool to another account now (through the daemon)")
+    p.add_argument("--to", help="the account to swap to (default: the next one not exhausted)")
+    p.add_argument("--clear", action="store_true", help="leave the partial-swap state")
+    p.add_argument("--config")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p = add("delegate", cmd_delegate, "delegation from scripts: submit FILE | get JOB | ...")
+    p.add_argument("--config")
+    p.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="submit FILE | get JOB | result JOB | decide FILE"
+    )
+    p = add("submit", cmd_submit, "put a task into a project's inbox (via tmp/, atomically)")
+    p.add_argument("--project", required=True)
+    p.add_argument("--file")
+    p.add_argument("--text")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p = add("status", cmd_status, "show queue counts and daemon health")
+    p.add_argument("--config")
+    p.add_argument("--json", action="store_true")
+    p = add("route", cmd_route, "print the routing decision for a task file as JSON")
+    p.add_argument("file")
+    p.add_argument("--config")
+    p = add("detect", cmd_detect, "classify an agent pane (quota / server error / activity)")
+    p.add_argument("file", nargs="?", default="-")
+    p.add_argument("--agent", default="claude-code", choices=["claude-code"])
+    p.add_argument("--now")
+    p.add_argument("--tz", default="UTC")
+    p = add("hook", cmd_hook, "called by the agent's hooks: record a signal file")
+    p.add_argument("event")
+    p.add_argument("--state-dir")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``agentq`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "hook" and not logging.getLogger().handlers:
+        setup_logging("DEBUG" if args.debug else "WARNING")
+    from agentq.core.errors import AccountError, AgentqError, ConfigError, LockError
+
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"agentq: {exc.path or 'config'}: {problem}", file=sys.stderr)
+        return 2
+    except AccountError as exc:
+        for problem in exc.problems:
+            print(f"agentq: {problem}", file=sys.stderr)
+        return 2
+    except LockError as exc:
+        print(f"agentq: {exc}", file=sys.stderr)
+        return 2
+    except AgentqError as exc:
+        if args.debug:
+            raise
+        print(f"agentq: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        if args.debug:
+            raise
+        print(f"agentq: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

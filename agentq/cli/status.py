@@ -1,0 +1,121 @@
+"""``agentq status``: counts per project from the folders, health from ``state.json``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from agentq.config.models import Config
+from agentq.core.lock import is_locked
+from agentq.daemon.state import StateFile
+from agentq.queue import protocol as q
+from agentq.queue.vetting import NameKind, classify_name
+
+
+def oldest_pending_age(project: q.Project, now: float) -> float | None:
+    """Seconds since the oldest pending task arrived, or ``None`` when none is pending."""
+    oldest: float | None = None
+    try:
+        entries = list(os.scandir(project.inbox))
+    except OSError:
+        return None
+    for entry in entries:
+        if classify_name(entry.name) is not NameKind.PENDING:
+            continue
+        try:
+            ctime = entry.stat(follow_symlinks=False).st_ctime
+        except FileNotFoundError:
+            continue
+        oldest = ctime if oldest is None else min(oldest, ctime)
+    return None if oldest is None else max(0.0, now - oldest)
+
+
+def collect_status(config: Config, now: float) -> dict[str, Any]:
+    """Build the status document (folders are the truth; state adds health and counters)."""
+    state = StateFile(config.state_dir).peek()
+    projects: list[dict[str, Any]] = []
+    paths = q.find_projects(config.projects.roots, config.projects.paths)
+    for path in paths:
+        project = q.Project(path)
+        if not project.queue.is_dir():
+            continue
+        entry: dict[str, Any] = {"path": str(path), **project.counts()}
+        entry["oldest_pending_age"] = oldest_pending_age(project, now)
+        projects.append(entry)
+    totals = {
+        k: sum(p[k] for p in projects)
+        for k in ("pending", "working", "delegated", "done", "failed")
+    }
+    return {
+        "running": is_locked(config.state_dir / "lock"),
+        "daemon": state.get("daemon", {}),
+        "projects": projects,
+        "totals": totals,
+        "counters": state.get("counters", {}),
+        "watches": state.get("watches", {}),
+        "incomplete": {k: v for k, v in state.get("incomplete", {}).items() if v},
+        "refused_projects": state.get("refused_projects", {}),
+        "sessions": state.get("sessions", []),
+        "active_account": state.get("active_account"),
+        "accounts": state.get("accounts", {}),
+        "hold": state.get("hold"),
+        "partial_swap": state.get("partial_swap"),
+        "swaps": state.get("swaps", [])[-5:],
+        "delegation": state.get("delegation", {}),
+    }
+
+
+def render_status(doc: dict[str, Any]) -> str:
+    """Human-readable status."""
+    lines = [f"daemon: {'running' if doc['running'] else 'not running'}"]
+    for p in doc["projects"]:
+        age = p["oldest_pending_age"]
+        age_text = f", oldest pending {age:.0f}s" if age is not None else ""
+        lines.append(
+            f"{p['path']}: {p['pending']} pending, {p['working']} working, "
+            f"{p['delegated']} delegated, {p['done']} done, {p['failed']} failed{age_text}"
+        )
+    t = doc["totals"]
+    lines.append(
+        f"total: {t['pending']} pending, {t['working']} working, "
+        f"{t['done']} done, {t['failed']} failed"
+    )
+    counters = doc["counters"]
+    if counters:
+        lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+    polling = [p for p, w in doc["watches"].items() if w.get("mode") == "polling"]
+    for inbox in polling:
+        lines.append(f"{inbox}: polling ({doc['watches'][inbox].get('reason', '')})")
+    for path, reason in doc["refused_projects"].items():
+        lines.append(f"{path}: refused ({reason})")
+    if doc["active_account"]:
+        lines.append(f"active account: {doc['active_account']}")
+    for name, entry in sorted(doc["accounts"].items()):
+        if entry.get("exhausted_until"):
+            lines.append(f"account {name}: exhausted until {entry['exhausted_until']}")
+    if doc["hold"]:
+        lines.append(f"QUEUE HELD: every account is exhausted until {doc['hold']['until']}")
+    if doc["partial_swap"]:
+        ps = doc["partial_swap"]
+        lines.append(
+            f"PARTIAL SWAP {ps['from']} -> {ps['to']}: {ps['error']}; run `agentq swap --clear`"
+        )
+    for swap in doc["swaps"]:
+        lines.append(f"swap {swap['time']}: {swap['from']} -> {swap['to']} ({swap['trigger']})")
+    for session in doc["sessions"]:
+        task = f" working on {session['task']}" if session.get("task") else ""
+        wait = session.get("waiting_on_permission_s")
+        perm = f", waiting on a permission dialog for {wait}s" if wait is not None else ""
+        lines.append(f"session {session['session']}: {session['state']}{task}{perm}")
+    if doc["delegation"]:
+        d = doc["delegation"]
+        lines.append("delegation: " + ", ".join(f"{k}={v}" for k, v in sorted(d.items())))
+    for inbox, names in doc["incomplete"].items():
+        lines.append(f"{inbox}: still being written: {', '.join(names)}")
+    return "\n".join(lines)
+
+
+def state_path(config: Config) -> Path:
+    """Where the daemon keeps its state file."""
+    return config.state_dir / "state.json"

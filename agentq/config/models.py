@@ -1,0 +1,480 @@
+"""The configuration of agentq: pydantic models of ``config.yaml``, loading and validation.
+
+Every key has a default except the account homes; unknown keys are errors; a key left empty
+takes its default. Paths expand ``~`` and ``$VAR``/``${VAR}`` from the environment mapping
+handed in (never ``os.environ``), and a relative path is taken from the config file's folder.
+Loading reports every problem at once, one line each with its YAML line number::
+
+    line 12: quota.confirm_pols: unknown key
+    line 4: pool.max: must be >= pool.min (2)
+"""
+
+from __future__ import annotations
+
+import logging
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from agentq.config import issues as _configload
+from agentq.config.types import (
+    AccountName,
+    ConfigPath,
+    Duration,
+    EnvName,
+    HttpUrl,
+    LinkName,
+    ProviderName,
+    SessionName,
+    expand_path,
+    scalar_as_text,
+)
+
+__all__ = [
+    "NOTIFICATION_EVENTS",
+    "AccountConfig",
+    "AgentConfig",
+    "ApiConfig",
+    "CompletionConfig",
+    "Config",
+    "DedicatedSession",
+    "DelegationConfig",
+    "DispatchConfig",
+    "Duration",
+    "JanitorConfig",
+    "LoggingConfig",
+    "NotificationConfig",
+    "PoolConfig",
+    "PriceConfig",
+    "ProjectsConfig",
+    "ProviderConfig",
+    "QuotaConfig",
+    "SharedConfig",
+    "TmuxConfig",
+    "expand_path",
+]
+
+logger = logging.getLogger(__name__)
+
+_MINUTE = 60.0
+_HOUR = 3600.0
+_DAY = 86400.0
+LOCAL_EXECUTOR = "local"
+RESERVED_PROVIDER_NAMES = frozenset({"local", "claude-code"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+MAX_POOL_SIZE = 64
+
+NotificationEvent = Literal["swap", "partial_swap", "task_failed", "accounts_exhausted"]
+NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = get_args(NotificationEvent)
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        """A section or key left empty in YAML (``pool:``) takes its default."""
+        if data is None:
+            return {}
+        if isinstance(data, dict):
+            optional = {name for name, field in cls.model_fields.items() if not field.is_required()}
+            return {k: v for k, v in data.items() if not (v is None and k in optional)}
+        return data
+
+
+class ProjectsConfig(_Section):
+    """Where the queues are: every ``<root>/*/.agent-queue`` plus each listed project."""
+
+    roots: list[ConfigPath] = Field(default_factory=list)
+    paths: list[ConfigPath] = Field(default_factory=list)
+
+
+class AgentConfig(_Section):
+    """Which agent CLI runs in the pool sessions and how it is started."""
+
+    profile: Literal["claude-code", "sim", "instant"] = "claude-code"
+    command: str = Field(default="claude", min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[EnvName, Annotated[str, BeforeValidator(scalar_as_text)]] = Field(
+        default_factory=dict
+    )
+    answer: str = "done"
+    on_permission: Literal["answer", "fail"] = "fail"
+    permission_answer: str = "1"
+
+
+class AccountConfig(_Section):
+    """One agent account: a name and its config home (``CLAUDE_CONFIG_DIR``)."""
+
+    name: AccountName
+    home: ConfigPath
+
+
+class SharedConfig(_Section):
+    """State shared by all accounts through symlinks from each home into ``root``."""
+
+    root: ConfigPath = Path("~/.claude-shared")
+    links: list[LinkName] = Field(
+        default_factory=lambda: ["projects", "file-history", "session-env"]
+    )
+
+    @field_validator("links")
+    @classmethod
+    def _unique_links(cls, links: list[str]) -> list[str]:
+        issues = _duplicates(links, lambda i: (i,), "link")
+        if issues:
+            raise _configload.issues_error(issues)
+        return links
+
+
+class DedicatedSession(_Section):
+    """An operator's own session: never dispatched to or exited; resumed after a swap."""
+
+    name: SessionName
+    cwd: ConfigPath | None = None
+
+
+class PoolConfig(_Section):
+    """The pool of agent sessions agentq owns: ``prefix + i`` for i in the range."""
+
+    prefix: str = Field(default="agentq-", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    start_index: int = Field(default=0, ge=0)
+    min: int = Field(default=2, ge=0, le=MAX_POOL_SIZE)
+    max: int = Field(default=4, ge=1, le=MAX_POOL_SIZE)
+    dedicated: list[DedicatedSession] = Field(default_factory=list)
+
+    @field_validator("max")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min")
+        if low is not None and value < low:
+            raise _configload.issues_error([((), f"must be >= pool.min ({low})")])
+        return value
+
+    @field_validator("dedicated")
+    @classmethod
+    def _dedicated_outside_pool(
+        cls, sessions: list[DedicatedSession], info: ValidationInfo
+    ) -> list[DedicatedSession]:
+        names = [s.name for s in sessions]
+        issues = _duplicates(names, lambda i: (i, "name"), "dedicated session")
+        if all(key in info.data for key in ("prefix", "start_index", "max")):
+            owned = set(
+                _pool_names(info.data["prefix"], info.data["start_index"], info.data["max"])
+            )
+            issues += [
+                ((i, "name"), f"{name!r} is inside the pool's own range; choose another name")
+                for i, name in enumerate(names)
+                if name in owned
+            ]
+        if issues:
+            raise _configload.issues_error(issues)
+        return sessions
+
+    def names(self) -> list[str]:
+        """Return the pool's own session names, in order."""
+        return _pool_names(self.prefix, self.start_index, self.max)
+
+
+def _pool_names(prefix: str, start: int, size: int) -> list[str]:
+    return [f"{prefix}{i}" for i in range(start, start + size)]
+
+
+class TmuxConfig(_Section):
+    """Which tmux server to use; a socket name means a private server (``tmux -L``)."""
+
+    socket_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class DispatchConfig(_Section):
+    """How tasks are claimed and delivered to sessions."""
+
+    max_attempts: int = Field(default=3, ge=1)
+    rescan_interval: Duration = Field(default=30.0, gt=0)
+    quiet_period: Duration = 1.0
+    tmp_max_age: Duration = Field(default=36 * _HOUR, gt=0)
+    delivery_timeout: Duration = Field(default=15.0, gt=0)
+    delivery_retries: int = Field(default=3, ge=0)
+    after_restart: Literal["fail", "requeue"] = "fail"
+
+
+class CompletionConfig(_Section):
+    """How a running task is judged finished, stalled or stuck."""
+
+    idle_timeout: Duration = Field(default=30 * _MINUTE, gt=0)
+    recycle: bool = True
+    permission_timeout: Duration = Field(default=5 * _MINUTE, gt=0)
+    task_timeout: Duration | None = Field(default=None, gt=0)
+
+
+class QuotaConfig(_Section):
+    """How usage limits are detected and when accounts are swapped."""
+
+    poll_interval: Duration = Field(default=5.0, gt=0)
+    cooldown: Duration = 5 * _MINUTE
+    confirm_polls: int = Field(default=2, ge=1)
+    default_exhausted: Duration = Field(default=_HOUR, gt=0)
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {name!r} (e.g. UTC, Europe/Berlin)") from None
+        return name
+
+
+class PriceConfig(_Section):
+    """A model's price in USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+    as_of: str | None = None
+
+
+class ProviderConfig(_Section):
+    """A remote AI provider tasks may be delegated to."""
+
+    name: ProviderName
+    kind: Literal["job-api", "openai-compatible", "anthropic"]
+    base_url: HttpUrl
+    model: str | None = None
+    api_key_env: EnvName | None = None
+    api_key_file: ConfigPath | None = None
+    timeout: Duration = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    retry_after_cap: Duration = Field(default=120.0, gt=0)
+    poll_interval: Duration = Field(default=2.0, gt=0)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name.lower() in RESERVED_PROVIDER_NAMES:
+            raise ValueError(f"{name!r} is reserved for the local executor")
+        return name
+
+    @field_validator("api_key_file")
+    @classmethod
+    def _one_key_source(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("api_key_env") is not None:
+            raise ValueError("set api_key_env or api_key_file, not both")
+        return value
+
+
+class DelegationConfig(_Section):
+    """Remote providers, the fallback chains between them, and the complexity map."""
+
+    allow_by_default: bool = False
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    complexity: dict[Literal["low", "medium", "high"], str] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _unique_providers(cls, providers: list[ProviderConfig]) -> list[ProviderConfig]:
+        issues = _duplicates([p.name for p in providers], lambda i: (i, "name"), "provider")
+        if issues:
+            raise _configload.issues_error(issues)
+        return providers
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallbacks_known(
+        cls, fallbacks: dict[str, list[str]], info: ValidationInfo
+    ) -> dict[str, list[str]]:
+        known = _executor_names(info)
+        if known is None:
+            return fallbacks  # the providers are invalid; that is reported already
+        issues: list[_configload.Issue] = []
+        for source, chain in fallbacks.items():
+            issues += _unknown_executor(source, (source,), known)
+            for i, target in enumerate(chain):
+                issues += _unknown_executor(target, (source, i), known)
+                if target == source:
+                    issues.append(((source, i), f"{source!r} cannot fall back to itself"))
+        if issues:
+            raise _configload.issues_error(issues)
+        return fallbacks
+
+    @field_validator("complexity")
+    @classmethod
+    def _complexity_known(cls, table: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        known = _executor_names(info)
+        if known is None:
+            return table
+        issues = [
+            i for level, name in table.items() for i in _unknown_executor(name, (level,), known)
+        ]
+        if issues:
+            raise _configload.issues_error(issues)
+        return table
+
+
+def _executor_names(info: ValidationInfo) -> list[str] | None:
+    providers = info.data.get("providers")
+    if providers is None:
+        return None
+    return [p.name for p in providers] + [LOCAL_EXECUTOR]
+
+
+def _unknown_executor(
+    name: str, at: tuple[str | int, ...], known: list[str]
+) -> list[_configload.Issue]:
+    if name in known:
+        return []
+    return [(at, f"unknown provider {name!r} (configured: {', '.join(known)})")]
+
+
+def _split_listen(text: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:8377`` for IPv6) into host and port."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{text!r} is not host:port (e.g. 127.0.0.1:8377)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    number = int(port)
+    if number > 65535:
+        raise ValueError(f"port {number} is out of range (0-65535)")
+    return host, number
+
+
+class ApiConfig(_Section):
+    """The local HTTP status API; it only ever listens on loopback."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8377"
+    token_file: ConfigPath = Path("~/.config/agentq/token")
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback_only(cls, listen: str) -> str:
+        host, _ = _split_listen(listen)
+        if host not in LOOPBACK_HOSTS:
+            raise ValueError(f"host must be loopback (127.0.0.1, ::1 or localhost), got {host!r}")
+        return listen
+
+    def address(self) -> tuple[str, int]:
+        """Return ``(host, port)`` to bind; port 0 lets the system pick one."""
+        return _split_listen(self.listen)
+
+
+class NotificationConfig(_Section):
+    """One notification target and the events it receives."""
+
+    kind: Literal["webhook", "ntfy", "slack"]
+    url: HttpUrl
+    events: list[NotificationEvent] = Field(default_factory=lambda: list(NOTIFICATION_EVENTS))
+
+
+class JanitorConfig(_Section):
+    """How long finished task files are kept in ``done/`` and ``failed/``."""
+
+    keep_done: Duration = Field(default=30 * _DAY, gt=0)
+    keep_failed: Duration = Field(default=90 * _DAY, gt=0)
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+class LoggingConfig(_Section):
+    """Log level and line format (``json`` suits journald collectors)."""
+
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+def _unset() -> Any:
+    """Default of a section: an empty mapping, validated (and so expanded) like a written one."""
+    return {}
+
+
+class Config(_Section):
+    """The whole agentq configuration."""
+
+    state_dir: ConfigPath = Path("~/.local/state/agentq")
+    projects: ProjectsConfig = Field(default_factory=_unset)
+    agent: AgentConfig = Field(default_factory=_unset)
+    accounts: list[AccountConfig] = Field(default_factory=list)
+    active_link: ConfigPath | None = None
+    shared: SharedConfig = Field(default_factory=_unset)
+    pool: PoolConfig = Field(default_factory=_unset)
+    tmux: TmuxConfig = Field(default_factory=_unset)
+    dispatch: DispatchConfig = Field(default_factory=_unset)
+    completion: CompletionConfig = Field(default_factory=_unset)
+    quota: QuotaConfig = Field(default_factory=_unset)
+    delegation: DelegationConfig = Field(default_factory=_unset)
+    api: ApiConfig = Field(default_factory=_unset)
+    notifications: list[NotificationConfig] = Field(default_factory=list)
+    janitor: JanitorConfig = Field(default_factory=_unset)
+    logging: LoggingConfig = Field(default_factory=_unset)
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_accounts(cls, accounts: list[AccountConfig]) -> list[AccountConfig]:
+        issues = _duplicates([a.name for a in accounts], lambda i: (i, "name"), "account name")
+        issues += _duplicates([a.home for a in accounts], lambda i: (i, "home"), "account home")
+        if issues:
+            raise _configload.issues_error(issues)
+        return accounts
+
+    @field_validator("active_link")
+    @classmethod
+    def _link_is_no_home(cls, link: Path | None, info: ValidationInfo) -> Path | None:
+        homes = {a.home for a in info.data.get("accounts", [])}
+        if link is not None and link in homes:
+            raise ValueError("must not be an account home (it is flipped between the homes)")
+        return link
+
+    @field_validator("shared")
+    @classmethod
+    def _shared_root_is_no_home(cls, shared: SharedConfig, info: ValidationInfo) -> SharedConfig:
+        taken = {a.home for a in info.data.get("accounts", [])} | {info.data.get("active_link")}
+        if shared.root in taken:
+            raise _configload.issues_error(
+                [(("root",), "must not be an account home or the active link")]
+            )
+        return shared
+
+    def pool_names(self) -> list[str]:
+        """Return the pool's own session names (the only sessions agentq may drive)."""
+        return self.pool.names()
+
+    def dedicated_names(self) -> list[str]:
+        """Return the operator's dedicated session names."""
+        return [s.name for s in self.pool.dedicated]
+
+    def provider(self, name: str) -> ProviderConfig | None:
+        """Return the provider called ``name``, or None."""
+        return next((p for p in self.delegation.providers if p.name == name), None)
+
+
+def _duplicates(values: list[Any], at: Any, what: str) -> list[_configload.Issue]:
+    """Report each repeat of a value after its first occurrence."""
+    first: dict[Any, int] = {}
+    issues: list[_configload.Issue] = []
+    for i, value in enumerate(values):
+        if value in first:
+            issues.append((at(i), f"duplicate {what} {str(value)!r} (also item {first[value]})"))
+        else:
+            first[value] = i
+    return issues

@@ -1,0 +1,74 @@
+"""``state.json``: the daemon's cache of counters and health, atomic and versioned.
+
+The folders are the source of truth; this file only remembers what they cannot
+say (counters, watch modes, swap history). A corrupt file is moved aside and a
+fresh state is started: the daemon never crash-loops on it (reliability R26).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from agentq.core import crashpoints, durable
+from agentq.core.errors import StateFileError
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+STATE_FILENAME = "state.json"
+
+
+def empty_state() -> dict[str, Any]:
+    """A fresh state document."""
+    return {"version": STATE_VERSION, "counters": {}, "watches": {}, "daemon": {}}
+
+
+class StateFile:
+    """Load and save ``state_dir/state.json``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / STATE_FILENAME
+
+    def load(self) -> dict[str, Any]:
+        """Read the state; a missing file gives a fresh state, a corrupt one is moved aside."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return empty_state()
+        except OSError as exc:
+            raise StateFileError(f"cannot read {self.path}: {exc.strerror}") from exc
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+                raise ValueError("unknown state version")
+        except ValueError:
+            aside = self.path.with_name(f"{STATE_FILENAME}.corrupt-{time.time_ns()}")
+            os.replace(self.path, aside)
+            logger.warning("corrupt state file moved aside; rebuilding", extra={"path": str(aside)})
+            return empty_state()
+        for key, value in empty_state().items():
+            data.setdefault(key, value)
+        return data
+
+    def peek(self) -> dict[str, Any]:
+        """Read the state for display only; a bad file is left for the daemon to move aside."""
+        try:
+            data = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            return empty_state()
+        return data if isinstance(data, dict) else empty_state()
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Write the state atomically (temp file, fsync, rename, folder fsync)."""
+        state["version"] = STATE_VERSION
+        data = json.dumps(state, sort_keys=True, indent=1).encode()
+        try:
+            durable.write_atomic(self.path, data, crash_point="mid_state_write")
+        except OSError as exc:
+            raise StateFileError(f"cannot write {self.path}: {exc.strerror}") from exc
+        crashpoints.hit("after_state_write")

@@ -1,0 +1,608 @@
+"""The queue protocol of ARCHITECTURE.md §2 on one project's ``.agent-queue/`` folder.
+
+Vet, claim, complete, refuse, requeue, recover and sweep. Each transition is one
+atomic rename or link; content is never edited in place (see :mod:`agentq.durable`).
+Per-task control records (attempt counter, claim id, delivery phase) live in
+``.agent-queue/.agentq/<name>.json`` so that they survive crashes and restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentq.core import crashpoints, durable
+from agentq.core.errors import QueueError, RefusedEntryError
+from agentq.queue.taskfile import MAX_FILE_BYTES, MAX_FRONTMATTER_BYTES
+from agentq.queue.vetting import (
+    DELEGATED_SUFFIX,
+    NAME_RE,
+    WORKING_SUFFIX,
+    NameKind,
+    classify_name,
+    invalid_name_reason,
+    refusal_reason,
+    scan_priority,
+)
+
+logger = logging.getLogger(__name__)
+
+QUEUE_DIRNAME = ".agent-queue"
+CONTROL_DIRNAME = ".agentq"
+QUARANTINE_DIRNAME = "quarantine"
+RECORD_VERSION = 1
+
+_F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
+_F_RDLCK = getattr(fcntl, "F_RDLCK", 0)
+_F_UNLCK = getattr(fcntl, "F_UNLCK", 2)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A pending task seen by a scan."""
+
+    name: str
+    priority: int
+    arrival_ns: int
+
+
+@dataclass
+class ScanResult:
+    """What one scan of an inbox found."""
+
+    ready: list[Pending] = field(default_factory=list)
+    #: name → the monotonic-free wall time (ns) after which it may be ready.
+    waiting: dict[str, int] = field(default_factory=dict)
+    #: names still open for writing by someone (not claimable yet).
+    incomplete: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    working: list[str] = field(default_factory=list)
+    delegated: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ControlRecord:
+    """The persisted per-task record: attempts, current claim, delivery phase."""
+
+    name: str
+    ino: int
+    attempts: int = 0
+    claim_id: str = ""
+    claimed_at: str = ""
+    executor: str = ""
+    phase: str = "claimed"
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        """Serialise with the schema version."""
+        body = {
+            "version": RECORD_VERSION,
+            "name": self.name,
+            "ino": self.ino,
+            "attempts": self.attempts,
+            "claim_id": self.claim_id,
+            "claimed_at": self.claimed_at,
+            "executor": self.executor,
+            "phase": self.phase,
+            "data": self.data,
+        }
+        return json.dumps(body, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ControlRecord:
+        """Parse a record; raises ``ValueError`` on anything malformed."""
+        body = json.loads(raw)
+        if not isinstance(body, dict) or body.get("version") != RECORD_VERSION:
+            raise ValueError("not a version-1 control record")
+        return cls(
+            name=str(body["name"]),
+            ino=int(body["ino"]),
+            attempts=int(body["attempts"]),
+            claim_id=str(body.get("claim_id", "")),
+            claimed_at=str(body.get("claimed_at", "")),
+            executor=str(body.get("executor", "")),
+            phase=str(body.get("phase", "claimed")),
+            data=dict(body.get("data") or {}),
+        )
+
+
+@dataclass
+class Claim:
+    """A task this daemon owns: ``inbox/<name>.working`` plus its control record."""
+
+    project: Project
+    name: str
+    record: ControlRecord
+    suffix: str = WORKING_SUFFIX
+
+    @property
+    def path(self) -> Path:
+        """The claimed file: ``inbox/<name>.working`` (local) or ``<name>.delegated`` (remote)."""
+        return self.project.inbox / (self.name + self.suffix)
+
+    @property
+    def task_id(self) -> str:
+        """A stable identifier for logs and ledgers: ``<project>/<name>``."""
+        return f"{self.project.path.name}/{self.name}"
+
+
+class Project:
+    """One project's queue folder and the protocol operations on it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.queue = path / QUEUE_DIRNAME
+        self.inbox = self.queue / "inbox"
+        self.tmp = self.queue / "tmp"
+        self.done = self.queue / "done"
+        self.failed = self.queue / "failed"
+        self.control = self.queue / CONTROL_DIRNAME
+        self.quarantine = self.queue / QUARANTINE_DIRNAME
+        self._uid = os.getuid()
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.path)!r})"
+
+    # -- set-up ---------------------------------------------------------------------
+
+    def ensure_dirs(self) -> None:
+        """Create the queue folders (0700); refuse a queue whose folders are symlinks."""
+        for folder in (self.queue, self.inbox, self.tmp, self.done, self.failed, self.control):
+            try:
+                folder.mkdir(mode=0o700, exist_ok=True)
+            except FileExistsError as exc:
+                raise QueueError(f"{folder} exists and is not a folder", folder) from exc
+            except OSError as exc:
+                raise QueueError(f"cannot create {folder}: {exc.strerror}", folder) from exc
+            st = folder.lstat()
+            if not stat.S_ISDIR(st.st_mode):
+                raise QueueError(
+                    f"refusing project: {folder} is a symbolic link or not a folder", folder
+                )
+
+    # -- scanning -------------------------------------------------------------------
+
+    def scan(self, now_ns: int, quiet_ns: int) -> ScanResult:
+        """List the inbox and sort every entry into ready / waiting / refused / in flight."""
+        result = ScanResult()
+        for entry in self._list(self.inbox):
+            kind = classify_name(entry.name)
+            if kind is NameKind.WORKING:
+                result.working.append(entry.name[: -len(WORKING_SUFFIX)])
+            elif kind is NameKind.DELEGATED:
+                result.delegated.append(entry.name[: -len(DELEGATED_SUFFIX)])
+            elif kind in (NameKind.INVALID, NameKind.PENDING):
+                self._vet_pending(entry, now_ns, quiet_ns, result, kind is NameKind.INVALID)
+        result.ready.sort(key=lambda p: (-p.priority, p.arrival_ns, p.name))
+        return result
+
+    def _list(self, folder: Path) -> Iterator[os.DirEntry[str]]:
+        try:
+            with os.scandir(folder) as it:
+                yield from it
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise QueueError(f"cannot list {folder}: {exc.strerror}", folder) from exc
+
+    def _vet_pending(
+        self,
+        entry: os.DirEntry[str],
+        now_ns: int,
+        quiet_ns: int,
+        out: ScanResult,
+        invalid_name: bool = False,
+    ) -> None:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        quiet_at = st.st_mtime_ns + quiet_ns
+        if stat.S_ISREG(st.st_mode) and quiet_at > now_ns:
+            # A fresh regular file may still be mid-write, or briefly hard-linked by a
+            # producer (link from tmp/, then unlink): judge it once it is quiet.
+            out.waiting[entry.name] = quiet_at
+            return
+        reason = refusal_reason(st, self._uid)
+        if reason:
+            out.refused.append((entry.name, reason))
+            return
+        try:
+            head, busy = self._peek(self.inbox / entry.name)
+        except RefusedEntryError as exc:
+            out.refused.append((entry.name, exc.reason))
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            out.refused.append((entry.name, f"refused: unreadable ({exc.strerror})"))
+            return
+        if busy:
+            out.incomplete.append(entry.name)
+        elif invalid_name:
+            out.refused.append((entry.name, invalid_name_reason(entry.name)))
+        else:
+            out.ready.append(Pending(entry.name, scan_priority(head), st.st_ctime_ns))
+
+    def _peek(self, path: Path) -> tuple[bytes, bool]:
+        """Read the head of a file safely; report whether someone still has it open for writing."""
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            reason = refusal_reason(os.fstat(fd), self._uid)
+            if reason:
+                raise RefusedEntryError(reason, path)
+            busy = _has_writer(fd)
+            head = os.read(fd, MAX_FRONTMATTER_BYTES + 8)
+        finally:
+            os.close(fd)
+        return head, busy
+
+    # -- claiming -------------------------------------------------------------------
+
+    def claim(self, name: str) -> Claim | None:
+        """Claim ``inbox/<name>`` by renaming it to ``<name>.working``; ``None`` if it is gone."""
+        src = self.inbox / name
+        dst = self.inbox / (name + WORKING_SUFFIX)
+        try:
+            if os.path.lexists(dst):
+                return None  # a claim of the same name is in flight; wait for it
+            os.rename(src, dst)
+        except FileNotFoundError:
+            return None
+        crashpoints.hit("after_claim")
+        ino = os.lstat(dst).st_ino
+        record = self.load_record(name)
+        if record is None or record.ino != ino:
+            record = ControlRecord(name=name, ino=ino)
+        return Claim(self, name, record)
+
+    def begin_attempt(self, claim: Claim, executor: str, now_iso: str) -> None:
+        """Count this attempt and persist it before any side effect (R11)."""
+        rec = claim.record
+        rec.attempts += 1
+        rec.claim_id = secrets.token_hex(8)
+        rec.claimed_at = now_iso
+        rec.executor = executor
+        rec.phase = "claimed"
+        # Providers that failed terminally stay excluded for the task's later attempts.
+        rec.data = {k: v for k, v in rec.data.items() if k == "unavailable"}
+        self.save_record(rec)
+        crashpoints.hit("after_attempt_persist")
+
+    def read_claimed(self, claim: Claim) -> bytes:
+        """Read a claimed file's bytes (up to the size cap + 1) without following links."""
+        fd = os.open(claim.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            reason = refusal_reason(os.fstat(fd), self._uid)
+            if reason:
+                raise RefusedEntryError(reason, claim.path)
+            chunks = []
+            remaining = MAX_FILE_BYTES + 1
+            while remaining > 0:
+                chunk = os.read(fd, min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks)
+
+    def mark_delegated(self, claim: Claim, content: bytes) -> Claim:
+        """Replace ``<name>.working`` by the marker ``<name>.delegated`` holding ``content``.
+
+        The marker is written whole (temp file, fsync, rename) before the working
+        file goes, so a crash leaves the marker, the working file, or both: recovery
+        keeps the marker when both exist.
+        """
+        marker = self.inbox / (claim.name + DELEGATED_SUFFIX)
+        durable.write_atomic(marker, content, crash_point="mid_marker_write")
+        claim.record.ino = os.lstat(marker).st_ino  # the marker is a new file: keep the count
+        self.save_record(claim.record)
+        crashpoints.hit("after_marker")
+        with contextlib.suppress(FileNotFoundError):
+            claim.path.unlink()
+        durable.fsync_dir(self.inbox)
+        return Claim(self, claim.name, claim.record, DELEGATED_SUFFIX)
+
+    def release(self, claim: Claim) -> None:
+        """Undo a claim that did nothing: the attempt is given back, the file goes back."""
+        rec = claim.record
+        rec.attempts = max(0, rec.attempts - 1)
+        rec.claim_id = ""
+        rec.phase = "released"
+        self._return(claim)
+
+    def requeue(self, claim: Claim) -> None:
+        """Give a claimed task back to the inbox (its attempt count is kept)."""
+        claim.record.phase = "requeued"
+        self._return(claim)
+        durable.fsync_dir(self.inbox)
+
+    def _return(self, claim: Claim) -> None:
+        """Put a claimed file back as ``<name>``, never over a newer task of the same name."""
+        rec = claim.record
+        rec.ino = os.lstat(claim.path).st_ino
+        self.save_record(rec)
+        try:
+            final = durable.link_noclobber(claim.path, self.inbox, claim.name)
+        except OSError:  # not linkable (a folder swapped in): a plain rename, checked first
+            final = durable.rename_noclobber(claim.path, self.inbox, claim.name)
+        else:
+            claim.path.unlink()
+        if final.name != claim.name:  # the record follows the task to its new name
+            rec.name = final.name
+            self.save_record(rec)
+            self.remove_record(claim.name)
+
+    # -- completing -----------------------------------------------------------------
+
+    def finish(self, claim: Claim, done: bool, head: bytes | None, footer: bytes) -> Path:
+        """Move a claimed task to ``done/`` or ``failed/`` with its footer, never clobbering.
+
+        ``head`` is the task text to keep (the file without an old footer); ``None``
+        copies the claimed file's bytes as they are (for files that could not be parsed).
+        Returns the final path.
+        """
+        folder = self.done if done else self.failed
+        tmp = durable.temp_path(folder)
+        self._write_result(tmp, claim.path, head, footer)
+        try:
+            final = durable.link_noclobber(tmp, folder, claim.name)
+        finally:
+            tmp.unlink(missing_ok=True)
+        crashpoints.hit("after_move_before_dir_fsync")
+        durable.fsync_dir(folder)
+        crashpoints.hit("after_move_before_cleanup")
+        self.drop(claim)
+        if final.name != claim.name:
+            logger.warning(
+                "name collision: stored under a suffix",
+                extra={"task": claim.task_id, "path": str(final)},
+            )
+        return final
+
+    def _write_result(self, tmp: Path, src: Path, head: bytes | None, footer: bytes) -> None:
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+        )
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as out:
+                if head is not None:
+                    out.write(head)
+                else:
+                    self._copy_raw(src, out)
+                crashpoints.hit("mid_footer_write")
+                out.write(footer)
+                out.flush()
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+
+    def _copy_raw(self, src: Path, out: Any) -> None:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if refusal_reason(os.fstat(fd), self._uid):
+                return  # never copy bytes of something that is not plainly ours
+            with os.fdopen(fd, "rb", closefd=False) as inp:
+                shutil.copyfileobj(inp, out, 1 << 20)
+        finally:
+            os.close(fd)
+
+    def drop(self, claim: Claim) -> None:
+        """Remove a claimed file and its record once its result is safely elsewhere.
+
+        No folder fsync: if a power cut brings the claimed file back, recovery finds
+        its result by claim id in ``done/``/``failed/`` and drops it again. Something
+        that is not a file (a folder swapped in after the claim) goes to quarantine.
+        """
+        try:
+            claim.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            self.quarantine.mkdir(mode=0o700, exist_ok=True)
+            durable.rename_noclobber(claim.path, self.quarantine, claim.name)
+        self.remove_record(claim.name)
+
+    def refuse(self, name: str, reason: str, footer: bytes) -> Path | None:
+        """Refuse an entry that must not be read: a stub in ``failed/``, the entry in quarantine.
+
+        The entry itself (a link, FIFO, folder, hard link…) is renamed, never opened,
+        so nothing it points at is read or changed. Returns the stub's path.
+        """
+        src = self.inbox / name
+        if not os.path.lexists(src):
+            return None
+        stub = (
+            f"# {name}\n\nagentq refused this inbox entry and moved it, untouched, to "
+            f"`.agent-queue/{QUARANTINE_DIRNAME}/`.\n"
+        ).encode()
+        tmp = durable.write_temp(self.failed, [stub, footer])
+        try:
+            final = durable.link_noclobber(tmp, self.failed, _safe_stub_name(name))
+        finally:
+            tmp.unlink(missing_ok=True)
+        durable.fsync_dir(self.failed)
+        self.quarantine.mkdir(mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            durable.rename_noclobber(src, self.quarantine, name)
+        durable.fsync_dir(self.inbox)
+        self.remove_record(name)
+        return final
+
+    # -- control records ------------------------------------------------------------
+
+    def _record_path(self, name: str) -> Path:
+        return self.control / (name + ".json")
+
+    def load_record(self, name: str) -> ControlRecord | None:
+        """Read a task's control record; a corrupt one is moved aside and ``None`` returned."""
+        path = self._record_path(name)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return ControlRecord.from_json(raw)
+        except (ValueError, KeyError, TypeError):
+            logger.warning("corrupt control record moved aside", extra={"path": str(path)})
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+            return None
+
+    def save_record(self, record: ControlRecord) -> None:
+        """Persist a control record atomically.
+
+        Atomic against a daemon crash but not fsynced: a power cut can at worst roll
+        a record back by one step (one attempt not counted, a delivery phase
+        forgotten), which recovery treats as the earlier state. Task files, the
+        only thing users must never lose, are always fsynced.
+        """
+        durable.write_atomic(self._record_path(record.name), record.to_json(), sync=False)
+
+    def remove_record(self, name: str) -> None:
+        """Delete a task's control record once the task left the inbox."""
+        with contextlib.suppress(FileNotFoundError):
+            self._record_path(name).unlink()  # an orphan left by a power cut is swept at start
+
+    def find_result(self, name: str, claim_id: str) -> Path | None:
+        """Find the ``done/``/``failed/`` file a crashed completion already wrote for a claim."""
+        if not claim_id:
+            return None
+        stem = name[:-3] if name.endswith(".md") else name
+        marker = claim_id.encode()
+        for folder in (self.done, self.failed):
+            for entry in self._list(folder):
+                named_alike = entry.name.startswith(stem) and not entry.name.startswith(".")
+                if named_alike and marker in _tail(Path(entry.path)):
+                    return Path(entry.path)
+        return None
+
+    # -- housekeeping ---------------------------------------------------------------
+
+    def sweep(self, now: float, tmp_max_age: float) -> int:
+        """Remove stale temp files: ours anywhere, producers' in ``tmp/`` after the max age."""
+        removed = 0
+        for folder in (self.done, self.failed, self.control, self.inbox, self.quarantine):
+            for entry in self._list(folder):
+                if entry.name.startswith(durable.TEMP_PREFIX) and entry.is_file(
+                    follow_symlinks=False
+                ):
+                    _unlink_quietly(Path(entry.path))
+                    removed += 1
+        for entry in self._list(self.tmp):
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if now - st.st_mtime > tmp_max_age and not stat.S_ISDIR(st.st_mode):
+                _unlink_quietly(Path(entry.path))
+                removed += 1
+        removed += self._sweep_orphan_records()
+        return removed
+
+    def _sweep_orphan_records(self) -> int:
+        removed = 0
+        live = {e.name for e in self._list(self.inbox)}
+        for entry in self._list(self.control):
+            if not entry.name.endswith(".json"):
+                continue
+            name = entry.name[: -len(".json")]
+            if not {name, name + WORKING_SUFFIX, name + DELEGATED_SUFFIX} & live:
+                _unlink_quietly(Path(entry.path))
+                removed += 1
+        return removed
+
+    def counts(self) -> dict[str, int]:
+        """Count tasks by state from the folders alone."""
+        pending = working = delegated = 0
+        for entry in self._list(self.inbox):
+            kind = classify_name(entry.name)
+            pending += kind is NameKind.PENDING
+            working += kind is NameKind.WORKING
+            delegated += kind is NameKind.DELEGATED
+        done = sum(1 for e in self._list(self.done) if not e.name.startswith("."))
+        failed = sum(1 for e in self._list(self.failed) if not e.name.startswith("."))
+        return {
+            "pending": pending,
+            "working": working,
+            "delegated": delegated,
+            "done": done,
+            "failed": failed,
+        }
+
+
+def _has_writer(fd: int) -> bool:
+    """True when another process has the file open for writing (a read lease is refused then)."""
+    try:
+        fcntl.fcntl(fd, _F_SETLEASE, _F_RDLCK)
+    except OSError as exc:
+        # EAGAIN: a writer holds it. Anything else: leases are unsupported here (network
+        # file systems), so the quiet period alone decides.
+        return exc.errno in (errno.EAGAIN, errno.EBUSY)
+    fcntl.fcntl(fd, _F_SETLEASE, _F_UNLCK)
+    return False
+
+
+def _tail(path: Path, size: int = 8192) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return b""
+        os.lseek(fd, max(0, st.st_size - size), os.SEEK_SET)
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _safe_stub_name(name: str) -> str:
+    """A name for a refusal stub that is a plain ``.md`` file name even when ``name`` is not."""
+    if NAME_RE.fullmatch(name):
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9._+@=-]", "_", name).lstrip("._-") or "task"
+    cleaned = cleaned[:190]
+    return cleaned if cleaned.endswith(".md") else cleaned + ".md"
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("cannot remove stale file", extra={"path": str(path), "error": exc.strerror})
+
+
+def find_projects(roots: list[Path], paths: list[Path]) -> list[Path]:
+    """Every ``<root>/*/.agent-queue`` project plus the explicit project paths, de-duplicated."""
+    found: dict[Path, None] = {}
+    for root in roots:
+        try:
+            children = sorted(os.scandir(root), key=lambda e: e.name)
+        except OSError:
+            continue
+        for child in children:
+            if child.is_dir(follow_symlinks=False) and (Path(child.path) / QUEUE_DIRNAME).is_dir():
+                found[Path(child.path)] = None
+    for path in paths:
+        found[path] = None
+    return list(found)

@@ -1,0 +1,7 @@
+"""``python -m agentq.sim`` runs the simulated agent."""
+
+from __future__ import annotations
+
+from agentq.sim.agent import main
+
+raise SystemExit(main())
