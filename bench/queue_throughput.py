@@ -47,7 +47,7 @@ def main() -> None:
     started = time.perf_counter()
     if profiler:
         profiler.enable()
-    daemon._start()
+    daemon.start()
     if profiler:
         profiler.disable()
     elapsed = time.perf_counter() - started

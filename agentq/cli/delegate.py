@@ -28,10 +28,10 @@ from agentq.config.models import Config
 from agentq.core.errors import AgentqError, ProviderError
 from agentq.core.secrets import redact
 from agentq.delegation.http import Transport
-from agentq.delegation.manager import KEY_PREFIX, build_clients, routing_policy
+from agentq.delegation.manager import KEY_PREFIX, build_clients
 from agentq.delegation.pricing import format_cost
 from agentq.delegation.providers import JobResult, ProviderClient
-from agentq.queue.router import route
+from agentq.queue.router import RoutingPolicy, route
 from agentq.queue.taskfile import parse_task
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def _decide(
 ) -> int:
     path = Path(args.file)
     task = parse_task(path.read_bytes(), path.name)
-    decision = route(task.meta, routing_policy(config, frozenset(clients)))
+    decision = route(task.meta, RoutingPolicy.from_config(config.delegation, frozenset(clients)))
     _emit(out, decision.to_dict())
     return EXIT_OK
 
@@ -147,7 +147,9 @@ def _submit(
     task = parse_task(data, path.name)
     provider = args.provider
     if provider is None:
-        decision = route(task.meta, routing_policy(config, frozenset(clients)))
+        decision = route(
+            task.meta, RoutingPolicy.from_config(config.delegation, frozenset(clients))
+        )
         if decision.executor != "provider" or decision.provider is None:
             _say(err, f"agentq delegate: the task runs locally ({decision.reason})")
             return EXIT_FAILED

@@ -82,8 +82,7 @@ def _watch(daemon: Daemon, projects: list[q.Project], out: TextIO, deadline: flo
             totals["pending"] == totals["working"] == totals["delegated"] == 0
             or time.monotonic() > deadline
         ):
-            daemon.stopping = True
-            daemon.wake.set()
+            daemon.stop()
             return
         time.sleep(0.5)  # the progress display's refresh rate
 
@@ -112,7 +111,7 @@ def run_demo(target: Path | None, pool: int, out: TextIO = sys.stdout, timeout: 
     try:
         daemon.run()
     finally:
-        daemon.stopping = True
+        daemon.stop()
         watcher.join()
         TmuxDriver(raw["tmux"]["socket_name"]).kill_server()
     totals = _totals(projects)

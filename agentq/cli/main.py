@@ -219,15 +219,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         or os.environ.get("AGENTQ_CONFIG")
         or Path(os.path.expanduser(DEFAULT_CONFIG)).exists()
     ):
-        config = _load_config(args.config)
-        names = frozenset(p.name for p in config.delegation.providers)
-        policy = RoutingPolicy(
-            allow_by_default=config.delegation.allow_by_default,
-            configured=names,
-            available=names,
-            fallbacks=config.delegation.fallbacks,
-            complexity={str(k): v for k, v in config.delegation.complexity.items()},
-        )
+        policy = RoutingPolicy.from_config(_load_config(args.config).delegation)
     path = Path(args.file)
     task = parse_task(path.read_bytes(), path.name)
     print(json.dumps(route(task.meta, policy).to_dict(), sort_keys=True))

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,33 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 STATE_FILENAME = "state.json"
+
+
+class Counters:
+    """The daemon's event counters (``state.json`` ``counters``); one owner, the daemon."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, int] = {}
+        self.changed = False
+
+    def restore(self, saved: object) -> None:
+        """Continue from the counters a previous run saved (anything malformed is dropped)."""
+        if isinstance(saved, Mapping):
+            self._values = {str(k): v for k, v in saved.items() if isinstance(v, int)}
+
+    def bump(self, name: str, by: int = 1) -> None:
+        """Add ``by`` to counter ``name``."""
+        if by:
+            self._values[name] = self._values.get(name, 0) + by
+            self.changed = True
+
+    def get(self, name: str) -> int:
+        """The value of counter ``name`` (0 when never bumped)."""
+        return self._values.get(name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        """Every counter, for ``state.json`` and status output."""
+        return dict(self._values)
 
 
 def empty_state() -> dict[str, Any]:

@@ -47,7 +47,6 @@ from agentq.delegation.pricing import format_cost
 from agentq.delegation.providers import JobResult, JobStatus, ProviderClient, make_client
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
 from agentq.queue.protocol import Claim
-from agentq.queue.router import RoutingPolicy
 from agentq.queue.taskfile import Task
 from agentq.queue.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
 
@@ -524,18 +523,6 @@ def _decode_result(data: object) -> JobResult | None:
 
 
 # -- wiring ------------------------------------------------------------------------------
-
-
-def routing_policy(config: Config, available: frozenset[str]) -> RoutingPolicy:
-    """The router's policy for ``config`` with the providers that have usable keys."""
-    delegation = config.delegation
-    return RoutingPolicy(
-        allow_by_default=delegation.allow_by_default,
-        configured=frozenset(p.name for p in delegation.providers),
-        available=available,
-        fallbacks=delegation.fallbacks,
-        complexity={str(k): v for k, v in delegation.complexity.items()},
-    )
 
 
 def build_clients(

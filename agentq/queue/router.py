@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from agentq.config.models import DelegationConfig
 from agentq.queue.taskfile import TaskMeta
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,24 @@ class RoutingPolicy:
     available: frozenset[str] = frozenset()
     fallbacks: Mapping[str, Sequence[str]] = field(default_factory=dict)
     complexity: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(
+        cls, delegation: DelegationConfig, available: frozenset[str] | None = None
+    ) -> RoutingPolicy:
+        """The policy of a configuration; ``available`` names the providers with usable keys.
+
+        ``None`` takes every configured provider as available (``agentq route`` without
+        resolving keys); the daemon passes the providers it built clients for.
+        """
+        configured = frozenset(p.name for p in delegation.providers)
+        return cls(
+            allow_by_default=delegation.allow_by_default,
+            configured=configured,
+            available=configured if available is None else available,
+            fallbacks=delegation.fallbacks,
+            complexity={str(k): v for k, v in delegation.complexity.items()},
+        )
 
 
 def route(

@@ -295,6 +295,30 @@ class Footer:
                 object.__setattr__(self, name, None)
         object.__setattr__(self, "details", tuple((str(k), str(v)) for k, v in self.details))
 
+    @classmethod
+    def failure(
+        cls,
+        error: str,
+        *,
+        executor: str,
+        started: datetime,
+        finished: datetime,
+        attempts: int = 0,
+        claim_id: str | None = None,
+        details: tuple[tuple[str, str], ...] = (),
+    ) -> Footer:
+        """The footer of a task that failed before any executor produced an outcome."""
+        return cls(
+            status="failed",
+            executor=executor,
+            started=started,
+            finished=finished,
+            attempts=attempts,
+            error=error,
+            claim_id=claim_id,
+            details=details,
+        )
+
 
 _START_PREFIX = "<!-- agentq-footer bytes="
 _START = re.compile(r"<!-- agentq-footer bytes=(\d{1,9}) -->")

@@ -215,8 +215,8 @@ def add_stop_recorder(
 ) -> None:
     """Add user hooks for ``events`` (``Stop``/``StopFailure``) recording into ``record_dir``.
 
-    They run ``python -m agentq.agents.hooks`` (not ``-m agentq hook``, the marker the daemon replaces
-    as its own), so they are a second, independent witness of the hook calls.
+    They run ``python -m agentq.agents.hooks`` (not ``-m agentq hook``, the marker the daemon
+    replaces as its own), so they are a second, independent witness of the hook calls.
     """
     settings = json.loads(settings_path.read_text())
     hooks = settings.setdefault("hooks", {})

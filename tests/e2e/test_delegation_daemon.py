@@ -19,15 +19,6 @@ from typing import Any
 import pytest
 
 from agentq.queue import taskfile
-from tests.support.providers import (
-    FakeAnthropic,
-    FakeJobApi,
-    FakeOpenAI,
-    Faults,
-    Reply,
-    openai_error,
-)
-
 from tests.support.daemon import (
     Daemon,
     drop,
@@ -35,6 +26,14 @@ from tests.support.daemon import (
     make_projects,
     results,
     wait_until,
+)
+from tests.support.providers import (
+    FakeAnthropic,
+    FakeJobApi,
+    FakeOpenAI,
+    Faults,
+    Reply,
+    openai_error,
 )
 
 pytestmark = pytest.mark.e2e

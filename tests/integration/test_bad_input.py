@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from agentq.queue import taskfile
-
 from tests.support.daemon import Daemon, drop, inbox_left, make_projects, results, wait_until
 
 pytestmark = pytest.mark.integration

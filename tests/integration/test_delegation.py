@@ -33,12 +33,11 @@ from agentq.delegation.manager import (
     DelegationExecutor,
     build_clients,
     build_delegation,
-    routing_policy,
 )
 from agentq.queue import protocol as q
 from agentq.queue import taskfile
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus, RecoveryKind
-from agentq.queue.router import RouteDecision, route
+from agentq.queue.router import RouteDecision, RoutingPolicy, route
 from agentq.queue.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
 from tests.support.providers import (
     AFTER_PROCESSING_FAULTS,
@@ -203,7 +202,7 @@ class Driver:
         self.executor: DelegationExecutor = executor
         self.available = available
         self.warnings = warnings
-        self.policy = routing_policy(config, available)
+        self.policy = RoutingPolicy.from_config(config.delegation, available)
         self.local: dict[str, RouteDecision] = {}
         self.requeued: list[Outcome] = []
 
@@ -474,7 +473,9 @@ def test_reaper_polls_at_most_once_per_interval(tmp_path: Path, fakes: Fakes, ca
         assert claim is not None
         project.begin_attempt(claim, "", datetime.now(UTC).isoformat())
         task = taskfile.parse_task(project.read_claimed(claim), "a.md")
-        decision = route(task.meta, routing_policy(config, frozenset(clients)))
+        decision = route(
+            task.meta, RoutingPolicy.from_config(config.delegation, frozenset(clients))
+        )
         manual.start(Job(claim, task, decision, datetime.now(UTC)))
         for _ in range(10):
             assert manual.poll(datetime.now(UTC)) == []

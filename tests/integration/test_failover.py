@@ -12,7 +12,6 @@ import pytest
 
 from agentq.queue import taskfile
 from agentq.sessions.tmux import TmuxDriver
-
 from tests.support.daemon import Daemon, drop, inbox_left, make_projects, results, wait_until
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from agentq.core.crashpoints import POINTS
-
 from tests.support.daemon import (
     Daemon,
     drop,

@@ -1,0 +1,181 @@
+"""Projects and their inboxes: discovery, watching, scanning, refusing what must not be read.
+
+The scanner owns the set of projects this daemon serves (each one locked, so one
+daemon per project), what the last scan of each inbox found ready, and when an
+inbox must be looked at again (a fresh file waiting out its quiet period, one
+still open for writing). Watch events only mark inboxes dirty; the scanner lists
+them (reliability R8).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from agentq.core.clock import Clock
+from agentq.core.errors import LockError, QueueError
+from agentq.core.lock import InstanceLock
+from agentq.daemon.state import Counters
+from agentq.queue import protocol as q
+from agentq.queue.taskfile import Footer, footer_bytes
+from agentq.queue.vetting import NameKind, classify_name, refusal_reason
+from agentq.queue.watcher import InboxWatcher
+
+logger = logging.getLogger(__name__)
+
+#: How long an inbox holding a file still open for writing waits before it is listed again.
+MIN_INCOMPLETE_RECHECK = 0.5
+
+
+def wall_ns(clock: Clock) -> int:
+    """The clock's wall time in nanoseconds (file times are compared against it)."""
+    return int(clock.now().timestamp() * 1e9)
+
+
+class ProjectScanner:
+    """Finds projects, watches their inboxes, and lists what is ready to claim."""
+
+    def __init__(
+        self,
+        roots: list[Path],
+        paths: list[Path],
+        quiet_period: float,
+        watcher: InboxWatcher,
+        counters: Counters,
+        clock: Clock,
+    ) -> None:
+        self._roots = roots
+        self._paths = paths
+        self._quiet_ns = int(quiet_period * 1e9)
+        self._recheck_ns = int(max(quiet_period, MIN_INCOMPLETE_RECHECK) * 1e9)
+        self._watcher = watcher
+        self._counters = counters
+        self._clock = clock
+        self.projects: dict[Path, q.Project] = {}
+        #: project path → why it is not served (another daemon holds it, a symlinked folder…).
+        self.refused: dict[str, str] = {}
+        #: inbox → the tasks its last scan found ready, best first.
+        self.pending: dict[Path, list[q.Pending]] = {}
+        #: inbox → names still open for writing by someone.
+        self.incomplete: dict[str, list[str]] = {}
+        self._waiting: dict[Path, int] = {}
+        self._locks: list[InstanceLock] = []
+
+    # -- projects ---------------------------------------------------------------------
+
+    def discover(self) -> None:
+        """Take on every project found under the roots that is not served yet."""
+        for path in q.find_projects(self._roots, self._paths):
+            if path in self.projects:
+                continue
+            project = q.Project(path)
+            problem = self._claim_project(project)
+            if problem is not None:
+                if self.refused.get(str(path)) != problem:
+                    logger.error("project refused", extra={"project": str(path), "reason": problem})
+                self.refused[str(path)] = problem
+                continue
+            self.refused.pop(str(path), None)
+            self.projects[path] = project
+            self._watcher.watch(project.inbox)
+            self._watcher.mark(project.inbox)
+            logger.info("project watched", extra={"project": str(path)})
+
+    def _claim_project(self, project: q.Project) -> str | None:
+        """Create the queue folders and lock the project; the reason it is refused, if so."""
+        try:
+            project.ensure_dirs()
+            lock = InstanceLock(project.control / "lock")
+            lock.acquire()
+        except LockError as exc:
+            # One daemon per project, whatever its state_dir: another daemon's in-flight
+            # tasks must never be "recovered" here.
+            return f"held by another agentq daemon ({exc})"
+        except QueueError as exc:
+            return str(exc)
+        self._locks.append(lock)
+        return None
+
+    def rescan(self) -> None:
+        """The safety net: find new projects, re-watch and re-list every inbox."""
+        self.discover()
+        for project in self.projects.values():
+            try:
+                project.ensure_dirs()
+            except QueueError as exc:
+                logger.error(
+                    "project unusable", extra={"project": str(project.path), "reason": str(exc)}
+                )
+                continue
+            self._watcher.watch(project.inbox)
+            self._watcher.mark(project.inbox)
+        self._watcher.check_health()
+        self._counters.bump("rescans")
+
+    def project_of(self, inbox: Path) -> q.Project | None:
+        """The served project whose inbox is ``inbox``."""
+        return self.projects.get(inbox.parent.parent)
+
+    def release(self) -> None:
+        """Unlock every project (at shutdown)."""
+        for lock in self._locks:
+            lock.release()
+        self._locks.clear()
+
+    # -- inboxes ----------------------------------------------------------------------
+
+    def due(self) -> set[Path]:
+        """Inboxes whose waiting files may have become ready by now."""
+        now = wall_ns(self._clock)
+        return {inbox for inbox, at in self._waiting.items() if at <= now}
+
+    def next_due(self) -> float | None:
+        """Seconds until the soonest waiting file may be ready; None when none waits."""
+        if not self._waiting:
+            return None
+        return (min(self._waiting.values()) - wall_ns(self._clock)) / 1e9
+
+    def scan(self, inbox: Path) -> None:
+        """List one inbox: remember what is ready, refuse what must not be read."""
+        project = self.project_of(inbox)
+        if project is None:
+            return
+        now = wall_ns(self._clock)
+        try:
+            found = project.scan(now, self._quiet_ns)
+        except QueueError as exc:
+            logger.error("inbox scan failed", extra={"inbox": str(inbox), "reason": str(exc)})
+            self._waiting.pop(inbox, None)  # the rescan tries again; no busy loop meanwhile
+            return
+        for name, reason in found.refused:
+            self._refuse(project, name, reason)
+        self.pending[inbox] = found.ready
+        if found.waiting:
+            self._waiting[inbox] = min(found.waiting.values())
+        elif found.incomplete:
+            self._waiting[inbox] = now + self._recheck_ns
+        else:
+            self._waiting.pop(inbox, None)
+        self.incomplete[str(inbox)] = found.incomplete
+
+    def _refuse(self, project: q.Project, name: str, reason: str) -> None:
+        now = self._clock.now()
+        footer = Footer.failure(
+            reason, executor="queue", started=now, finished=now, details=(("original name", name),)
+        )
+        try:
+            st = os.lstat(project.inbox / name)
+        except FileNotFoundError:
+            return
+        if classify_name(name) is NameKind.PENDING and refusal_reason(st, os.getuid()) is None:
+            return  # acceptable by now (a producer's link from tmp/ was removed): no refusal
+        try:
+            path = project.refuse(name, reason, footer_bytes(footer))
+        except OSError as exc:
+            logger.error("cannot refuse entry", extra={"entry": name, "error": str(exc)})
+            return
+        self._counters.bump("refused")
+        logger.warning(
+            "inbox entry refused", extra={"entry": name, "reason": reason, "path": str(path)}
+        )

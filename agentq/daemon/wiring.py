@@ -1,0 +1,100 @@
+"""Building the daemon's collaborators from the configuration.
+
+The default factories for the local executor (the ``instant`` executor, or a pool
+of agent sessions in tmux) and the remote one (delegation to providers, when any
+is configured). Tests hand the daemon other factories instead of switching
+behaviour through the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentq.config.models import Config
+from agentq.core.clock import Clock
+from agentq.daemon.instant import InstantExecutor
+from agentq.queue import protocol as q
+from agentq.queue.jobs import Executor
+
+LEDGER_FILENAME = "instant-ledger.jsonl"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a factory may use to build a collaborator."""
+
+    config: Config
+    env: Mapping[str, str]
+    clock: Clock
+    wake: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Remote:
+    """The remote executor, the providers it can reach, and warnings for the others."""
+
+    executor: Executor | None = None
+    available: frozenset[str] = frozenset()
+    warnings: list[str] = field(default_factory=list)
+
+
+LocalFactory = Callable[[Context], Executor]
+RemoteFactory = Callable[[Context], Remote]
+
+
+def default_remote(ctx: Context) -> Remote:
+    """Delegation to the configured providers; nothing when none is configured."""
+    if not ctx.config.delegation.providers:
+        return Remote()
+    from agentq.delegation.manager import build_delegation
+
+    executor, available, warnings = build_delegation(ctx.config, ctx.env, wake=ctx.wake)
+    return Remote(executor, available, warnings)
+
+
+def default_local(ctx: Context) -> Executor:
+    """The ``instant`` executor, or the pool of agent sessions the config describes."""
+    config = ctx.config
+    if config.agent.profile == "instant":
+        return InstantExecutor(config.state_dir / LEDGER_FILENAME, config.agent.answer)
+    from agentq.agents.profiles import make_profile
+    from agentq.sessions.executor import SessionExecutor
+    from agentq.sessions.pool import PoolSpec
+    from agentq.sessions.slots import SessionSettings
+    from agentq.sessions.tmux import TmuxDriver
+
+    profile = make_profile(
+        config.agent.profile, config.agent.command, config.agent.args, config.agent.env
+    )
+    pool = PoolSpec(
+        config.pool.prefix,
+        config.pool.start_index,
+        config.pool.min,
+        config.pool.max,
+        frozenset(d.name for d in config.pool.dedicated),
+    )
+    if config.accounts:
+        account, home = config.accounts[0].name, config.accounts[0].home
+    else:
+        account, home = "default", Path(ctx.env.get("HOME", "~")).expanduser() / ".claude"
+    projects = q.find_projects(config.projects.roots, config.projects.paths)
+    settings = SessionSettings(
+        account=account,
+        account_home=home,
+        default_cwd=projects[0] if projects else config.state_dir,
+        delivery_timeout=config.dispatch.delivery_timeout,
+        delivery_retries=config.dispatch.delivery_retries,
+        idle_timeout=config.completion.idle_timeout,
+        task_timeout=config.completion.task_timeout,
+        permission_timeout=config.completion.permission_timeout,
+        on_permission=config.agent.on_permission,
+        permission_answer=config.agent.permission_answer,
+        recycle=config.completion.recycle,
+        timezone=config.quota.timezone,
+        confirm_polls=config.quota.confirm_polls,
+        cooldown=config.quota.cooldown,
+    )
+    driver = TmuxDriver(config.tmux.socket_name)
+    return SessionExecutor(driver, profile, pool, settings, config.state_dir)
