@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from agentq.core import events as ev
 from agentq.core.clock import Clock
 from agentq.core.errors import AgentqError, RefusedEntryError, TaskFileError
 from agentq.core.secrets import redact
@@ -36,6 +37,7 @@ class Dispatcher:
         max_attempts: int,
         counters: Counters,
         clock: Clock,
+        events: ev.EventLog,
     ) -> None:
         self.local = local
         self.remote = remote
@@ -43,6 +45,7 @@ class Dispatcher:
         self._max_attempts = max_attempts
         self._counters = counters
         self._clock = clock
+        self._events = events
         #: Tasks routed to an executor that was full: not claimed again until it has room.
         self._full_skips: dict[tuple[Path, str], Executor] = {}
 
@@ -116,6 +119,7 @@ class Dispatcher:
             self.fail(claim, str(exc), task, started)
             return
         self._counters.bump("started")
+        self._emit(claim, "delegated" if executor is self.remote else "working")
         logger.info("task started", extra={"task": claim.task_id, "attempt": claim.record.attempts})
 
     def route(self, task: taskfile.Task, record: q.ControlRecord) -> RouteDecision:
@@ -149,6 +153,7 @@ class Dispatcher:
         if outcome.status is OutcomeStatus.REQUEUE:
             claim.project.requeue(claim)
             self._counters.bump("requeued")
+            self._emit(claim, "pending", reason="requeued")
             return
         done = outcome.status is OutcomeStatus.DONE
         details = tuple(("warning", w) for w in outcome.job.route.warnings) + outcome.details
@@ -192,6 +197,8 @@ class Dispatcher:
     ) -> None:
         path = claim.project.finish(claim, done, head, taskfile.footer_bytes(footer))
         self._counters.bump("done" if done else "failed")
+        extra = {} if done else {"reason": footer.error or ""}
+        self._emit(claim, "done" if done else "failed", result=path.name, **extra)
         if done:
             logger.info("task done", extra={"task": claim.task_id, "path": str(path)})
         else:
@@ -199,6 +206,10 @@ class Dispatcher:
                 "task failed",
                 extra={"task": claim.task_id, "reason": footer.error, "path": str(path)},
             )
+
+    def _emit(self, claim: q.Claim, state: str, **fields: str) -> None:
+        project = claim.project.path.name
+        self._events.emit(ev.TASK, project=project, task=claim.name, state=state, **fields)
 
 
 def _redacted(details: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

@@ -27,6 +27,7 @@ from agentq.config.models import Config
 from agentq.core import durable
 from agentq.core.clock import Clock, SystemClock
 from agentq.core.errors import AgentqError
+from agentq.core.events import EventLog
 from agentq.core.lock import InstanceLock
 from agentq.daemon.dispatch import Dispatcher
 from agentq.daemon.recovery import Recovery
@@ -67,6 +68,7 @@ class Daemon:
         self.state_file = StateFile(self.state_dir)
         self.state: dict[str, Any] = {}
         self.counters = Counters()
+        self.events = EventLog(self.clock.now)
         self.scanner = ProjectScanner(
             config.projects.roots,
             config.projects.paths,
@@ -74,6 +76,7 @@ class Daemon:
             self.watcher,
             self.counters,
             self.clock,
+            self.events,
         )
         self._make_local = local_executor or default_local
         self._make_remote = remote_executor or default_remote
@@ -147,6 +150,7 @@ class Daemon:
             self.config.dispatch.max_attempts,
             self.counters,
             self.clock,
+            self.events,
         )
         self._start_switcher(local)
         self.watcher.start()

@@ -13,6 +13,7 @@ import logging
 import os
 from pathlib import Path
 
+from agentq.core import events as ev
 from agentq.core.clock import Clock
 from agentq.core.errors import LockError, QueueError
 from agentq.core.lock import InstanceLock
@@ -44,6 +45,7 @@ class ProjectScanner:
         watcher: InboxWatcher,
         counters: Counters,
         clock: Clock,
+        events: ev.EventLog,
     ) -> None:
         self._roots = roots
         self._paths = paths
@@ -52,6 +54,9 @@ class ProjectScanner:
         self._watcher = watcher
         self._counters = counters
         self._clock = clock
+        self._events = events
+        #: inbox → the pending names already announced as events.
+        self._announced: dict[Path, set[str]] = {}
         self.projects: dict[Path, q.Project] = {}
         #: project path → why it is not served (another daemon holds it, a symlinked folder…).
         self.refused: dict[str, str] = {}
@@ -151,6 +156,7 @@ class ProjectScanner:
         for name, reason in found.refused:
             self._refuse(project, name, reason)
         self.pending[inbox] = found.ready
+        self._announce(project, inbox, {p.name for p in found.ready} | set(found.waiting))
         if found.waiting:
             self._waiting[inbox] = min(found.waiting.values())
         elif found.incomplete:
@@ -158,6 +164,13 @@ class ProjectScanner:
         else:
             self._waiting.pop(inbox, None)
         self.incomplete[str(inbox)] = found.incomplete
+
+    def _announce(self, project: q.Project, inbox: Path, names: set[str]) -> None:
+        """Emit a ``pending`` event for each task seen in the inbox for the first time."""
+        known = self._announced.get(inbox, set())
+        for name in sorted(names - known):
+            self._events.emit(ev.TASK, project=project.path.name, task=name, state="pending")
+        self._announced[inbox] = names
 
     def _refuse(self, project: q.Project, name: str, reason: str) -> None:
         now = self._clock.now()
@@ -176,6 +189,9 @@ class ProjectScanner:
             logger.error("cannot refuse entry", extra={"entry": name, "error": str(exc)})
             return
         self._counters.bump("refused")
+        self._events.emit(
+            ev.TASK, project=project.path.name, task=name, state="failed", reason=reason
+        )
         logger.warning(
             "inbox entry refused", extra={"entry": name, "reason": reason, "path": str(path)}
         )
