@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -17,7 +18,7 @@ import yaml
 
 from agentq.core.crashpoints import POINTS
 from agentq.core.lock import InstanceLock
-from tests.support.daemon import wait_until
+from tests.support.daemon import Daemon, drop, make_projects, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -410,3 +411,62 @@ def test_a_restored_task_is_byte_identical(tmp_path: Path, queue: Path) -> None:
     (queue / "tmp" / "task-0001.md").rename(queue / "inbox" / "task-0001.md")
     assert (queue / "inbox" / "task-0001.md").read_bytes() == originals["task-0001.md"]
     assert time.time() - (queue / "inbox" / "task-0001.md").stat().st_mtime < DAY
+
+
+# -- in the daemon -------------------------------------------------------------------------
+
+
+def test_the_daemon_archives_old_results_while_it_works_and_counts_it(tmp_path: Path) -> None:
+    """Tiny keep ages and a short interval: results are archived as new tasks keep coming."""
+    projects = make_projects(tmp_path / "projects", 2)
+    config = {
+        "agent": {"profile": "instant", "answer": "instant answer"},
+        "projects": {"roots": [str(tmp_path / "projects")]},
+        "dispatch": {"rescan_interval": "2s", "quiet_period": "0.1s"},
+        "janitor": {"keep_done": "1s", "keep_failed": "1s", "interval": "0.2s"},
+    }
+    daemon = Daemon(tmp_path, config)
+    names = {f"{p.name}/t{i:02d}.md" for p in projects for i in range(40)}
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        for i in range(20):
+            for p in projects:
+                drop(p, f"t{i:02d}.md")
+        drop(projects[0], "bad name.md")  # refused: a stub in failed/, the file in quarantine
+        wait_until(lambda: list((projects[0] / ".agent-queue" / "archive").glob("done-*")))
+        for i in range(20, 40):  # more work while the janitor is busy archiving
+            for p in projects:
+                drop(p, f"t{i:02d}.md")
+
+        def archived_names() -> set[str]:
+            found = set()
+            for p in projects:
+                queue = p / ".agent-queue"
+                if any(list((queue / sub).iterdir()) for sub in ("inbox", "done", "failed")):
+                    return set()
+                for archive in (queue / "archive").glob("*.tar.gz"):
+                    listed = subprocess.run(
+                        ["tar", "-tzf", str(archive)], capture_output=True, text=True, check=True
+                    )
+                    found |= {f"{p.name}/{n}" for n in listed.stdout.split()}
+            return found
+
+        wait_until(lambda: archived_names() >= names, timeout=60)
+        assert archived_names() == names | {f"{projects[0].name}/bad_name.md"}
+        wait_until(lambda: not list((projects[0] / ".agent-queue" / "quarantine").iterdir()))
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    counters = json.loads((daemon.state_dir / "state.json").read_text())["counters"]
+    assert counters["janitor_archived"] == 81
+    assert counters["janitor_swept"] >= 1
+    assert counters["janitor_passes"] >= 2 and counters.get("janitor_errors", 0) == 0
+    status = subprocess.run(
+        [sys.executable, "-m", "agentq", "status", "--json", "--config", str(daemon.config_path)],
+        env=daemon.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(status.stdout)["counters"]["janitor_archived"] == 81
