@@ -236,8 +236,9 @@ class Daemon:
     def _tidy(self) -> None:
         """A janitor pass when one is due, bounded so the loop is never held up for long.
 
-        It runs here rather than in a thread: the loop is the one writer of the queue folders
-        and counters, and a bounded pass (``Limits``) costs about a second at worst.
+        It runs here rather than in a thread: the loop stays the one writer of the queue
+        folders and counters, and a bounded pass (``Limits``: 200 files, 4 MiB of them; an
+        archive is rewritten only below 8 MiB) takes a second or two at worst.
         """
         now = self.clock.monotonic()
         if now < self._next_janitor:

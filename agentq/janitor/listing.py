@@ -75,8 +75,8 @@ def list_project(project: Project, now: datetime, config: Config) -> p.ProjectLi
 
 
 def list_signals(folder: Path) -> tuple[p.Entry, ...]:
-    """Every entry of the hook signal folder (``<state_dir>/signals``)."""
-    return _entries(folder, os.getuid())
+    """Every entry of the hook signal folder (``<state_dir>/signals``), temp files included."""
+    return _stat_all([folder / name for name in _names(folder)], os.getuid())
 
 
 def entry_of(path: Path, uid: int) -> p.Entry | None:

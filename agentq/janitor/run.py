@@ -75,7 +75,6 @@ class Janitor:
         self._config = config
         self._out = out
         self._prune = prune
-        self._uid = os.getuid()
 
     def run(
         self,
@@ -101,7 +100,12 @@ class Janitor:
                     listings.append(list_project(project, now, self._config))
                 except (AgentqError, OSError) as exc:
                     self._failed(report, "janitor cannot list a project", project.path, exc)
-            signals = list_signals(self._config.state_dir / SIGNALS_DIR)
+            signals_dir = self._config.state_dir / SIGNALS_DIR
+            try:
+                signals = list_signals(signals_dir)
+            except OSError as exc:
+                self._failed(report, "janitor cannot list a folder", signals_dir, exc)
+                signals = ()
             decided = p.plan(
                 p.Listing(tuple(listings), signals),
                 now,
@@ -197,7 +201,7 @@ class Janitor:
 
     def _failed(self, report: Report, message: str, subject: Path, exc: Exception) -> None:
         report.errors += 1
-        logger.error(message, extra={"path": str(subject), "error": str(exc)})
+        logger.warning(message, extra={"path": str(subject), "error": str(exc)})
         self._say(f"error {subject}: {exc}")
 
 
