@@ -53,10 +53,10 @@ class Report:
     deferred: int = 0  # left for the next pass by the limits
 
     def counters(self) -> dict[str, int]:
-        """The daemon's ``state.json`` counters for this pass."""
+        """What this pass adds to the daemon's ``state.json`` counters (not the deferred gauge)."""
         values = {f"janitor_{f.name}": getattr(self, f.name) for f in fields(self)}
-        values["janitor_passes"] = 1
-        return values
+        del values["janitor_deferred"]
+        return {**values, "janitor_passes": 1}
 
     def summary(self) -> str:
         """One line for the command line."""
@@ -120,7 +120,7 @@ class Janitor:
                 except (AgentqError, OSError) as exc:
                     self._failed(report, "janitor action failed", _subject(action), exc)
         if any(getattr(report, f.name) for f in fields(report)):
-            logger.info("janitor pass", extra=report.counters())
+            logger.info("janitor pass", extra={**report.counters(), "deferred": report.deferred})
         return report
 
     # -- acting ---------------------------------------------------------------------
