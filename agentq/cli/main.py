@@ -148,6 +148,13 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     return run_accounts_init(config, args.dry_run, print)
 
 
+def cmd_janitor(args: argparse.Namespace) -> int:
+    from agentq.cli.janitor import run_janitor
+
+    config = _load_config(args.config)
+    return run_janitor(config, args.dry_run, datetime.now(UTC), lambda s: print(s, flush=True))
+
+
 def cmd_swap(args: argparse.Namespace) -> int:
     from agentq.core import durable
     from agentq.core.lock import is_locked
@@ -272,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["init"])
     p.add_argument("--dry-run", action="store_true", help="print every step, change nothing")
     p.add_argument("--config")
+    p = add("janitor", cmd_janitor, "archive old results and sweep orphans now (one pass)")
+    p.add_argument("--config")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print what would be done, change nothing"
+    )
     p = add("swap", cmd_swap, "swap the pool to another account now (through the daemon)")
     p.add_argument("--to", help="the account to swap to (default: the next one not exhausted)")
     p.add_argument("--clear", action="store_true", help="leave the partial-swap state")

@@ -386,10 +386,16 @@ class NotificationConfig(_Section):
 
 
 class JanitorConfig(_Section):
-    """How long finished task files are kept in ``done/`` and ``failed/``."""
+    """How long finished task files stay in ``done/`` and ``failed/``, and what happens then.
+
+    Older files go into monthly ``.tar.gz`` archives under ``.agent-queue/archive/``
+    (``archive: false`` deletes them instead); the daemon makes a pass every ``interval``.
+    """
 
     keep_done: Duration = Field(default=30 * _DAY, gt=0)
     keep_failed: Duration = Field(default=90 * _DAY, gt=0)
+    archive: bool = True
+    interval: Duration = Field(default=_HOUR, gt=0)
 
 
 def _upper(value: object) -> object:

@@ -32,6 +32,10 @@ POINTS = (
     "mid_reap",
     "mid_symlink_swap",
     "after_state_write",
+    "janitor_mid_archive",
+    "janitor_before_rename",
+    "janitor_after_archive",
+    "janitor_mid_remove",
 )
 
 

@@ -78,7 +78,7 @@ def write_atomic(
         fsync_dir(path.parent)
 
 
-def _candidates(name: str, tries: int = 1000) -> Iterator[str]:
+def candidate_names(name: str, tries: int = 1000) -> Iterator[str]:
     """``name``, then ``x.1.md``, ``x.2.md``… (the suffix goes before the extension)."""
     stem, dot, ext = name.rpartition(".")
     yield name
@@ -92,7 +92,7 @@ def link_noclobber(src: Path, dest_folder: Path, name: str) -> Path:
     On a name collision a suffix is inserted before ``.md`` (``x.1.md``) so the
     original stays byte-identical. Returns the final path.
     """
-    for candidate in _candidates(name):
+    for candidate in candidate_names(name):
         dest = dest_folder / candidate
         try:
             os.link(src, dest, follow_symlinks=False)
@@ -109,7 +109,7 @@ def rename_noclobber(src: Path, dest_folder: Path, name: str) -> Path:
     name, checked just before the rename. The check-then-rename race matters only
     against another agentq process, which the per-project lock excludes.
     """
-    for candidate in _candidates(name):
+    for candidate in candidate_names(name):
         dest = dest_folder / candidate
         if os.path.lexists(dest):
             continue

@@ -6,7 +6,8 @@
     ├── ConfigError          a configuration file is missing or invalid (lists every problem)
     ├── TaskFileError        a task file cannot be accepted (too big, bad YAML or frontmatter)
     ├── QueueError           a queue folder operation failed (I/O on inbox/done/failed)
-    │   └── RefusedEntryError  an inbox entry is not a plain regular file we may read
+    │   ├── RefusedEntryError  an inbox entry is not a plain regular file we may read
+    │   └── ArchiveError       a janitor archive cannot be read or written (left untouched)
     ├── StateFileError       state.json cannot be written or read
     ├── LockError            another daemon holds the single-instance lock
     ├── TmuxError            a tmux command failed
@@ -63,6 +64,14 @@ class RefusedEntryError(QueueError):
     def __init__(self, reason: str, path: Path | None = None) -> None:
         self.reason = reason
         super().__init__(reason, path)
+
+
+class ArchiveError(QueueError):
+    """A janitor archive (``.agent-queue/archive/*.tar.gz``) cannot be read or written."""
+
+    def __init__(self, reason: str, path: Path) -> None:
+        self.reason = reason
+        super().__init__(f"{path}: {reason}", path)
 
 
 class StateFileError(AgentqError):

@@ -35,6 +35,8 @@ from agentq.daemon.scanning import ProjectScanner
 from agentq.daemon.sdnotify import Notifier
 from agentq.daemon.state import Counters, StateFile
 from agentq.daemon.wiring import Context, LocalFactory, RemoteFactory, default_local, default_remote
+from agentq.janitor.plan import Limits
+from agentq.janitor.run import Janitor
 from agentq.queue.router import RoutingPolicy
 from agentq.queue.watcher import InboxWatcher
 
@@ -44,6 +46,8 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL = 1.0
 #: The pause after a failed pass before the next one.
 ERROR_PAUSE = 1.0
+#: How soon the janitor goes on when its last pass hit its limits (a backlog of old files).
+JANITOR_BACKLOG_PAUSE = 1.0
 
 
 class Daemon:
@@ -84,6 +88,8 @@ class Daemon:
         self.switcher: Any = None
         self._next_rescan = 0.0
         self._last_saved = ""
+        self.janitor = Janitor(config)
+        self._next_janitor = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -169,6 +175,7 @@ class Daemon:
         self.dispatcher.collect()
         self._save_state(force=True)
         self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
+        self._next_janitor = self.clock.monotonic()  # the first pass comes right after READY
         projects = len(self.scanner.projects)
         self.notifier.send(f"READY=1\nSTATUS=watching {projects} projects")
         logger.info("agentq ready", extra={"projects": projects})
@@ -223,7 +230,26 @@ class Daemon:
         self._dispatcher().collect()
         if self.switcher is not None:
             self.switcher.tick(self.clock.now())
+        self._tidy()
         self._save_state()
+
+    def _tidy(self) -> None:
+        """A janitor pass when one is due, bounded so the loop is never held up for long.
+
+        It runs here rather than in a thread: the loop stays the one writer of the queue
+        folders and counters, and a bounded pass (``Limits``: 200 files, 4 MiB of them; an
+        archive is rewritten only below 8 MiB) takes a second or two at worst.
+        """
+        now = self.clock.monotonic()
+        if now < self._next_janitor:
+            return
+        self._next_janitor = now + self.config.janitor.interval  # also when the pass fails
+        # Worktrees whose task is gone will be handed in here (gone_worktrees) once they exist.
+        report = self.janitor.run(self.scanner.projects.values(), self.clock.now(), limits=Limits())
+        if report.deferred:
+            self._next_janitor = now + JANITOR_BACKLOG_PAUSE
+        for name, value in report.counters().items():
+            self.counters.bump(name, value)
 
     def _dispatcher(self) -> Dispatcher:
         if self.dispatcher is None:
@@ -266,7 +292,10 @@ class Daemon:
         return {"ok": outcome.swapped, "message": outcome.message}
 
     def _timeout(self) -> float:
-        delays = [self._next_rescan - self.clock.monotonic()]
+        delays = [
+            self._next_rescan - self.clock.monotonic(),
+            self._next_janitor - self.clock.monotonic(),
+        ]
         due = self.scanner.next_due()
         if due is not None:
             delays.append(due)

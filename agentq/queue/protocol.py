@@ -35,6 +35,7 @@ from agentq.queue.vetting import (
     invalid_name_reason,
     refusal_reason,
     scan_priority,
+    task_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -505,28 +506,26 @@ class Project:
                 ):
                     _unlink_quietly(Path(entry.path))
                     removed += 1
-        for entry in self._list(self.tmp):
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if now - st.st_mtime > tmp_max_age and not stat.S_ISDIR(st.st_mode):
-                _unlink_quietly(Path(entry.path))
-                removed += 1
-        removed += self._sweep_orphan_records()
+        for path in self.stale_tmp(now, tmp_max_age) + self.orphan_records():
+            _unlink_quietly(path)
+            removed += 1
         return removed
 
-    def _sweep_orphan_records(self) -> int:
-        removed = 0
-        live = {e.name for e in self._list(self.inbox)}
-        for entry in self._list(self.control):
-            if not entry.name.endswith(".json"):
-                continue
-            name = entry.name[: -len(".json")]
-            if not {name, name + WORKING_SUFFIX, name + DELEGATED_SUFFIX} & live:
-                _unlink_quietly(Path(entry.path))
-                removed += 1
-        return removed
+    def stale_tmp(self, now: float, max_age: float) -> list[Path]:
+        """Producers' entries (no folders) in ``tmp/`` older than ``max_age`` (Maildir's 36 h)."""
+        stale = []
+        for entry in self._list(self.tmp):
+            with contextlib.suppress(FileNotFoundError):
+                st = entry.stat(follow_symlinks=False)
+                if now - st.st_mtime > max_age and not stat.S_ISDIR(st.st_mode):
+                    stale.append(Path(entry.path))
+        return stale
+
+    def orphan_records(self) -> list[Path]:
+        """Control records whose task has no entry left in the inbox (records listed first)."""
+        records = [e for e in self._list(self.control) if e.name.endswith(".json")]
+        live = {task_of(e.name) for e in self._list(self.inbox)}
+        return [Path(e.path) for e in records if e.name[: -len(".json")] not in live]
 
     def counts(self) -> dict[str, int]:
         """Count tasks by state from the folders alone."""

@@ -47,6 +47,11 @@ def classify_name(name: str) -> NameKind:
     return NameKind.PENDING if NAME_RE.fullmatch(name) else NameKind.INVALID
 
 
+def task_of(entry_name: str) -> str:
+    """The task an inbox entry belongs to: ``x.md`` for ``x.md.working`` or ``x.md.delegated``."""
+    return entry_name.removesuffix(WORKING_SUFFIX).removesuffix(DELEGATED_SUFFIX)
+
+
 def invalid_name_reason(name: str) -> str:
     """The one-line reason an ``.md`` name is refused."""
     if len(name) > 200:
