@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from agentq.config.models import Config
-from agentq.janitor.run import Janitor
+from agentq.queue.janitor.run import Janitor
 from agentq.queue.protocol import Project, find_projects
 
 

@@ -35,8 +35,8 @@ from agentq.daemon.scanning import ProjectScanner
 from agentq.daemon.sdnotify import Notifier
 from agentq.daemon.state import Counters, StateFile
 from agentq.daemon.wiring import Context, LocalFactory, RemoteFactory, default_local, default_remote
-from agentq.janitor.plan import Limits
-from agentq.janitor.run import Janitor
+from agentq.queue.janitor.plan import Limits
+from agentq.queue.janitor.run import Janitor
 from agentq.queue.router import RoutingPolicy
 from agentq.queue.watcher import InboxWatcher
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agentq.config.models import JanitorConfig
-from agentq.janitor import plan as p
-from agentq.janitor.plan import (
+from agentq.queue.janitor import plan as p
+from agentq.queue.janitor.plan import (
     ArchiveFiles,
     ArchiveIndex,
     Delete,

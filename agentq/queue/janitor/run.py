@@ -1,4 +1,4 @@
-"""One janitor pass: lock, list, plan, act; the thin shell around :func:`~agentq.janitor.plan.plan`.
+"""One janitor pass: lock, list, plan, act (the thin shell around the pure plan).
 
 A pass holds ``.agent-queue/.agentq/janitor.lock`` of each project it acts on, so the
 daemon's passes and ``agentq janitor`` by hand never write the same archive; a project
@@ -25,9 +25,9 @@ from agentq.core import crashpoints, durable
 from agentq.core.durations import format_duration
 from agentq.core.errors import AgentqError, LockError
 from agentq.core.lock import InstanceLock
-from agentq.janitor import plan as p
-from agentq.janitor.archive import write_archive
-from agentq.janitor.listing import list_project, list_signals
+from agentq.queue.janitor import plan as p
+from agentq.queue.janitor.archive import write_archive
+from agentq.queue.janitor.listing import list_project, list_signals
 from agentq.queue.protocol import Project
 
 logger = logging.getLogger(__name__)

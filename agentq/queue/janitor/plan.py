@@ -1,7 +1,7 @@
 """The janitor's decisions, pure: what to archive, remove or delete, given a listing of folders.
 
-:mod:`agentq.janitor.listing` reads the folders into a :class:`Listing`, :func:`plan`
-turns it into actions, :mod:`agentq.janitor.run` carries them out. The rules:
+:mod:`agentq.queue.janitor.listing` reads the folders into a :class:`Listing`, :func:`plan`
+turns it into actions, :mod:`agentq.queue.janitor.run` carries them out. The rules:
 
 - ``done/`` and ``failed/``: a plain file (regular, one link, ours) that finished (its
   mtime) more than ``keep_done``/``keep_failed`` ago goes into the archive of its folder

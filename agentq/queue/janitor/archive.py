@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from agentq.core import crashpoints, durable
 from agentq.core.errors import ArchiveError
-from agentq.janitor.plan import ArchiveIndex, Entry, Member
+from agentq.queue.janitor.plan import ArchiveIndex, Entry, Member
 from agentq.queue.vetting import refusal_reason
 
 #: gzip's own default: archives are rewritten while they grow, so speed matters as much as size.

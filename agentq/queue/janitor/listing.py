@@ -1,4 +1,4 @@
-"""Reading the folders a janitor pass looks at into a :class:`~agentq.janitor.plan.Listing`.
+"""Reading the folders a janitor pass looks at into a :class:`~agentq.queue.janitor.plan.Listing`.
 
 Read-only: entries are ``lstat``-ed, never followed; the only files opened are archives
 (to read their index) and plain files of ours that may already be archived (to hash them).
@@ -16,8 +16,8 @@ from pathlib import Path
 from agentq.config.models import Config
 from agentq.core import durable
 from agentq.core.errors import ArchiveError
-from agentq.janitor import plan as p
-from agentq.janitor.archive import file_sha256, read_index
+from agentq.queue.janitor import plan as p
+from agentq.queue.janitor.archive import file_sha256, read_index
 from agentq.queue.protocol import Project
 from agentq.queue.vetting import NameKind, classify_name, refusal_reason, task_of
 
