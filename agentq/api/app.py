@@ -127,6 +127,9 @@ class Api:
             panes = answer.data.get("panes", {})
         return _json(docs.sessions_doc(self.view.snapshot(), time.time(), panes))
 
+    async def status(self, request: HttpRequest) -> Response:
+        return _json(docs.status_doc(self.view.snapshot(), time.time()))
+
     async def accounts(self, request: HttpRequest) -> Response:
         return _json(docs.accounts_doc(self.view.snapshot()))
 
@@ -257,6 +260,7 @@ def build_app(
         ("/api/tasks/{project}/{name}", api.task, get),
         ("/api/tasks/{project}/{name}/retry", api.retry, post),
         ("/api/tasks/{project}/{name}/cancel", api.cancel, post),
+        ("/api/status", api.status, get),
         ("/api/sessions", api.sessions, get),
         ("/api/accounts", api.accounts, get),
         ("/api/delegated/status", api.delegated, get),

@@ -187,6 +187,38 @@ def sessions_doc(
     return {"sessions": sessions, "active_account": snap.accounts.get("active")}
 
 
+def status_doc(snap: Snapshot, now: float) -> dict[str, Any]:
+    """``GET /api/status``: what ``agentq status`` shows, in the shape of its folder reading."""
+    states = ("pending", "working", "delegated", "done", "failed")
+    projects = []
+    for row in snap.projects.values():
+        oldest = row.get("oldest_pending")
+        age = None if oldest is None else round(max(0.0, now - oldest), 3)
+        projects.append({"path": row.get("path"), **{s: row.get(s, 0) for s in states}})
+        projects[-1]["oldest_pending_age"] = age
+    book = {
+        a["name"]: {"exhausted_until": a.get("exhausted_until")}
+        for a in snap.accounts.get("accounts", [])
+    }
+    return {
+        "running": True,
+        "daemon": {"pid": snap.health.get("pid"), "started_at": iso(snap.started_at)},
+        "projects": projects,
+        "totals": {s: sum(p[s] for p in projects) for s in states},
+        "counters": dict(snap.counters),
+        "watches": {k: dict(v) for k, v in snap.watches.items()},
+        "incomplete": dict(snap.health.get("incomplete", {})),
+        "refused_projects": dict(snap.health.get("refused_projects", {})),
+        "sessions": [{"session": s.get("name"), **s} for s in snap.sessions],
+        "active_account": snap.accounts.get("active"),
+        "accounts": book,
+        "hold": snap.accounts.get("hold"),
+        "partial_swap": snap.accounts.get("partial_swap"),
+        "swaps": list(snap.accounts.get("swaps", []))[-5:],
+        "delegation": dict(snap.delegation),
+    }
+
+
 def accounts_doc(snap: Snapshot) -> dict[str, Any]:
     """``GET /api/accounts``: the active account, each one's reset time, holds and swaps."""
     return dict(snap.accounts)

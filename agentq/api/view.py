@@ -104,6 +104,8 @@ class Snapshot:
     stale: Sequence[Mapping[str, Any]]
     #: counters the executors keep: ("delivery_retries",), ("signal", event), ("reading", …).
     tallies: Mapping[tuple[str, ...], int] = field(default_factory=dict)
+    #: the daemon's pid, refused projects, files still being written.
+    health: Mapping[str, Any] = field(default_factory=dict)
     #: the pool's session names, and the configured account names (bounded label values).
     pool: Sequence[str] = ()
     account_names: Sequence[str] = ()

@@ -212,14 +212,13 @@ class TaskIndex:
 
     # -- reading (any thread) ---------------------------------------------------------------
 
-    def counts(self) -> dict[str, dict[str, int | float | None]]:
-        """Per project: the number of tasks in each state and the oldest pending arrival."""
+    def counts(self) -> dict[str, dict[str, Any]]:
+        """Per project: its path, the number of tasks in each state, the oldest pending arrival."""
         with self._lock:
-            out: dict[str, dict[str, int | float | None]] = {}
-            for name in self._projects:
-                row: dict[str, int | float | None] = {
-                    s: len(self._buckets.get((name, s), ())) for s in _FOLDER
-                }
+            out: dict[str, dict[str, Any]] = {}
+            for name, project in self._projects.items():
+                row: dict[str, Any] = {s: len(self._buckets.get((name, s), ())) for s in _FOLDER}
+                row["path"] = str(project.path)
                 pending = self._buckets.get((name, "pending"), {})
                 row["oldest_pending"] = min((r.created for r in pending.values()), default=None)
                 out[name] = row

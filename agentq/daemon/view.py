@@ -188,6 +188,11 @@ class LoopView:
             },
             stale=self._stale(now),
             tallies=dict(local.tallies()) if isinstance(local, Tallies) else {},
+            health={
+                "pid": os.getpid(),
+                "refused_projects": dict(d.scanner.refused),
+                "incomplete": {k: list(v) for k, v in d.scanner.incomplete.items() if v},
+            },
             pool=[str(s.get("name")) for s in sessions],
             account_names=[a.name for a in d.config.accounts] or ["default"],
         )
