@@ -26,7 +26,13 @@ from starlette.routing import Route
 from agentq.api import routes as docs
 from agentq.api import sse
 from agentq.api.metrics import CONTENT_TYPE, Metrics
-from agentq.api.security import Guard, allowed_hosts, token_matches
+from agentq.api.security import (
+    MAX_BODY_BYTES,
+    BodyTooLarge,
+    Guard,
+    allowed_hosts,
+    token_matches,
+)
 from agentq.api.view import Answer, DaemonView, Request
 from agentq.core.errors import AgentqError
 
@@ -230,13 +236,17 @@ async def _json_body(request: HttpRequest, allow_empty: bool = False) -> dict[st
 
 
 def _guarded(handler: Handler) -> Handler:
-    """Turn a :class:`~agentq.api.routes.BadRequest` into its JSON answer."""
+    """Turn a bad parameter, an oversized or a too slow body into its JSON answer."""
 
     async def run(request: HttpRequest) -> Response:
         try:
             return await handler(request)
         except docs.BadRequest as exc:
             return _error(exc.status, str(exc))
+        except BodyTooLarge:
+            return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        except TimeoutError:
+            return _error(408, "request body too slow")
 
     return run
 

@@ -60,8 +60,14 @@ class _GuardedProtocol(H11Protocol):
         super().connection_made(transport)
         self._arm()
         if len(self.connections) > MAX_CONNECTIONS:
-            idle = [c for c in self.connections if isinstance(c, _GuardedProtocol) and c.idle]
-            idle = [c for c in idle if c is not self]
+            idle = [
+                c
+                for c in self.connections
+                if isinstance(c, _GuardedProtocol)
+                and c is not self
+                and c.idle
+                and not c.transport.is_closing()  # already evicted, not yet gone
+            ]
             if idle:
                 oldest = min(idle, key=lambda c: c.opened)
                 oldest.transport.close()  # its client must reconnect; a new one is never refused
