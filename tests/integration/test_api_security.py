@@ -1,4 +1,4 @@
-"""The API's exposure (reliability T32): loopback only, Host check, token, methods, caps, timeouts."""
+"""The API's exposure (T32): loopback only, Host check, token, methods, caps, timeouts."""
 
 from __future__ import annotations
 
@@ -276,7 +276,7 @@ def test_the_token_and_task_bodies_never_reach_the_log(api: ApiDaemon) -> None:
     body = "a very private task body 7d1f"
     answer = api.post("/api/tasks", {"project": "proj00", "text": body, "name": "private.md"})
     assert answer.status_code == 201, answer.text
-    wait_until(lambda: (api.projects[0] / ".agent-queue/done/private.md").exists(), 10)
+    wait_until((api.projects[0] / ".agent-queue/done/private.md").exists, 10)
     api.get("/api/tasks/proj00/private.md", token=True)
     log = api.daemon.log()
     assert api.token not in log
