@@ -85,6 +85,22 @@ async function loadTasks() {
   renderTasks();
 }
 
+// Events carry no titles or sessions: a listing shortly after fills them in.
+let refreshTimer = null;
+function scheduleRefresh() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(async () => {
+    refreshTimer = null;
+    const r = await api("/api/tasks?limit=100");
+    for (const t of r.body.tasks || []) {
+      const old = view.tasks.get(t.project + "/" + t.name);
+      const fresh = fromListing(t);
+      if (!old || fresh.changedMs >= old.changedMs - 5) putTask(fresh);
+    }
+    renderTasks();
+  }, 700);
+}
+
 function onTaskEvent(e) {
   const at = Date.parse(e.time) || Date.now();
   const inboxKey = e.project + "/" + e.task;
@@ -100,6 +116,7 @@ function onTaskEvent(e) {
     putTask(Object.assign({}, prev, { project: e.project, name: e.task, state: e.state, changedMs: at }));
   }
   renderTasks();
+  scheduleRefresh();
 }
 
 function taskActions(t) {
