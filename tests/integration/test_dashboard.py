@@ -114,7 +114,8 @@ def test_dashboard_shows_the_pool_live_and_retries_with_the_token(
     page.click('#failed li[data-task="proj01/broken.md"] button.retry')
     page.wait_for_selector("#notice:has-text('pending again')")
     wait_until(
-        lambda: {"pending", "working"} & set(_states(page, "proj01/broken.md")), 30,
+        lambda: {"pending", "working"} & set(_states(page, "proj01/broken.md")),
+        30,
         message="the retried task never showed as pending or working",
     )
     assert not [e for e in errors if "Content Security Policy" in e], errors
