@@ -82,7 +82,7 @@ def _screenshot(page: Page, name: str) -> None:
 def test_dashboard_shows_the_pool_live_and_retries_with_the_token(
     pool: ApiDaemon, browser: BrowserContext
 ) -> None:
-    """Projects and sessions shown; pending → done live; a failure's reason; retry with the token."""
+    """Projects and sessions shown; pending → done live; a failure's reason; retry (token)."""
     page = browser.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
