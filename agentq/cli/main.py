@@ -184,7 +184,7 @@ def _ask_daemon(
         except ApiUnavailable:
             pass  # fall back to the request folder
         else:
-            print(answer.get("message", ""), file=sys.stdout if status == 200 else sys.stderr)
+            print(answer.get("message", ""))  # as the request-file answer: on stdout
             return 0 if status == 200 and answer.get("ok") else 1
     folder = config.state_dir / "requests"
     stem = f"{time.time_ns()}-{os.getpid()}"
