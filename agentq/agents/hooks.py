@@ -31,6 +31,7 @@ from typing import Any
 
 from agentq.core.durable import write_atomic
 from agentq.core.errors import AccountError
+from agentq.core.statedir import SIGNALS_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ DEFAULT_EVENTS: tuple[str, ...] = (
 )
 #: A hook command containing this is ours (and is replaced on the next merge).
 OUR_MARKER = " -m agentq hook "
-SIGNALS_DIR = "signals"
+
 ERROR_LOG = "hook-errors.log"
 #: Signal files stay small: the full prompt is in the task file, the full answer in the transcript.
 PROMPT_CHARS = 2000

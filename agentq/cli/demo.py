@@ -55,6 +55,8 @@ def demo_config(workspace: Path, pool: int) -> dict[str, Any]:
         "tmux": {"socket_name": f"agentq-demo-{os.getpid()}"},
         "dispatch": {"rescan_interval": "5s", "quiet_period": "0.2s"},
         "completion": {"idle_timeout": "2m", "task_timeout": "5m"},
+        # The dashboard on a free port, with a token of the demo's own.
+        "api": {"listen": "127.0.0.1:0", "token_file": str(workspace / "state" / "api-token")},
     }
 
 
@@ -69,7 +71,11 @@ def _totals(projects: list[q.Project]) -> dict[str, int]:
 def _watch(daemon: Daemon, projects: list[q.Project], out: TextIO, deadline: float) -> None:
     """Print progress; stop the daemon when every inbox is empty (or at the deadline)."""
     last = None
+    shown = False
     while not daemon.stopping:
+        if not shown and daemon.api is not None:
+            print(f"  dashboard: {daemon.api.url}/", file=out, flush=True)
+            shown = True
         totals = _totals(projects)
         line = (
             f"pending {totals['pending']:>2}  working {totals['working']:>2}  "

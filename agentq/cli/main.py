@@ -156,19 +156,48 @@ def cmd_janitor(args: argparse.Namespace) -> int:
 
 
 def cmd_swap(args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+    request = {"action": "clear"} if args.clear else {"action": "swap", "to": args.to}
+    body = {"clear": True} if args.clear else {"to": args.to}
+    return _ask_daemon(config, "swap", "/api/swap", body, request, args.timeout)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+    return _ask_daemon(config, "reload", "/api/reload", {}, {"action": "reload"}, args.timeout)
+
+
+def _ask_daemon(
+    config: Config,
+    command: str,
+    path: str,
+    body: dict[str, Any],
+    request: dict[str, Any],
+    timeout: float,
+) -> int:
+    """Ask the running daemon through its API, or through a request file when it serves none."""
+    from agentq.api.client import ApiUnavailable
+    from agentq.cli.status import api_client
     from agentq.core import durable
     from agentq.core.lock import is_locked
 
-    config = _load_config(args.config)
     if not is_locked(config.state_dir / "lock"):
-        print("agentq swap: the daemon is not running", file=sys.stderr)
+        print(f"agentq {command}: the daemon is not running", file=sys.stderr)
         return 1
+    client = api_client(config)
+    if client is not None:
+        try:
+            status, answer = client.request("POST", path, body)
+        except ApiUnavailable:
+            pass  # fall back to the request folder
+        else:
+            print(answer.get("message", ""))  # as the request-file answer: on stdout
+            return 0 if status == 200 and answer.get("ok") else 1
     folder = config.state_dir / "requests"
     stem = f"{time.time_ns()}-{os.getpid()}"
-    request = {"action": "clear"} if args.clear else {"action": "swap", "to": args.to}
     durable.write_atomic(folder / f"{stem}.request.json", json.dumps(request).encode())
     result_path = folder / f"{stem}.result.json"
-    deadline = time.monotonic() + args.timeout
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result_path.exists():
             answer = json.loads(result_path.read_text())
@@ -176,7 +205,7 @@ def cmd_swap(args: argparse.Namespace) -> int:
             print(answer["message"])
             return 0 if answer["ok"] else 1
         time.sleep(0.1)  # waiting for the daemon's answer file
-    print(f"agentq swap: no answer from the daemon within {args.timeout:g}s", file=sys.stderr)
+    print(f"agentq {command}: no answer from the daemon within {timeout:g}s", file=sys.stderr)
     return 1
 
 
@@ -209,9 +238,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from agentq.cli.status import collect_status, render_status
+    from agentq.cli.status import fetch_status, render_status
 
-    doc = collect_status(_load_config(args.config), time.time())
+    config = _load_config(args.config)
+    if args.watch:
+        from agentq.cli.watch import run_watch
+
+        return run_watch(config)
+    doc = fetch_status(config, time.time())
     print(json.dumps(doc, indent=2, sort_keys=True) if args.json else render_status(doc))
     return 0
 
@@ -289,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear", action="store_true", help="leave the partial-swap state")
     p.add_argument("--config")
     p.add_argument("--timeout", type=float, default=60.0)
+    p = add("reload", cmd_reload, "ask the daemon to re-read its configuration")
+    p.add_argument("--config")
+    p.add_argument("--timeout", type=float, default=60.0)
     p = add("delegate", cmd_delegate, "delegation from scripts: submit FILE | get JOB | ...")
     p.add_argument("--config")
     p.add_argument(
@@ -302,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "show queue counts and daemon health")
     p.add_argument("--config")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true", help="a live view (needs the daemon's API)")
     p = add("route", cmd_route, "print the routing decision for a task file as JSON")
     p.add_argument("file")
     p.add_argument("--config")

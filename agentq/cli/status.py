@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentq.config.models import Config
 from agentq.core.lock import is_locked
 from agentq.daemon.state import StateFile
 from agentq.queue import protocol as q
 from agentq.queue.vetting import NameKind, classify_name
+
+if TYPE_CHECKING:
+    from agentq.api.client import ApiClient
 
 
 def oldest_pending_age(project: q.Project, now: float) -> float | None:
@@ -29,6 +32,28 @@ def oldest_pending_age(project: q.Project, now: float) -> float | None:
             continue
         oldest = ctime if oldest is None else min(oldest, ctime)
     return None if oldest is None else max(0.0, now - oldest)
+
+
+def api_client(config: Config) -> ApiClient | None:
+    """The running daemon's API client; None when the daemon is not running or serves no API."""
+    from agentq.api.client import discover
+
+    if not config.api.enabled or not is_locked(config.state_dir / "lock"):
+        return None
+    return discover(config.state_dir, config.api.token_file)
+
+
+def fetch_status(config: Config, now: float) -> dict[str, Any]:
+    """The status from the running daemon's API, or read from the folders when there is none."""
+    from agentq.api.client import ApiUnavailable
+
+    client = api_client(config)
+    if client is not None:
+        try:
+            return client.get("/api/status")
+        except ApiUnavailable:
+            pass  # stopped meanwhile, or an old daemon: the folders still tell
+    return collect_status(config, now)
 
 
 def collect_status(config: Config, now: float) -> dict[str, Any]:
@@ -107,7 +132,8 @@ def render_status(doc: dict[str, Any]) -> str:
         task = f" working on {session['task']}" if session.get("task") else ""
         wait = session.get("waiting_on_permission_s")
         perm = f", waiting on a permission dialog for {wait}s" if wait is not None else ""
-        lines.append(f"session {session['session']}: {session['state']}{task}{perm}")
+        account = f" on {session['account']}" if session.get("account") else ""
+        lines.append(f"session {session['session']}: {session['state']}{task}{account}{perm}")
     if doc["delegation"]:
         d = doc["delegation"]
         lines.append("delegation: " + ", ".join(f"{k}={v}" for k, v in sorted(d.items())))

@@ -12,6 +12,7 @@ Loading reports every problem at once, one line each with its YAML line number::
 from __future__ import annotations
 
 import logging
+import re
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -73,6 +74,8 @@ LOCAL_EXECUTOR = "local"
 RESERVED_PROVIDER_NAMES = frozenset({"local", "claude-code"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 MAX_POOL_SIZE = 64
+#: A host name (or IPv4 address) with an optional port, for ``api.allowed_hosts``.
+_HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$"
 
 NotificationEvent = Literal["swap", "partial_swap", "task_failed", "accounts_exhausted"]
 NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = get_args(NotificationEvent)
@@ -358,22 +361,66 @@ def _split_listen(text: str) -> tuple[str, int]:
 
 
 class ApiConfig(_Section):
-    """The local HTTP status API; it only ever listens on loopback."""
+    """The local HTTP API and dashboard; it only ever listens on loopback.
 
-    enabled: bool = False
-    listen: str = "127.0.0.1:8377"
+    ``listen: null`` turns it off. The key ``enabled`` of older configs is still read:
+    ``enabled: false`` means ``listen: null``, ``enabled: true`` changes nothing.
+    """
+
+    listen: str | None = "127.0.0.1:8377"
     token_file: ConfigPath = Path("~/.config/agentq/token")
+    #: Extra names a browser may use in the ``Host`` header (besides the loopback names).
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        """As for every section, except that ``listen: null`` means "off"."""
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        enabled = data.pop("enabled", None)
+        if enabled is False:
+            data["listen"] = None
+        elif enabled not in (None, True):
+            raise ValueError(
+                "enabled (deprecated) must be true or false; write listen: null instead"
+            )
+        return {k: v for k, v in data.items() if v is not None or k == "listen"}
 
     @field_validator("listen")
     @classmethod
-    def _loopback_only(cls, listen: str) -> str:
+    def _loopback_only(cls, listen: str | None) -> str | None:
+        if listen is None:
+            return None
         host, _ = _split_listen(listen)
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"host must be loopback (127.0.0.1, ::1 or localhost), got {host!r}")
         return listen
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _plain_host_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not re.fullmatch(_HOST_PATTERN, host):
+                raise ValueError(f"{host!r} is not a host name with an optional :port")
+        return [h.lower() for h in hosts]
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the API listens at all."""
+        return self.listen is not None
+
     def address(self) -> tuple[str, int]:
-        """Return ``(host, port)`` to bind; port 0 lets the system pick one."""
+        """Return ``(host, port)`` to bind; port 0 lets the system pick one.
+
+        Raises:
+            ValueError: the API is turned off (``listen: null``).
+        """
+        if self.listen is None:
+            raise ValueError("the API is turned off (api.listen is null)")
         return _split_listen(self.listen)
 
 

@@ -209,7 +209,10 @@ class Dispatcher:
 
     def _emit(self, claim: q.Claim, state: str, **fields: str) -> None:
         project = claim.project.path.name
-        self._events.emit(ev.TASK, project=project, task=claim.name, state=state, **fields)
+        attempts = claim.record.attempts
+        self._events.emit(
+            ev.TASK, project=project, task=claim.name, state=state, attempts=attempts, **fields
+        )
 
 
 def _redacted(details: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

@@ -21,12 +21,12 @@ import signal
 import threading
 from collections.abc import Mapping
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from agentq.api.view import Request
 from agentq.config.models import Config
 from agentq.core import durable
 from agentq.core.clock import Clock, SystemClock
-from agentq.core.errors import AgentqError
 from agentq.core.events import EventLog
 from agentq.core.lock import InstanceLock
 from agentq.daemon.dispatch import Dispatcher
@@ -34,11 +34,15 @@ from agentq.daemon.recovery import Recovery
 from agentq.daemon.scanning import ProjectScanner
 from agentq.daemon.sdnotify import Notifier
 from agentq.daemon.state import Counters, StateFile
+from agentq.daemon.view import LoopView
 from agentq.daemon.wiring import Context, LocalFactory, RemoteFactory, default_local, default_remote
 from agentq.queue.janitor.plan import Limits
 from agentq.queue.janitor.run import Janitor
 from agentq.queue.router import RoutingPolicy
 from agentq.queue.watcher import InboxWatcher
+
+if TYPE_CHECKING:
+    from agentq.api.server import ApiServer
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +94,9 @@ class Daemon:
         self._last_saved = ""
         self.janitor = Janitor(config)
         self._next_janitor = 0.0
+        #: What the API sees: snapshots, the task index, the operator request queue.
+        self.view = LoopView(self)
+        self.api: ApiServer | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -108,6 +115,8 @@ class Daemon:
             self._loop()
         finally:
             self.notifier.send("STOPPING=1")
+            if self.api is not None:
+                self.api.stop()
             self.watcher.stop()
             if self.dispatcher is not None:
                 for executor in self.dispatcher.executors():
@@ -135,6 +144,7 @@ class Daemon:
 
     def start(self) -> None:
         """Build the collaborators, recover, scan every inbox, then report ready."""
+        token = self._api_token()
         self.state = self.state_file.load()
         self.counters.restore(self.state.get("counters"))
         self.state["daemon"] = {"pid": os.getpid(), "started_at": self.clock.now().isoformat()}
@@ -173,12 +183,45 @@ class Daemon:
             self.scanner.scan(inbox)
         self._dispatch()
         self.dispatcher.collect()
+        self.view.publish()
+        self._start_api(token)
         self._save_state(force=True)
         self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
         self._next_janitor = self.clock.monotonic()  # the first pass comes right after READY
         projects = len(self.scanner.projects)
         self.notifier.send(f"READY=1\nSTATUS=watching {projects} projects")
         logger.info("agentq ready", extra={"projects": projects})
+
+    def _api_token(self) -> str | None:
+        """The API's bearer token (created on first start); None when the API is off."""
+        if not self.config.api.enabled:
+            return None
+        from agentq.api.security import load_or_create_token
+
+        return load_or_create_token(self.config.api.token_file)  # ConfigError stops start-up
+
+    def _start_api(self, token: str | None) -> None:
+        """Serve the API; a bind failure is logged and the daemon runs on without it."""
+        self.state["api"] = {"url": None, "error": None}
+        if token is None:
+            return
+        from agentq.api.server import ApiServer
+
+        server = ApiServer(self.config.api, self.view, token)
+        try:
+            self.state["api"]["url"] = server.start()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            self.state["api"]["error"] = f"cannot listen on {self.config.api.listen}: {reason}"
+            logger.error(
+                "API not started", extra={"listen": self.config.api.listen, "error": reason}
+            )
+            return
+        self.api = server
+
+    def reload(self) -> tuple[bool, str]:
+        """Apply a re-read configuration (``agentq reload``, ``POST /api/reload``)."""
+        return False, "this daemon cannot reload its configuration yet; restart it instead"
 
     def _sweep(self) -> None:
         now = self.clock.now().timestamp()
@@ -195,6 +238,7 @@ class Daemon:
             self.wake.clear()
             if self.stopping:
                 break
+            self.view.begin_pass()
             try:
                 self._pass()
             except Exception:
@@ -202,8 +246,10 @@ class Daemon:
                 # skip the watchdog ping for this pass, and try again after a short pause.
                 logger.exception("main loop pass failed; retrying")
                 self.counters.bump("loop_errors")
+                self.view.end_pass()
                 self.wake.wait(ERROR_PAUSE)
                 continue
+            self.view.end_pass()
             self.notifier.ping(self.clock.monotonic())
 
     def _start_switcher(self, local: object) -> None:
@@ -224,6 +270,7 @@ class Daemon:
             self.scanner.rescan()
             self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
         self._take_requests()
+        self.view.take_requests()
         for inbox in self.watcher.take_dirty() | self.scanner.due():
             self.scanner.scan(inbox)
         self._dispatch()
@@ -231,6 +278,7 @@ class Daemon:
         if self.switcher is not None:
             self.switcher.tick(self.clock.now())
         self._tidy()
+        self.view.publish()
         self._save_state()
 
     def _tidy(self) -> None:
@@ -260,7 +308,7 @@ class Daemon:
         self._dispatcher().dispatch(self.scanner.pending, self.scanner.projects, self.stopping)
 
     def _take_requests(self) -> None:
-        """Operator requests (``agentq swap``) arrive as JSON files in ``state_dir/requests``."""
+        """Request files (``agentq swap``/``reload`` without the API) in ``state_dir/requests``."""
         folder = self.state_dir / "requests"
         for path in sorted(folder.glob("*.request.json")):
             try:
@@ -271,25 +319,11 @@ class Daemon:
             # The request is answered and removed whatever happens: a failing swap must not
             # be replayed on every pass.
             path.unlink(missing_ok=True)
-            try:
-                answer = self._answer(request)
-            except AgentqError as exc:
-                answer = {"ok": False, "message": f"failed: {exc}"}
+            answer = self.view.answer(_file_request(request))
             result = path.with_name(path.name.replace(".request.json", ".result.json"))
-            durable.write_atomic(result, json.dumps(answer).encode())
+            doc = {"ok": answer.ok, "message": answer.message}
+            durable.write_atomic(result, json.dumps(doc).encode())
             self.counters.changed = True
-
-    def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
-        if self.switcher is None:
-            return {"ok": False, "message": "account swaps need an agent session pool"}
-        if request.get("action") == "clear":
-            outcome = self.switcher.clear_partial()
-        else:
-            to = request.get("to")
-            outcome = self.switcher.swap(
-                "manual (agentq swap)", str(to) if to else None, self.clock.now()
-            )
-        return {"ok": outcome.swapped, "message": outcome.message}
 
     def _timeout(self) -> float:
         delays = [
@@ -337,3 +371,12 @@ class Daemon:
         self.state_file.save(self.state)
         self._last_saved = snapshot
         self.counters.changed = False
+
+
+def _file_request(doc: Any) -> Request:
+    """The operator request a request file holds (``{"action": "swap", "to": …}``)."""
+    action = doc.get("action") if isinstance(doc, dict) else None
+    if action in ("clear", "reload"):
+        return Request(action)
+    to = doc.get("to") if isinstance(doc, dict) else None
+    return Request("swap", to=str(to) if to else None)

@@ -189,8 +189,9 @@ class ProjectScanner:
             logger.error("cannot refuse entry", extra={"entry": name, "error": str(exc)})
             return
         self._counters.bump("refused")
+        result = {"result": path.name} if path is not None else {}
         self._events.emit(
-            ev.TASK, project=project.path.name, task=name, state="failed", reason=reason
+            ev.TASK, project=project.path.name, task=name, state="failed", reason=reason, **result
         )
         logger.warning(
             "inbox entry refused", extra={"entry": name, "reason": reason, "path": str(path)}

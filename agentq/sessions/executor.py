@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,6 +83,8 @@ class SessionExecutor:
         self.monitor = QuotaMonitor(settings.confirm_polls, timedelta(seconds=settings.cooldown))
         #: Set when the quota monitor decides the active account is exhausted.
         self.swap_request: Decision | None = None
+        #: What this executor saw, for the API's metrics (see :meth:`tallies`).
+        self._tallies: Counter[tuple[str, ...]] = Counter()
         (state_dir / "signals").mkdir(parents=True, exist_ok=True)
         settings.account_home.mkdir(parents=True, exist_ok=True)
         merge_hooks(settings.account_home / "settings.json", state_dir)
@@ -209,10 +212,37 @@ class SessionExecutor:
             entry: dict[str, object] = {"session": slot.name, "state": slot.state.value}
             if slot.job is not None:
                 entry["task"] = slot.job.claim.task_id
+            # For the API (issue 12): the account, the agent's session id, the last activity.
+            entry["account"] = self.settings.account
+            entry["session_id"] = slot.session_id
+            last = max(slot.since, slot.last_change)
+            entry["last_activity"] = time.time() - (self.clock() - last) if last else None
             if slot.permission_since is not None:
                 entry["waiting_on_permission_s"] = round(self.clock() - slot.permission_since)
             out.append(entry)
         return out
+
+    # -- operator requests (issue 12: the API's cancel, pane lines, metrics) -----------
+
+    def cancel(self, task_id: str) -> bool:
+        """Interrupt the agent working on ``task_id``; its job ends failed ("cancelled")."""
+        for slot in self.slots.values():
+            if slot.job is not None and slot.job.claim.task_id == task_id:
+                if self.driver.has_session(slot.name):
+                    self.driver.send_keys(slot.name, "Escape")
+                self._end(slot, OutcomeStatus.FAILED, error="cancelled")
+                return True
+        return False
+
+    def pane_lines(self, name: str, count: int) -> list[str] | None:
+        """The last ``count`` lines of pool session ``name``'s pane; None when it is not running."""
+        if name not in self.slots or not self.driver.has_session(name):
+            return None
+        return self.driver.capture(name).rstrip("\n").splitlines()[-count:]
+
+    def tallies(self) -> dict[tuple[str, ...], int]:
+        """Delivery retries, hook signals by event and quota readings by account/source/kind."""
+        return dict(self._tallies)
 
     # -- slots -------------------------------------------------------------------------
 
@@ -569,6 +599,7 @@ class SessionExecutor:
         """Start over on a fresh session (nothing was submitted yet) or give up."""
         if slot.job is not None and slot.tries < self.settings.delivery_retries:
             slot.tries += 1
+            self._tallies["delivery_retries",] += 1
             logger.warning("delivery retried", extra={"session": slot.name, "reason": reason})
             self._kill(slot)
             self._launch(slot, slot.job.claim.project.path, resume=slot.resume_id)
@@ -645,6 +676,7 @@ class SessionExecutor:
         now = datetime.now(UTC)
         reset_at = parse_reset(reset_text, now, self.settings.timezone) if reset_text else None
         reading = Reading(slot.name, source, kind, reset_at, text[:120], now)  # type: ignore[arg-type]
+        self._tallies["reading", self.settings.account, source, kind] += 1
         decision = self.monitor.observe(reading, now)
         if decision is None:
             return
@@ -818,6 +850,7 @@ class SessionExecutor:
         by_session: dict[str, list[Signal]] = {}
         for sig in read_signals(self.state_dir):
             consume(sig)
+            self._tallies["signal", sig.event] += 1
             if not sig.session:
                 continue
             if sig.session_id:

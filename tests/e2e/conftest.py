@@ -126,7 +126,11 @@ class DaemonProcess:
         self.root = root
         self.state_dir = root / "state"
         self.config_path = root / "config.yaml"
-        self.config_path.write_text(yaml.safe_dump({"state_dir": str(self.state_dir), **config}))
+        self.config_path.write_text(
+            yaml.safe_dump(
+                {"state_dir": str(self.state_dir), "api": {"listen": "127.0.0.1:0"}, **config}
+            )
+        )
         self.log_path = root / "daemon.log"
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None

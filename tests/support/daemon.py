@@ -28,7 +28,8 @@ class Daemon:
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
         self.state_dir = root / "state"
-        config = {"state_dir": str(self.state_dir), **config}
+        # A free port: several test daemons run at once, and 8377 may be taken.
+        config = {"state_dir": str(self.state_dir), "api": {"listen": "127.0.0.1:0"}, **config}
         self.config_path = root / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.extra_env = env or {}

@@ -54,8 +54,10 @@ def test_defaults_fill_every_section(env: dict[str, str], tmp_path: Path) -> Non
     assert config.shared.root == home / ".claude-shared"
     assert config.shared.links == ["projects", "file-history", "session-env"]
     assert config.api.token_file == home / ".config/agentq/token"
-    assert config.api.enabled is False
+    assert config.api.enabled is True
+    assert config.api.listen == "127.0.0.1:8377"
     assert config.api.address() == ("127.0.0.1", 8377)
+    assert config.api.allowed_hosts == []
     assert config.agent.profile == "claude-code"
     assert config.agent.on_permission == "fail"
     assert config.accounts == []
@@ -363,6 +365,48 @@ def test_api_refuses_other_addresses(
 ) -> None:
     """The API never listens beyond loopback."""
     assert problems_of({"api": {"listen": listen}}, env, tmp_path) == [f"api.listen: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("api", "listen"),
+    [
+        ({"listen": None}, None),
+        ({"enabled": False}, None),
+        ({"enabled": False, "listen": "127.0.0.1:9000"}, None),
+        ({"enabled": True, "listen": "127.0.0.1:9000"}, "127.0.0.1:9000"),
+        ({"enabled": True}, "127.0.0.1:8377"),
+    ],
+    ids=[
+        "listen null turns it off",
+        "an old enabled false turns it off",
+        "enabled false wins over a listen address",
+        "an old enabled true keeps the address",
+        "an old enabled true alone keeps the default",
+    ],
+)
+def test_api_listen_null_and_the_old_enabled_key(
+    api: dict[str, Any], listen: str | None, env: dict[str, str], tmp_path: Path
+) -> None:
+    """``listen: null`` is off; configs that still say ``enabled`` mean what they meant."""
+    config = config_from_dict({"api": api}, env, tmp_path)
+    assert config.api.listen == listen
+    assert config.api.enabled is (listen is not None)
+
+
+@pytest.mark.parametrize(
+    ("api", "message"),
+    [
+        ({"enabled": "yes"}, "api: enabled (deprecated) must be true or false"),
+        ({"allowed_hosts": ["evil example"]}, "api.allowed_hosts: 'evil example' is not a host"),
+    ],
+    ids=["enabled that is not a boolean", "an allowed host with a space"],
+)
+def test_api_settings_that_make_no_sense_are_named(
+    api: dict[str, Any], message: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A bad ``enabled`` or allowed host is reported with its key."""
+    problems = problems_of({"api": api}, env, tmp_path)
+    assert len(problems) == 1 and problems[0].startswith(message), problems
 
 
 def test_dedicated_session_inside_pool_range_is_refused(

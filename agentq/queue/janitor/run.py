@@ -19,12 +19,12 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
-from agentq.agents.hooks import SIGNALS_DIR
 from agentq.config.models import Config
 from agentq.core import crashpoints, durable
 from agentq.core.durations import format_duration
 from agentq.core.errors import AgentqError, LockError
 from agentq.core.lock import InstanceLock
+from agentq.core.statedir import SIGNALS_DIR
 from agentq.queue.janitor import plan as p
 from agentq.queue.janitor.archive import write_archive
 from agentq.queue.janitor.listing import list_project, list_signals

@@ -1,0 +1,14 @@
+"""The state folder's layout (``state_dir``): who writes what where.
+
+- ``lock``: the daemon's single-instance lock;
+- ``state.json``: the daemon's cache of counters and health;
+- ``signals/``: one small JSON file per agent hook call (written by ``agentq hook``);
+- ``requests/``: operator requests (``agentq swap``, ``agentq reload``) and their answers.
+"""
+
+from __future__ import annotations
+
+LOCK = "lock"
+STATE = "state.json"
+SIGNALS_DIR = "signals"
+REQUESTS_DIR = "requests"

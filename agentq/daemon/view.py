@@ -1,0 +1,336 @@
+"""The daemon's side of :class:`agentq.api.view.DaemonView`: snapshots, the index, requests.
+
+The main loop calls :meth:`LoopView.begin_pass` and :meth:`LoopView.end_pass`
+around each pass, :meth:`LoopView.take_requests` inside it, and
+:meth:`LoopView.publish` at its end, which builds a fresh immutable
+:class:`~agentq.api.view.Snapshot` from the daemon's collaborators. API threads
+only read published snapshots and the thread-safe index and event log; anything
+that changes daemon state is queued and answered here, on the loop's thread.
+
+Until the switcher and the notifier emit their own events, :meth:`publish`
+emits ``swap``, ``hold``, ``partial_swap`` and ``notification`` events for the
+changes it sees in their records (``_bridge_account_events``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import queue
+import secrets
+import stat
+from concurrent.futures import Future
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from agentq.api.routes import footer_doc
+from agentq.api.view import Answer, Request, Snapshot, TaskDetail, TaskEntry, TaskPage
+from agentq.core import events as ev
+from agentq.daemon.index import DELIVERED, TaskIndex
+from agentq.daemon.operator import Operator
+from agentq.queue import submit as producer
+from agentq.queue.taskfile import split_footer
+
+if TYPE_CHECKING:
+    from agentq.api.view import EventSource
+    from agentq.daemon.loop import Daemon
+
+logger = logging.getLogger(__name__)
+
+#: ``done/`` and ``failed/`` are listed again (for files removed or added by others) this often.
+FINISHED_RECONCILE = 300.0
+#: A task in flight this long past its time limit is reported stale.
+STALE_MARGIN = 60.0
+#: Task files larger than this are not shown whole (footers included).
+MAX_SHOWN_BYTES = 4 * 1024 * 1024
+SWAPS_SHOWN = 20
+
+
+@runtime_checkable
+class Tallies(Protocol):
+    """An executor that counts what it saw (delivery retries, hook signals, quota readings)."""
+
+    def tallies(self) -> dict[tuple[str, ...], int]: ...
+
+
+class LoopView:
+    """What the API sees of one daemon; see the module docstring for who calls what."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self.index = TaskIndex(lambda: daemon.clock.now().timestamp())
+        self._operator = Operator(daemon, self.index)
+        self._requests: queue.SimpleQueue[tuple[Request, Future[Answer]]] = queue.SimpleQueue()
+        self._epoch = secrets.token_hex(4)
+        self._started = daemon.clock.now().timestamp()
+        self._pass_started: float | None = None
+        self._loop: dict[str, Any] = {"passes": 0}
+        self._fingerprint = ""
+        self._snapshot = Snapshot(0, self._started, self._started, {}, [], {}, {}, {}, {}, {}, [])
+        self._delivered: set[str] = set()
+        self._rescans = -1
+        self._next_finished = 0.0
+        self._seen: dict[str, Any] = {}
+        daemon.events.subscribe(self.index.apply)
+
+    # -- DaemonView (any thread) ------------------------------------------------------------
+
+    @property
+    def events(self) -> EventSource:
+        return self._daemon.events
+
+    @property
+    def epoch(self) -> str:
+        return self._epoch
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def loop_lag(self) -> float:
+        started = self._pass_started  # one read: the loop may clear it meanwhile
+        return 0.0 if started is None else max(0.0, self._daemon.clock.monotonic() - started)
+
+    def tasks(
+        self, project: str | None, state: str | None, limit: int, cursor: str | None
+    ) -> TaskPage:
+        return self.index.page(project, state, limit, cursor)
+
+    def task(self, project: str, name: str) -> TaskDetail | None:
+        for _ in range(3):  # the file may move on between finding and reading it
+            found = self.index.find(project, name)
+            if found is None:
+                return None
+            entry, path = found
+            data = _read_file(path)
+            if data is not None:
+                text, footer = split_footer(data.decode("utf-8", "replace"))
+                return TaskDetail(entry, text, footer_doc(footer))
+        return None
+
+    def submit(self, project: str, text: str, name: str | None) -> TaskEntry:
+        queue_dir = self.index.projects()[project]
+        now = self._daemon.clock.now()
+        chosen = name or producer.choose_name(text, None, now.replace(tzinfo=None))
+        path = producer.submit(queue_dir.path, text, chosen)
+        at = now.timestamp()
+        return TaskEntry(project, path.name, "pending", at, at)
+
+    def request(self, request: Request) -> Future[Answer]:
+        future: Future[Answer] = Future()
+        self._requests.put((request, future))
+        self._daemon.wake.set()
+        return future
+
+    # -- the main loop ------------------------------------------------------------------------
+
+    def begin_pass(self) -> None:
+        """A pass starts (its duration so far is the loop's lag)."""
+        self._pass_started = self._daemon.clock.monotonic()
+
+    def end_pass(self) -> None:
+        """A pass ended."""
+        started, end = self._pass_started, self._daemon.clock.monotonic()
+        self._pass_started = None
+        wall = self._daemon.clock.now().timestamp()
+        self._loop = {
+            "passes": self._loop["passes"] + 1,
+            "last_pass_end": wall,
+            "last_pass_s": round(end - started, 6) if started is not None else 0.0,
+        }
+
+    def take_requests(self) -> None:
+        """Answer every queued API request (one the API gave up on is skipped)."""
+        while True:
+            try:
+                request, future = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            self._daemon.counters.changed = True
+            future.set_result(self.answer(request))
+
+    def answer(self, request: Request) -> Answer:
+        """Answer one request now (request files come through here too)."""
+        return self._operator.answer(request)
+
+    def publish(self) -> None:
+        """Bring the index up to date and publish a fresh snapshot (end of each pass)."""
+        d = self._daemon
+        now, mono = d.clock.now().timestamp(), d.clock.monotonic()
+        self._sync_index(mono)
+        sessions = self._sessions(now)
+        self._note_deliveries(sessions)
+        self._bridge_account_events(d.state)
+        counts = self.index.counts()
+        accounts = self._accounts()
+        delegation = _status_of(d.dispatcher.remote) if d.dispatcher is not None else {}
+        public = json.dumps([counts, sessions, accounts, delegation], sort_keys=True, default=str)
+        version = self._snapshot.version + (public != self._fingerprint)
+        self._fingerprint = public
+        local = d.dispatcher.local if d.dispatcher is not None else None
+        self._snapshot = Snapshot(
+            version=version,
+            taken_at=now,
+            started_at=self._started,
+            projects=counts,
+            sessions=sessions,
+            accounts=accounts,
+            delegation=delegation if isinstance(delegation, dict) else {},
+            counters=d.counters.as_dict(),
+            watches=copy.deepcopy(d.watcher.summary()),
+            loop={
+                **self._loop,
+                "started_at": self._started,
+                "errors": d.counters.get("loop_errors"),
+            },
+            stale=self._stale(now),
+            tallies=dict(local.tallies()) if isinstance(local, Tallies) else {},
+            health={
+                "pid": os.getpid(),
+                "refused_projects": dict(d.scanner.refused),
+                "incomplete": {k: list(v) for k, v in d.scanner.incomplete.items() if v},
+            },
+            pool=[str(s.get("name")) for s in sessions],
+            account_names=[a.name for a in d.config.accounts] or ["default"],
+        )
+
+    # -- building the snapshot -----------------------------------------------------------------
+
+    def _sync_index(self, mono: float) -> None:
+        d = self._daemon
+        known = self.index.projects()
+        for project in list(d.scanner.projects.values()):
+            if project.path.name not in known:
+                self.index.load(project)
+        rescans = d.counters.get("rescans")
+        if rescans != self._rescans:
+            self._rescans = rescans
+            for name in known:
+                self.index.reconcile(name, "inbox")
+        if mono >= self._next_finished:
+            self._next_finished = mono + FINISHED_RECONCILE
+            for name in known:
+                self.index.reconcile(name, "failed")
+                self.index.reconcile(name, "done")
+
+    def _sessions(self, now: float) -> list[dict[str, Any]]:
+        d = self._daemon
+        local = d.dispatcher.local if d.dispatcher is not None else None
+        status = _status_of(local)
+        active = str(d.state.get("active_account") or "") or None
+        out = []
+        for s in status if isinstance(status, list) else []:
+            task = s.get("task")
+            entry = {
+                "name": s.get("session"),
+                "state": s.get("state"),
+                "task": task,
+                "account": s.get("account") or active,
+                "session_id": s.get("session_id"),
+                "last_activity": s.get("last_activity"),
+                "waiting_on_permission_s": s.get("waiting_on_permission_s"),
+            }
+            out.append(entry)
+            if isinstance(task, str) and "/" in task:
+                project, name = task.split("/", 1)
+                self.index.note_session(project, name, str(entry["name"]), entry["account"])
+        return out
+
+    def _note_deliveries(self, sessions: list[dict[str, Any]]) -> None:
+        """Emit ``delivered`` the first time a session is seen busy on a task."""
+        current = set()
+        for s in sessions:
+            task = s.get("task")
+            if not isinstance(task, str) or "/" not in task:
+                continue
+            current.add(task)
+            if s.get("state") == "busy" and task not in self._delivered:
+                self._delivered.add(task)
+                project, name = task.split("/", 1)
+                self._daemon.events.emit(
+                    DELIVERED, project=project, task=name, session=s["name"], account=s["account"]
+                )
+        self._delivered &= current
+
+    def _accounts(self) -> dict[str, Any]:
+        d = self._daemon
+        names = [a.name for a in d.config.accounts] or ["default"]
+        book = d.state.get("accounts", {})
+        accounts = []
+        for name in names:
+            raw = (book.get(name) or {}).get("exhausted_until")
+            accounts.append(
+                {"name": name, "exhausted_until": raw, "exhausted_until_ts": _timestamp(raw)}
+            )
+        return {
+            "active": d.state.get("active_account") or names[0],
+            "accounts": accounts,
+            "hold": copy.deepcopy(d.state.get("hold")),
+            "partial_swap": copy.deepcopy(d.state.get("partial_swap")),
+            "swaps": copy.deepcopy(d.state.get("swaps", [])[-SWAPS_SHOWN:]),
+        }
+
+    def _stale(self, now: float) -> list[dict[str, Any]]:
+        completion = self._daemon.config.completion
+        limit = (completion.task_timeout or completion.idle_timeout) + STALE_MARGIN
+        return [
+            {**e.to_dict(now), "limit_s": limit}
+            for e in self.index.in_flight()
+            if now - e.changed > limit
+        ]
+
+    def _bridge_account_events(self, state: dict[str, Any]) -> None:
+        """Emit events for swaps, holds, partial swaps and notifications recorded in state."""
+        emit = self._daemon.events.emit
+        swaps = state.get("swaps", [])
+        seen = self._seen.get("swaps")
+        if seen is not None:
+            for swap in swaps[seen:] if len(swaps) >= seen else swaps[-1:]:
+                emit(ev.SWAP, **{k: str(v) for k, v in swap.items()})
+        self._seen["swaps"] = len(swaps)
+        for key, kind in (("hold", ev.HOLD), ("partial_swap", ev.PARTIAL_SWAP)):
+            value = state.get(key)
+            if key in self._seen and value != self._seen[key]:
+                emit(
+                    kind, active=value is not None, **{k: str(v) for k, v in (value or {}).items()}
+                )
+            self._seen[key] = copy.deepcopy(value)
+        notes = state.get("notifications", [])
+        last = notes[-1].get("at") if notes else None
+        if "notes" in self._seen and last != self._seen["notes"]:
+            for note in [n for n in notes if str(n.get("at")) > str(self._seen["notes"] or "")]:
+                emit(
+                    ev.NOTIFICATION, event=str(note.get("event")), message=str(note.get("message"))
+                )
+        self._seen["notes"] = last
+
+
+def _status_of(executor: object) -> Any:
+    status = getattr(executor, "status", None)
+    return status() if callable(status) else {}
+
+
+def _timestamp(raw: object) -> float | None:
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw).timestamp()
+    except ValueError:
+        return None
+
+
+def _read_file(path: os.PathLike[str]) -> bytes | None:
+    """A task file's bytes (never through a link); ``None`` when it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, MAX_SHOWN_BYTES)
+    finally:
+        os.close(fd)
