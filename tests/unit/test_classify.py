@@ -118,9 +118,9 @@ def test_corpus_sample_is_classified_as_labelled(name: str) -> None:
 
 
 def test_corpus_is_complete() -> None:
-    """The corpus copy holds all 111 labelled samples (54 of them from Claude Code 2.1.332)."""
-    assert len(LABELS) == 111
-    assert len([name for name in LABELS if name.startswith("v2332_")]) == 54
+    """The corpus copy holds all 112 labelled samples (55 of them from Claude Code 2.1.332)."""
+    assert len(LABELS) == 112
+    assert len([name for name in LABELS if name.startswith("v2332_")]) == 55
     assert all((CORPUS / name).is_file() for name in LABELS)
 
 
