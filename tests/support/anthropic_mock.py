@@ -14,6 +14,10 @@ What it answers (the shapes Claude Code 2.1.x expects):
   unless configured; ``n`` counts the successful replies.
 - Scripted errors by prompt keyword: a prompt holding ``MOCK500`` gets a 500 ``api_error``,
   ``MOCK529`` a 529 ``overloaded_error``, every time (add more with :meth:`on_prompt`).
+- Scripted tool calls: a rule with a :class:`ToolCall` answers with a ``tool_use`` block
+  (``stop_reason: tool_use``), so the agent runs that tool (``Bash``, ``Agent``, …) and sends
+  its result back; the follow-up request (its last user message holds only the tool result)
+  gets the default reply. A tool-call rule applies only to requests that offer that tool.
 - Held answers: a rule with a ``delay`` keeps the request waiting that long before answering
   (the agent stays busy, as on a long turn); :meth:`in_flight` lists the requests held now.
   An :meth:`exhaust` of the request's token ends the hold at once with the 429, as when a
@@ -47,8 +51,11 @@ __all__ = [
     "QUOTA_CLAIMS",
     "MockAnthropic",
     "Rule",
+    "ToolCall",
+    "content_blocks",
     "default_reply",
     "error_body",
+    "offered_tools",
     "prompt_text",
     "request_token",
     "sse_events",
@@ -63,6 +70,14 @@ QUOTA_MESSAGE = "This request would exceed your account's rate limit. Please try
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A tool the mock asks the agent to run: the tool's name and its input object."""
+
+    name: str
+    input: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Rule:
     """A scripted answer for every request whose prompt contains ``keyword``.
 
@@ -70,6 +85,8 @@ class Rule:
     otherwise ``text`` replaces the default reply text. A ``delay`` (seconds) holds the
     answer that long first, unless the request's token is exhausted meanwhile (then it
     answers the 429 at once). ``tokens``, when given, limits the rule to those credentials.
+    A ``tool`` makes the reply call that tool after ``text`` (if any); such a rule matches
+    only requests that offer the tool.
     """
 
     keyword: str
@@ -80,9 +97,17 @@ class Rule:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
     tokens: frozenset[str] | None = None
+    tool: ToolCall | None = None
 
-    def matches(self, prompt: str, token: str | None) -> bool:
-        """Whether this rule answers a request with ``prompt`` sent with ``token``."""
+    def matches(
+        self, prompt: str, token: str | None, offered: frozenset[str] = frozenset()
+    ) -> bool:
+        """Whether this rule answers a request with ``prompt`` sent with ``token``.
+
+        ``offered`` names the tools the request offers (a tool-call rule needs its tool).
+        """
+        if self.tool is not None and self.tool.name not in offered:
+            return False
         return self.keyword in prompt and (self.tokens is None or token in self.tokens)
 
 
@@ -127,42 +152,74 @@ def prompt_text(body: object) -> str:
     return "\n".join(t for t in texts if isinstance(t, str))
 
 
-def sse_events(message_id: str, model: str, text: str, input_tokens: int) -> list[bytes]:
-    """The server-sent events of one streamed text reply, each ready to write."""
+def offered_tools(body: object) -> frozenset[str]:
+    """The names of the tools a Messages API request body offers."""
+    if not isinstance(body, dict) or not isinstance(body.get("tools"), list):
+        return frozenset()
+    names = (tool.get("name") for tool in body["tools"] if isinstance(tool, dict))
+    return frozenset(name for name in names if isinstance(name, str))
+
+
+def content_blocks(text: str, tool: ToolCall | None, tool_use_id: str) -> list[dict[str, Any]]:
+    """The content of a reply: its text (omitted when empty before a tool call), then the call."""
+    blocks: list[dict[str, Any]] = []
+    if text or tool is None:
+        blocks.append({"type": "text", "text": text})
+    if tool is not None:
+        call = {"type": "tool_use", "id": tool_use_id, "name": tool.name, "input": dict(tool.input)}
+        blocks.append(call)
+    return blocks
+
+
+def sse_events(
+    message_id: str,
+    model: str,
+    text: str,
+    input_tokens: int,
+    tool: ToolCall | None = None,
+    tool_use_id: str = "toolu_mock",
+) -> list[bytes]:
+    """The server-sent events of one streamed reply (text, then an optional tool call)."""
     usage = {"input_tokens": input_tokens, "output_tokens": 1}
     start: dict[str, Any] = {"id": message_id, "type": "message", "role": "assistant"}
     start |= {"model": model, "content": [], "stop_reason": None, "stop_sequence": None}
     start["usage"] = usage
     events: list[tuple[str, dict[str, Any]]] = [
-        ("message_start", {"type": "message_start", "message": start}),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": text},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_start", {"type": "message_start", "message": start})
+    ]
+    for index, block in enumerate(content_blocks(text, tool, tool_use_id)):
+        events += _block_events(index, block)
+    stop_reason = "end_turn" if tool is None else "tool_use"
+    events += [
         (
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                 "usage": {"output_tokens": _tokens(text)},
             },
         ),
         ("message_stop", {"type": "message_stop"}),
     ]
     return [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events]
+
+
+def _block_events(index: int, block: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The start, delta and stop events of one content block."""
+    if block["type"] == "tool_use":
+        opened = {**block, "input": {}}
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+    else:
+        opened = {"type": "text", "text": ""}
+        delta = {"type": "text_delta", "text": block["text"]}
+    return [
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": opened},
+        ),
+        ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}),
+        ("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
 
 
 def _tokens(text: str) -> int:
@@ -340,7 +397,7 @@ class MockAnthropic:
         if not isinstance(body, dict) or not isinstance(body.get("max_tokens"), int):
             return _Answer(400, error_body("invalid_request_error", "max_tokens is required"))
         token = request_token(headers)
-        rule = self._rule_for(prompt, token)
+        rule = self._rule_for(prompt, token, offered_tools(body))
         if rule is not None and rule.delay > 0:
             self._hold(token, prompt, rule.delay)
         quota = self._quota_answer(token)
@@ -367,9 +424,9 @@ class MockAnthropic:
         }
         return _Answer(429, error_body("rate_limit_error", QUOTA_MESSAGE), headers)
 
-    def _rule_for(self, prompt: str, token: str | None) -> Rule | None:
+    def _rule_for(self, prompt: str, token: str | None, offered: frozenset[str]) -> Rule | None:
         with self._lock:
-            return next((r for r in self._rules if r.matches(prompt, token)), None)
+            return next((r for r in self._rules if r.matches(prompt, token, offered)), None)
 
     def _hold(self, token: str | None, prompt: str, delay: float) -> None:
         """Wait ``delay`` seconds, or less if the token gets exhausted or the server stops."""
@@ -391,22 +448,25 @@ class MockAnthropic:
         with self._lock:
             self._replies += 1
             number = self._replies
-        text = (
-            rule.text if rule is not None and rule.text is not None else self.reply(prompt, number)
-        )
+        tool = rule.tool if rule is not None else None
+        if rule is not None and rule.text is not None:
+            text = rule.text
+        else:
+            text = "" if tool is not None else self.reply(prompt, number)
         model = self.model or str(body.get("model") or DEFAULT_MODEL)
         message_id = f"msg_mock_{number:06d}"
+        tool_use_id = f"toolu_mock_{number:06d}"
         headers = {"request-id": f"req_mock_{number:06d}", **(rule.headers if rule else {})}
         if body.get("stream") is True:
-            events = sse_events(message_id, model, text, _tokens(prompt))
+            events = sse_events(message_id, model, text, _tokens(prompt), tool, tool_use_id)
             return _Answer(200, None, headers, stream=events, reply=text)
         message = {
             "id": message_id,
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "content": content_blocks(text, tool, tool_use_id),
+            "stop_reason": "end_turn" if tool is None else "tool_use",
             "stop_sequence": None,
             "usage": {"input_tokens": _tokens(prompt), "output_tokens": _tokens(text)},
         }

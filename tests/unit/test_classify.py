@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from agentq.agents.classify import (
     Activity,
     Kind,
+    PaneReading,
+    SignalReading,
     classify_activity,
     classify_hook_payload,
     classify_pane,
@@ -45,9 +47,50 @@ ACTIVITY = {
 }
 
 
+# Captures of Claude Code 2.1.332 that the classifier reads wrongly today (see
+# docs/compatibility.md). Strict xfails: fixing the classifier turns them into failures to remove.
+KNOWN_MISREADS = {
+    **dict.fromkeys(
+        (
+            "v2332_07_five_hour_limit_autocontinue_armed.txt",
+            "v2332_10_autocontinue_continuing_shortly.txt",
+            "v2332_16_overage_limit_autocontinue_armed.txt",
+            "v2332_18_weekly_limit_autocontinue_armed.txt",
+            "v2332_20_limit_menu_wait_and_continue_chosen.txt",
+            "v2332_22_five_hour_limit_out_of_usage_credits.txt",
+            "v2332_23_monthly_spend_limit_with_window_reset.txt",
+            "v2332_24_overage_out_of_usage_credits.txt",
+        ),
+        "the auto-continue footer banner 'Usage limit reached · limit resets 4:32pm' wins and "
+        "yields no reset; the ⎿ line names it with its zone",
+    ),
+    "v2332_11_autocontinue_resumed_turn_done.txt": "the turn that continued by itself after "
+    "'Usage limit reset · Continuing automatically' still reads as quota",
+    "v2332_35_http_500_with_claim_header_retrying.txt": "a 5xx carrying a claim header retries "
+    "as '5-hour limit reached · retrying in …'; the pane alone reads a provisional quota",
+    "v2332_37_apikey_429_retrying.txt": "an API-key 429 retry line '429 <message> · retrying in "
+    "…' reads as a server error",
+}
+KNOWN_ACTIVITY_MISREADS = {
+    "v2332_44_exit_resume_hint.txt": "Claude Code has exited but tmux keeps its last title ✳",
+    "v2332_46_background_agent_running_after_stop.txt": "'✻ Waiting for 1 background agent to "
+    "finish' and the agents panel are not read as busy",
+}
+
+
 def _sample(name: str) -> str:
     """The text of one corpus sample."""
     return (CORPUS / name).read_text("utf-8")
+
+
+def _known(names: list[str], misreads: dict[str, str]) -> list[object]:
+    """``names`` as parameters, the known misreads marked as strict xfails."""
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(reason=misreads[name], strict=True))
+        if name in misreads
+        else name
+        for name in names
+    ]
 
 
 def _expected_kind(label: dict[str, object]) -> Kind:
@@ -56,11 +99,17 @@ def _expected_kind(label: dict[str, object]) -> Kind:
     return Kind(kind) if kind in {"quota", "server_error"} else Kind.OK
 
 
-@pytest.mark.parametrize("name", sorted(LABELS))
+@pytest.mark.parametrize("name", _known(sorted(LABELS), KNOWN_MISREADS))
 def test_corpus_sample_is_classified_as_labelled(name: str) -> None:
-    """Every labelled sample gets its kind, and quota samples their verbatim reset text."""
+    """Every labelled sample gets its kind, and quota samples their verbatim reset text.
+
+    Samples labelled ``"channel": "transcript"`` are transcript excerpts (JSONL lines).
+    """
     label = LABELS[name]
-    reading = classify_pane(_sample(name))
+    if label.get("channel") == "transcript":
+        reading: PaneReading | SignalReading = classify_transcript(_sample(name).splitlines())
+    else:
+        reading = classify_pane(_sample(name))
     assert reading.kind is _expected_kind(label)
     if reading.kind is Kind.QUOTA:
         assert reading.reset_text == label["reset"]
@@ -69,8 +118,9 @@ def test_corpus_sample_is_classified_as_labelled(name: str) -> None:
 
 
 def test_corpus_is_complete() -> None:
-    """The corpus copy holds all 57 labelled samples."""
-    assert len(LABELS) == 57
+    """The corpus copy holds all 112 labelled samples (55 of them from Claude Code 2.1.332)."""
+    assert len(LABELS) == 112
+    assert len([name for name in LABELS if name.startswith("v2332_")]) == 55
     assert all((CORPUS / name).is_file() for name in LABELS)
 
 
@@ -80,6 +130,20 @@ def test_corpus_capture_activity(name: str) -> None:
     expected = ACTIVITY.get(name[:7], Activity.IDLE)
     assert classify_activity(_sample(name)) is expected
     assert classify_pane(_sample(name)).activity is expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    _known(sorted(name for name in LABELS if "activity" in LABELS[name]), KNOWN_ACTIVITY_MISREADS),
+)
+def test_labelled_activity_with_the_captured_title(name: str) -> None:
+    """Captures labelled with an activity read as that activity, given their pane title."""
+    label = LABELS[name]
+    title = label.get("title")
+    assert (
+        classify_activity(_sample(name), title if isinstance(title, str) else None)
+        == (label["activity"])
+    )
 
 
 def test_reading_to_dict_is_plain_json() -> None:

@@ -9,7 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.anthropic_mock import MockAnthropic, Rule, prompt_text, request_token
+from tests.support.anthropic_mock import (
+    MockAnthropic,
+    Rule,
+    ToolCall,
+    offered_tools,
+    prompt_text,
+    request_token,
+)
 
 SUBSCRIBER = "sk-ant-oat01-alice"
 OTHER = "sk-ant-oat01-bob"
@@ -37,6 +44,7 @@ def message(
     token: str = SUBSCRIBER,
     stream: bool = False,
     max_tokens: int = 1024,
+    tools: tuple[str, ...] = (),
 ) -> httpx.Response:
     """POST one Messages API request the way Claude Code does (``?beta=true``, Bearer token)."""
     body: dict[str, Any] = {
@@ -45,6 +53,8 @@ def message(
         "stream": stream,
         "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
     }
+    if tools:
+        body["tools"] = [{"name": name, "input_schema": {"type": "object"}} for name in tools]
     headers = {"Authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"}
     return client.post("/v1/messages?beta=true", json=body, headers=headers)
 
@@ -169,6 +179,54 @@ def test_reply_text_is_configurable(client: httpx.Client) -> None:
             assert message(http, "abc").json()["content"][0]["text"] == "#1: ABC"
             assert message(http, "a SPECIAL one").json()["content"][0]["text"] == "scripted answer"
         assert api.replies() == ["#1: ABC", "scripted answer"]
+
+
+AGENT_CALL = ToolCall("Agent", {"description": "helper", "prompt": "SUBTASK go"})
+
+
+def test_a_tool_call_rule_answers_with_a_tool_use_block() -> None:
+    """A tool-call rule makes the reply call the tool (stop_reason tool_use), JSON or streamed."""
+    with (
+        MockAnthropic(rules=(Rule("DELEGATE", tool=AGENT_CALL),)) as api,
+        httpx.Client(base_url=api.url, timeout=10) as http,
+    ):
+        body = message(http, "please DELEGATE", tools=("Bash", "Agent")).json()
+        streamed = sse(message(http, "DELEGATE again", stream=True, tools=("Agent",)))
+    assert body["stop_reason"] == "tool_use"
+    [call] = body["content"]
+    assert call["type"] == "tool_use" and call["name"] == "Agent"
+    assert call["input"] == {"description": "helper", "prompt": "SUBTASK go"}
+    assert call["id"].startswith("toolu_mock_")
+    starts = [data["content_block"] for name, data in streamed if name == "content_block_start"]
+    assert [block["type"] for block in starts] == ["tool_use"]
+    deltas = [data["delta"] for name, data in streamed if name == "content_block_delta"]
+    assert json.loads(deltas[0]["partial_json"]) == dict(AGENT_CALL.input)
+    [stop] = [data for name, data in streamed if name == "message_delta"]
+    assert stop["delta"]["stop_reason"] == "tool_use"
+
+
+def test_a_tool_call_rule_needs_the_tool_to_be_offered() -> None:
+    """A request that does not offer the tool (a title request, say) gets the default reply."""
+    with (
+        MockAnthropic(rules=(Rule("DELEGATE", tool=AGENT_CALL, text="On it."),)) as api,
+        httpx.Client(base_url=api.url, timeout=10) as http,
+    ):
+        plain = message(http, "please DELEGATE", tools=("Bash",)).json()
+        offered = message(http, "please DELEGATE", tools=("Agent",)).json()
+    assert plain["stop_reason"] == "end_turn"
+    assert plain["content"] == [{"type": "text", "text": "DONE: mock reply 1"}]
+    assert [block["type"] for block in offered["content"]] == ["text", "tool_use"]
+    assert offered["content"][0]["text"] == "On it."
+
+
+def test_offered_tools_reads_the_tool_names() -> None:
+    """The offered tools are the names in the body's ``tools`` list; junk is ignored."""
+    assert offered_tools({"tools": [{"name": "Bash"}, {"name": 3}, "x", {"name": "Agent"}]}) == {
+        "Bash",
+        "Agent",
+    }
+    assert offered_tools({"messages": []}) == frozenset()
+    assert offered_tools(None) == frozenset()
 
 
 def test_a_request_without_max_tokens_is_a_400(client: httpx.Client) -> None:
