@@ -18,59 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentq.cli.logs import setup_logging
+
 if TYPE_CHECKING:
     from agentq.config.models import Config
 
 logger = logging.getLogger("agentq")
 
 DEFAULT_CONFIG = "~/.config/agentq/config.yaml"
-_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-
-class _TextFormatter(logging.Formatter):
-    """One line per event: time, level, logger, message, then ``key=value`` extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        base = super().format(record)
-        extras = {k: v for k, v in vars(record).items() if k not in _STD_ATTRS}
-        if extras:
-            base += " " + " ".join(
-                f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}"
-                for k, v in extras.items()
-            )
-        return base
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        doc.update({k: v for k, v in vars(record).items() if k not in _STD_ATTRS})
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
-
-
-def setup_logging(level: str = "INFO", fmt: str = "text", stream: Any = None) -> None:
-    """Configure the root logger once (the CLI is the only place that does)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    try:
-        from agentq.core.secrets import RedactingFilter
-
-        handler.addFilter(RedactingFilter())
-    except ImportError:  # the delegation layer is optional at this stage of start-up
-        pass
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def _load_config(path: str | None) -> Config:
