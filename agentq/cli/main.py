@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 from agentq.cli.logs import setup_logging
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from agentq.config.models import Config
+    from agentq.daemon.loop import Daemon
+
+    DaemonFactory = Callable[[Config, Mapping[str, str]], Daemon]
 
 logger = logging.getLogger("agentq")
 
@@ -40,12 +45,13 @@ def _load_config(path: str | None) -> Config:
 # -- commands ---------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, make_daemon: DaemonFactory | None = None) -> int:
+    """Run the daemon; ``make_daemon`` builds it with other collaborators (the test launcher)."""
     from agentq.daemon.loop import Daemon
 
     config = _load_config(args.config)
     setup_logging("DEBUG" if args.debug else config.logging.level, config.logging.format)
-    return Daemon(config, dict(os.environ)).run()
+    return (make_daemon or Daemon)(config, dict(os.environ)).run()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -311,8 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``agentq`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return execute(build_parser().parse_args(argv))
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run a parsed command; errors become one line on stderr and the documented exit code."""
     if args.command != "hook" and not logging.getLogger().handlers:
         setup_logging("DEBUG" if args.debug else "WARNING")
     from agentq.core.errors import AccountError, AgentqError, ConfigError, LockError
