@@ -54,6 +54,26 @@ def cmd_run(args: argparse.Namespace, make_daemon: DaemonFactory | None = None) 
     return (make_daemon or Daemon)(config, dict(os.environ)).run()
 
 
+def cmd_install_service(args: argparse.Namespace) -> int:
+    from agentq.cli.service import run_install_service
+
+    if args.user and args.run_as:
+        print(
+            "agentq install-service: --run-as is for the system unit, not --user", file=sys.stderr
+        )
+        return 2
+    return run_install_service(
+        args.config,
+        args.user,
+        args.run_as,
+        args.unit_dir,
+        args.print,
+        args.force,
+        sys.stdout,
+        sys.stderr,
+    )
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from agentq.config.load import validate_config_file
 
@@ -312,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("hook", cmd_hook, "called by the agent's hooks: record a signal file")
     p.add_argument("event")
     p.add_argument("--state-dir")
+    p = add("install-service", cmd_install_service, "write the systemd unit for 'agentq run'")
+    p.add_argument("--config")
+    p.add_argument("--user", action="store_true", help="a user unit (systemctl --user)")
+    p.add_argument("--run-as", metavar="USER", help="the system unit's User= (default: you)")
+    p.add_argument("--print", action="store_true", help="write the unit to stdout only")
+    p.add_argument("--force", action="store_true", help="replace a different existing unit")
+    p.add_argument("--unit-dir", help="write the unit into this folder instead")
     return parser
 
 
