@@ -28,7 +28,8 @@ import yaml
 
 from agentq.daemon.health import PROBE_NAME
 from agentq.daemon.sdnotify import Notifier, forget_environment, watchdog_bound
-from tests.support.daemon import drop, make_projects
+from agentq.sessions.tmux import TmuxDriver
+from tests.support.daemon import Daemon, drop, make_projects
 from tests.support.launch import WEDGE_FILENAME
 from tests.support.wait import wait_until
 
@@ -357,3 +358,63 @@ def test_children_do_not_inherit_the_notify_variables() -> None:
     environ = {"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "2", "HOME": "/h"}
     forget_environment(environ)
     assert environ == {"HOME": "/h"}
+
+
+# -- what KillMode=process relies on ---------------------------------------------------------
+
+
+def _server_pid(socket_name: str) -> int:
+    out = subprocess.run(
+        ["tmux", "-L", socket_name, "display-message", "-p", "#{pid}"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    return int(out.stdout.strip())
+
+
+def _open_files(pid: int) -> set[str]:
+    folder = Path(f"/proc/{pid}/fd")
+    return {os.path.realpath(folder / fd) for fd in os.listdir(folder)}
+
+
+def test_a_restart_keeps_the_tmux_server_and_its_sessions(tmp_path: Path, socket_name: str) -> None:
+    """SIGTERM leaves the tmux server the daemon started, the pool and the operator's own
+    session running, holding none of our locks; the next start serves the queue again.
+
+    This is what systemd's KillMode=process relies on: only the daemon is signalled.
+    """
+    projects = make_projects(tmp_path / "projects", 1)
+    config = {
+        "agent": {"profile": "sim"},
+        "projects": {"roots": [str(tmp_path / "projects")]},
+        "pool": {"prefix": "rs-", "min": 1, "max": 1, "dedicated": [{"name": "ops"}]},
+        "tmux": {"socket_name": socket_name},
+        "dispatch": {"quiet_period": "0.2s", "delivery_timeout": "10s"},
+    }
+    daemon = Daemon(tmp_path, config)
+    driver = TmuxDriver(socket_name)
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        wait_until(lambda: driver.has_session("rs-0"), 30, message="the pool session")
+        server = _server_pid(socket_name)  # started by the daemon
+        tmux = ["tmux", "-L", socket_name]
+        subprocess.run([*tmux, "new-session", "-d", "-s", "ops"], check=True, timeout=10)
+        locks = {str(daemon.state_dir / "lock"), str(projects[0] / ".agent-queue/.agentq/lock")}
+        assert not locks & _open_files(server), "tmux inherited a lock: a restart would fail"
+        assert daemon.stop() == 0
+        assert driver.has_session("rs-0") and driver.has_session("ops")
+        assert _server_pid(socket_name) == server
+
+        daemon.start()
+        assert daemon.wait_ready(), f"the second start failed:\n{daemon.log()}"
+        drop(projects[0], "after-restart.md", "say hi")
+        done = projects[0] / ".agent-queue" / "done" / "after-restart.md"
+        wait_until(done.exists, 60, message=f"the task after the restart; log:\n{daemon.log()}")
+        assert driver.has_session("ops"), "the operator's session is never touched"
+        assert _server_pid(socket_name) == server, "the same tmux server throughout"
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
