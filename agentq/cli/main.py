@@ -18,59 +18,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentq.cli.logs import setup_logging
+
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from agentq.config.models import Config
+    from agentq.daemon.loop import Daemon
+
+    DaemonFactory = Callable[[Config, Mapping[str, str]], Daemon]
 
 logger = logging.getLogger("agentq")
 
 DEFAULT_CONFIG = "~/.config/agentq/config.yaml"
-_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-
-class _TextFormatter(logging.Formatter):
-    """One line per event: time, level, logger, message, then ``key=value`` extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        base = super().format(record)
-        extras = {k: v for k, v in vars(record).items() if k not in _STD_ATTRS}
-        if extras:
-            base += " " + " ".join(
-                f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}"
-                for k, v in extras.items()
-            )
-        return base
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        doc.update({k: v for k, v in vars(record).items() if k not in _STD_ATTRS})
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
-
-
-def setup_logging(level: str = "INFO", fmt: str = "text", stream: Any = None) -> None:
-    """Configure the root logger once (the CLI is the only place that does)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    try:
-        from agentq.core.secrets import RedactingFilter
-
-        handler.addFilter(RedactingFilter())
-    except ImportError:  # the delegation layer is optional at this stage of start-up
-        pass
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def _load_config(path: str | None) -> Config:
@@ -85,12 +45,33 @@ def _load_config(path: str | None) -> Config:
 # -- commands ---------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, make_daemon: DaemonFactory | None = None) -> int:
+    """Run the daemon; ``make_daemon`` builds it with other collaborators (the test launcher)."""
     from agentq.daemon.loop import Daemon
 
     config = _load_config(args.config)
     setup_logging("DEBUG" if args.debug else config.logging.level, config.logging.format)
-    return Daemon(config, dict(os.environ)).run()
+    return (make_daemon or Daemon)(config, dict(os.environ)).run()
+
+
+def cmd_install_service(args: argparse.Namespace) -> int:
+    from agentq.cli.service import run_install_service
+
+    if args.user and args.run_as:
+        print(
+            "agentq install-service: --run-as is for the system unit, not --user", file=sys.stderr
+        )
+        return 2
+    return run_install_service(
+        args.config,
+        args.user,
+        args.run_as,
+        args.unit_dir,
+        args.print,
+        args.force,
+        sys.stdout,
+        sys.stderr,
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -351,13 +332,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("hook", cmd_hook, "called by the agent's hooks: record a signal file")
     p.add_argument("event")
     p.add_argument("--state-dir")
+    p = add("install-service", cmd_install_service, "write the systemd unit for 'agentq run'")
+    p.add_argument("--config")
+    p.add_argument("--user", action="store_true", help="a user unit (systemctl --user)")
+    p.add_argument("--run-as", metavar="USER", help="the system unit's User= (default: you)")
+    p.add_argument("--print", action="store_true", help="write the unit to stdout only")
+    p.add_argument("--force", action="store_true", help="replace a different existing unit")
+    p.add_argument("--unit-dir", help="write the unit into this folder instead")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``agentq`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return execute(build_parser().parse_args(argv))
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run a parsed command; errors become one line on stderr and the documented exit code."""
     if args.command != "hook" and not logging.getLogger().handlers:
         setup_logging("DEBUG" if args.debug else "WARNING")
     from agentq.core.errors import AccountError, AgentqError, ConfigError, LockError

@@ -13,7 +13,8 @@
     ├── TmuxError            a tmux command failed
     ├── AgentError           an agent session misbehaved (delivery not confirmed, died, timed out)
     ├── AccountError         an account home or its shared-state links are wrong
-    └── ProviderError        a remote AI provider failed (see ``agentq.delegation``)
+    ├── ProviderError        a remote AI provider failed (see ``agentq.delegation``)
+    └── ServiceFileError     a systemd unit cannot be rendered or installed
 
 Errors carry structured fields and build their one-line message in ``__init__`` so
 the daemon can put ``str(exc)`` into a footer or a log line as it is.
@@ -127,3 +128,11 @@ class ProviderError(AgentqError):
         self.status = status
         self.terminal = terminal
         super().__init__(message)
+
+
+class ServiceFileError(AgentqError):
+    """A systemd unit cannot be rendered (a value it cannot carry) or installed."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)

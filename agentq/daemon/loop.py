@@ -30,9 +30,10 @@ from agentq.core.clock import Clock, SystemClock
 from agentq.core.events import EventLog
 from agentq.core.lock import InstanceLock
 from agentq.daemon.dispatch import Dispatcher
+from agentq.daemon.health import Health, Summary, assess, probe_write, status_line
 from agentq.daemon.recovery import Recovery
 from agentq.daemon.scanning import ProjectScanner
-from agentq.daemon.sdnotify import Notifier
+from agentq.daemon.sdnotify import Notifier, forget_environment
 from agentq.daemon.state import Counters, StateFile
 from agentq.daemon.view import LoopView
 from agentq.daemon.wiring import Context, LocalFactory, RemoteFactory, default_local, default_remote
@@ -72,7 +73,7 @@ class Daemon:
         self.wake = threading.Event()
         self.stopping = False
         self.watcher = InboxWatcher(self.wake, env)
-        self.notifier = Notifier(env)
+        self.notifier = Notifier(env, os.getpid())
         self.state_file = StateFile(self.state_dir)
         self.state: dict[str, Any] = {}
         self.counters = Counters()
@@ -97,6 +98,10 @@ class Daemon:
         #: What the API sees: snapshots, the task index, the operator request queue.
         self.view = LoopView(self)
         self.api: ApiServer | None = None
+        self._reload_requested = False
+        self._health = Health()
+        #: When the loop next checks its health and, if healthy, pings the watchdog.
+        self._next_check = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -110,11 +115,13 @@ class Daemon:
         for step in ensure_accounts(self.config):  # raises AccountError listing every problem
             logger.info("account set-up: %s", step)
         self._install_signals()
+        # Read by the notifier already; the tmux server and the agents must not inherit them.
+        forget_environment(os.environ)
         try:
             self.start()
             self._loop()
         finally:
-            self.notifier.send("STOPPING=1")
+            self.notifier.stopping()
             if self.api is not None:
                 self.api.stop()
             self.watcher.stop()
@@ -132,12 +139,22 @@ class Daemon:
         self.stopping = True
         self.wake.set()
 
+    def request_reload(self) -> None:
+        """Ask the loop to run :meth:`reload` before its next pass (thread-safe)."""
+        self._reload_requested = True
+        self.wake.set()
+
     def _install_signals(self) -> None:
         def request_stop(signum: int, frame: FrameType | None) -> None:
             self.stop()
 
+        def request_reload(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        # systemctl reload (ExecReload=kill -HUP); SIGHUP's default action would end the daemon.
+        signal.signal(signal.SIGHUP, request_reload)
         # The writer probe takes a read lease for a moment; a writer opening the file in
         # that moment sends SIGIO, whose default action would kill the daemon.
         signal.signal(signal.SIGIO, signal.SIG_IGN)
@@ -189,7 +206,8 @@ class Daemon:
         self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
         self._next_janitor = self.clock.monotonic()  # the first pass comes right after READY
         projects = len(self.scanner.projects)
-        self.notifier.send(f"READY=1\nSTATUS=watching {projects} projects")
+        self.notifier.ready(self._status_line())
+        self._next_check = self.clock.monotonic()  # the first ping follows the first pass
         logger.info("agentq ready", extra={"projects": projects})
 
     def _api_token(self) -> str | None:
@@ -220,8 +238,25 @@ class Daemon:
         self.api = server
 
     def reload(self) -> tuple[bool, str]:
-        """Apply a re-read configuration (``agentq reload``, ``POST /api/reload``)."""
-        return False, "this daemon cannot reload its configuration yet; restart it instead"
+        """Apply a re-read configuration (SIGHUP, ``agentq reload``, ``POST /api/reload``).
+
+        Runs on the loop and tells systemd: ``RELOADING=1`` (with ``MONOTONIC_USEC=``), the
+        work, then ``READY=1`` even if the work fails, or systemd would wait for it until its
+        timeout. What a reload applies today: an immediate rescan of every project root;
+        re-reading ``config.yaml`` belongs here when it comes.
+        """
+        self._reload_requested = False
+        self.notifier.reloading()
+        logger.info("reload requested")
+        try:
+            self.scanner.rescan()
+            self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
+        finally:
+            self.notifier.ready(self._status_line())
+        return False, (
+            "projects rescanned; this daemon cannot reload its configuration yet; "
+            "restart it instead"
+        )
 
     def _sweep(self) -> None:
         now = self.clock.now().timestamp()
@@ -240,6 +275,8 @@ class Daemon:
                 break
             self.view.begin_pass()
             try:
+                if self._reload_requested:
+                    self.reload()
                 self._pass()
             except Exception:
                 # The daemon must outlive any one failure (a full disk, a tmux hiccup): log it,
@@ -250,7 +287,49 @@ class Daemon:
                 self.wake.wait(ERROR_PAUSE)
                 continue
             self.view.end_pass()
-            self.notifier.ping(self.clock.monotonic())
+            self._report()
+
+    def _report(self) -> None:
+        """After a good pass: ``STATUS=`` when it changed; ``WATCHDOG=1`` only while healthy.
+
+        Health is checked (a disk write included) once per ping period, not every pass.
+        """
+        bound = self.notifier.watchdog_bound
+        now = self.clock.monotonic()
+        if bound is not None and now >= self._next_check:
+            # A quarter of WATCHDOG_USEC: half the allowed gap, the other half is margin
+            # for a slow pass.
+            self._next_check = now + bound / 2
+            self._set_health(assess(self.watcher.summary(), probe_write(self.state_dir)))
+            if self._health.ok:
+                self.notifier.watchdog()
+        self.notifier.status(self._status_line())
+
+    def _set_health(self, health: Health) -> None:
+        if health.ok != self._health.ok:
+            if health.ok:
+                logger.warning("daemon healthy again; watchdog pings resume")
+            else:
+                logger.warning(
+                    "daemon unhealthy; watchdog pings withheld",
+                    extra={"problems": "; ".join(health.problems)},
+                )
+        self._health = health
+
+    def _status_line(self) -> str:
+        hold = self.state.get("hold")
+        sessions = self.state.get("sessions")
+        in_flight = self.scanner.in_flight.values()
+        summary = Summary(
+            pending=sum(len(names) for names in self.scanner.pending.values()),
+            working=sum(working for working, _ in in_flight),
+            delegated=sum(delegated for _, delegated in in_flight),
+            sessions=sessions if isinstance(sessions, list) else None,
+            account=self.state.get("active_account"),
+            hold_until=str(hold.get("until")) if isinstance(hold, dict) else None,
+            partial_swap=bool(self.state.get("partial_swap")),
+        )
+        return status_line(summary, self._health)
 
     def _start_switcher(self, local: object) -> None:
         from agentq.accounts.switcher import Switcher
@@ -333,8 +412,8 @@ class Daemon:
         due = self.scanner.next_due()
         if due is not None:
             delays.append(due)
-        if self.notifier.watchdog_interval:
-            delays.append(self.notifier.watchdog_interval)
+        if self.notifier.watchdog_bound is not None:
+            delays.append(self._next_check - self.clock.monotonic())
         if self.watcher.polling():
             delays.append(POLL_INTERVAL)
         if self.switcher is not None:

@@ -64,6 +64,8 @@ class ProjectScanner:
         self.pending: dict[Path, list[q.Pending]] = {}
         #: inbox → names still open for writing by someone.
         self.incomplete: dict[str, list[str]] = {}
+        #: inbox → how many tasks its last scan found claimed: (``.working``, ``.delegated``).
+        self.in_flight: dict[Path, tuple[int, int]] = {}
         self._waiting: dict[Path, int] = {}
         self._locks: list[InstanceLock] = []
 
@@ -156,6 +158,7 @@ class ProjectScanner:
         for name, reason in found.refused:
             self._refuse(project, name, reason)
         self.pending[inbox] = found.ready
+        self.in_flight[inbox] = (len(found.working), len(found.delegated))
         self._announce(project, inbox, {p.name for p in found.ready} | set(found.waiting))
         if found.waiting:
             self._waiting[inbox] = min(found.waiting.values())

@@ -1,0 +1,140 @@
+"""Start the daemon with test collaborators: ``python -m tests.support.launch TWEAKS -- ARGS``.
+
+``TWEAKS`` is a comma-separated list of names from :data:`TWEAKS`; ``ARGS`` are the
+``agentq`` command line (``run --config PATH``). Apart from the collaborators the
+tweaks replace, this is ``python -m agentq run``: the same configuration loading,
+logging set-up and exit codes. Shipped code reads no fault switch; a test that
+needs a failing part asks for it here.
+
+Add a tweak: a function from :class:`Parts` to :class:`Parts`, registered in :data:`TWEAKS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from agentq.cli.main import build_parser, cmd_run, execute
+from agentq.config.models import Config
+from agentq.daemon.instant import InstantExecutor
+from agentq.daemon.loop import Daemon
+from agentq.daemon.wiring import LEDGER_FILENAME, Context, LocalFactory, RemoteFactory
+from agentq.queue.jobs import Job, Outcome
+
+#: Under the ``wedge`` tweak, the main loop hangs for good once this file is in the state dir.
+WEDGE_FILENAME = "wedge"
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The daemon's injectable collaborators; ``None`` keeps the daemon's own."""
+
+    local_executor: LocalFactory | None = None
+    remote_executor: RemoteFactory | None = None
+
+
+# -- wedge ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class WedgingExecutor(InstantExecutor):
+    """The instant executor, except that :meth:`poll` never returns once the trigger exists.
+
+    ``poll`` runs on the main loop's thread on every pass, so the loop stops turning:
+    the stand-in for a hung disk, a hung tmux call or a deadlock.
+    """
+
+    trigger: Path = Path("/nonexistent")
+
+    def poll(self, now: datetime) -> Sequence[Outcome]:
+        """Hang forever when the trigger file exists, else the instant executor's poll."""
+        if self.trigger.exists():
+            threading.Event().wait()
+        return super().poll(now)
+
+
+def _wedge(parts: Parts) -> Parts:
+    def make(ctx: Context) -> WedgingExecutor:
+        state_dir = ctx.config.state_dir
+        return WedgingExecutor(
+            state_dir / LEDGER_FILENAME, ctx.config.agent.answer, trigger=state_dir / WEDGE_FILENAME
+        )
+
+    return dataclasses.replace(parts, local_executor=make)
+
+
+# -- hold -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class HoldingExecutor(InstantExecutor):
+    """Takes one task at a time and never finishes it: the next ones stay pending."""
+
+    held: list[Job] = dataclasses.field(default_factory=list)
+
+    def capacity(self) -> int:
+        """One task, then none."""
+        return 0 if self.held else 1
+
+    def start(self, job: Job) -> None:
+        """Keep the job (it stays ``.md.working``)."""
+        self.held.append(job)
+
+
+def _hold(parts: Parts) -> Parts:
+    def make(ctx: Context) -> HoldingExecutor:
+        return HoldingExecutor(ctx.config.state_dir / LEDGER_FILENAME, ctx.config.agent.answer)
+
+    return dataclasses.replace(parts, local_executor=make)
+
+
+#: Every tweak by name.
+TWEAKS: dict[str, Callable[[Parts], Parts]] = {
+    "hold": _hold,
+    "wedge": _wedge,
+}
+
+
+def parts_for(names: Iterable[str]) -> Parts:
+    """The collaborators the named tweaks replace, applied in order."""
+    parts = Parts()
+    for name in names:
+        parts = TWEAKS[name](parts)
+    return parts
+
+
+def main(argv: Sequence[str]) -> int:
+    """Parse ``TWEAKS -- ARGS`` and run ``agentq ARGS`` with the tweaked daemon."""
+    if len(argv) < 2 or argv[1] != "--":
+        print("usage: python -m tests.support.launch TWEAK[,TWEAK] -- run ARGS", file=sys.stderr)
+        return 2
+    names = [n for n in argv[0].split(",") if n]
+    unknown = [n for n in names if n not in TWEAKS]
+    if unknown:
+        print(f"unknown tweak(s) {unknown}; known: {sorted(TWEAKS)}", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv[2:])
+    if args.command != "run":
+        print("tests.support.launch only runs the daemon ('run')", file=sys.stderr)
+        return 2
+    parts = parts_for(names)
+
+    def make_daemon(config: Config, env: Mapping[str, str]) -> Daemon:
+        return Daemon(
+            config,
+            env,
+            local_executor=parts.local_executor,
+            remote_executor=parts.remote_executor,
+        )
+
+    args.func = lambda a: cmd_run(a, make_daemon)
+    return execute(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
