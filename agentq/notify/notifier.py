@@ -7,10 +7,10 @@ notice instead (the message then says how many were not listed, and its count st
 
 Each target's worker drains its buffer, steps the pure coalescer
 (:func:`~agentq.notify.rules.step`) and sends what is due, so a slow or dead target delays
-only its own messages. A failed delivery is logged with the target's name (never its URL)
-and recorded; it never reaches the daemon. :meth:`Notifier.stop` flushes what is pending
-within a short deadline. The last :data:`HISTORY` messages (target, event, count, ok) are
-kept for ``agentq status``.
+only its own messages. A failed delivery is logged with the target's name (never its URL),
+recorded, and kept for the next attempt after a back-off; it never reaches the daemon.
+:meth:`Notifier.stop` flushes what is pending within a short deadline. The last
+:data:`HISTORY` delivery attempts (target, event, count, ok) are kept for ``agentq status``.
 """
 
 from __future__ import annotations
@@ -140,13 +140,14 @@ class Notifier:
         for worker in self._workers:
             worker.request_stop(end)
         for worker in self._workers:
-            if not worker.join(max(0.0, end - self._clock.monotonic())):
+            if worker.join(max(0.0, end - self._clock.monotonic())):
+                worker.target.sender.close()
+            else:
+                # Its thread is a daemon thread stuck in a send: it ends with the process.
                 logger.warning(
                     "notification target still busy at the stop deadline",
                     extra={"target": worker.target.name, "deadline_s": deadline},
                 )
-        for worker in self._workers:
-            worker.target.sender.close()
 
     def history(self) -> list[dict[str, Any]]:
         """The last :data:`HISTORY` delivery attempts, oldest first."""
@@ -225,10 +226,11 @@ class _Worker:
                 self._overflow.clear()
                 stop_at = self._stop_at
             messages = self._coalesce(notices, overflow, flush=stop_at is not None)
-            for message in messages:
-                self._deliver(message, stop_at)
             if stop_at is not None:
+                for message in messages:
+                    self._deliver(message, stop_at)
                 return
+            self._deliver_round(messages)
 
     def _has_work(self) -> bool:
         return bool(self._buffer or self._overflow) or self._stop_at is not None
@@ -244,7 +246,6 @@ class _Worker:
         *,
         flush: bool,
     ) -> list[rules.Message]:
-        now = self._clock.monotonic()
         observations: list[rules.Observation] = [rules.Arrived(n) for n in notices]
         for event, count in overflow.items():
             logger.warning(
@@ -253,13 +254,38 @@ class _Worker:
             )
             observations.append(rules.Overflowed(event, count))
         observations.append(rules.Flush() if flush else rules.Tick())
+        return self._step(observations)
+
+    def _step(self, observations: list[rules.Observation]) -> list[rules.Message]:
+        now = self._clock.monotonic()
         messages: list[rules.Message] = []
         for observation in observations:
             self._state, out = rules.step(self._state, observation, now)
             messages += out
         return messages
 
-    def _deliver(self, message: rules.Message, stop_at: float | None) -> None:
+    def _deliver_round(self, messages: list[rules.Message]) -> None:
+        """Send what is due; after a failure the rest waits with it for the next attempt."""
+        error: str | None = None
+        for message in messages:
+            tried = error is None
+            if tried:
+                error = self._deliver(message, None)
+            self._step([rules.Delivered(message) if error is None else rules.Undelivered(message)])
+            if tried and error is not None:
+                logger.warning(
+                    "notification not delivered; kept for the next attempt",
+                    extra={
+                        "target": self.target.name,
+                        "event": message.event,
+                        "count": message.count,
+                        "error": error,
+                        "retry_in_s": round(self._state.resume_at - self._clock.monotonic(), 1),
+                    },
+                )
+
+    def _deliver(self, message: rules.Message, stop_at: float | None) -> str | None:
+        """Send one message and record the attempt; the error, or ``None`` when delivered."""
         name = self.target.name
         timeout = None if stop_at is None else stop_at - self._clock.monotonic()
         error: str | None = None
@@ -274,20 +300,13 @@ class _Worker:
                 # A library bug must cost this message, not the worker (and not the daemon).
                 logger.exception("notification sender failed", extra={"target": name})
                 error = "internal error"
+        fields = {"target": name, "event": message.event, "count": message.count}
         if error is None:
-            logger.info(
-                "notification sent",
-                extra={"target": name, "event": message.event, "count": message.count},
-            )
-        else:
+            logger.info("notification sent", extra=fields)
+        elif stop_at is not None:
             logger.warning(
-                "notification not delivered",
-                extra={
-                    "target": name,
-                    "event": message.event,
-                    "count": message.count,
-                    "error": error,
-                },
+                "notification not delivered before stop", extra={**fields, "error": error}
             )
         sent = Sent(self._clock.now(), name, message.event, message.count, error is None, error)
         self._record(sent)
+        return error

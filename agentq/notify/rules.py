@@ -11,13 +11,21 @@
     daemon   state=degraded | started  → daemon_degraded | daemon_started
 
 :func:`step` is the coalescing state machine of one target. Per notification event it
-sends at most one message per ``min_interval``: the first notice after a quiet interval
-goes out at once; later ones wait in ``pending`` until the interval since the last
-message has passed (:class:`Tick`), or until the daemon stops (:class:`Flush`). A
-message carries the number of notices it stands for (``count``) and lists the first
+sends at most one message per ``min_interval``. Notices wait in ``pending``; a
+:class:`Tick` (the shell ticks right after taking notices in, and when one is due) sends
+them together once the interval since the last message has passed, and :class:`Flush`
+(the daemon stops) sends them whatever the time. So the first notice after a quiet
+interval goes out at once, and a burst taken in at one tick is one message. A message
+carries the number of notices it stands for (``count``) and lists the first
 :data:`MAX_ITEMS` of them, so the counts of the messages add up to exactly what
 happened. Notices the shell could not buffer arrive as :class:`Overflowed` (a count
 without items) and are counted all the same.
+
+The shell reports each delivery (:class:`Delivered`, :class:`Undelivered`). A message the
+target did not take goes back into ``pending`` (its count too, so the next message carries
+it), and the target rests :data:`FIRST_BACKOFF` seconds, doubling per failure in a row up
+to :data:`MAX_BACKOFF`, before the next attempt: a dead target costs a few attempts an
+hour, not one per event.
 """
 
 from __future__ import annotations
@@ -32,6 +40,9 @@ from agentq.core import events as ev
 
 #: How many notices one message lists; ``count`` says how many it stands for.
 MAX_ITEMS = 10
+#: How long a target rests after a failed delivery; doubled per failure in a row, capped.
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 300.0
 
 _BY_KIND: dict[str, NotificationEvent] = {
     ev.SWAP: "swap",
@@ -112,6 +123,9 @@ class Coalescer:
     min_interval: float
     last_sent: Mapping[NotificationEvent, float] = field(default_factory=dict)
     pending: Mapping[NotificationEvent, Pending] = field(default_factory=dict)
+    #: Failed deliveries in a row, and when the target may be tried again.
+    failures: int = 0
+    resume_at: float = -math.inf
 
 
 @dataclass(frozen=True)
@@ -139,28 +153,78 @@ class Flush:
     """The daemon stops: send everything pending now."""
 
 
-Observation = Arrived | Overflowed | Tick | Flush
+@dataclass(frozen=True)
+class Delivered:
+    """The target took the message."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """The target did not take the message: keep it for the next one, and rest."""
+
+    message: Message
+
+
+Observation = Arrived | Overflowed | Tick | Flush | Delivered | Undelivered
 
 
 def step(state: Coalescer, observation: Observation, now: float) -> tuple[Coalescer, list[Message]]:
-    """Take one observation at monotonic time ``now``; return the new state and what to send."""
+    """Take one observation at monotonic time ``now``; return the new state and what to send.
+
+    Notices only join ``pending``; :class:`Tick` sends what is due and :class:`Flush` sends
+    everything, so notices that arrive together (one tick apart) make one message.
+    """
     if isinstance(observation, Arrived):
         notice = observation.notice
-        state = _add(state, notice.event, Pending(1, (notice.item,)))
-        return _send(state, [notice.event], now, force=False)
+        return _add(state, notice.event, Pending(1, (notice.item,))), []
     if isinstance(observation, Overflowed):
         if observation.count <= 0:
             return state, []
-        extra = Pending(observation.count, (), observation.count)
-        state = _add(state, observation.event, extra)
-        return _send(state, [observation.event], now, force=False)
-    return _send(state, list(state.pending), now, force=isinstance(observation, Flush))
+        return _add(state, observation.event, Pending(observation.count, (), observation.count)), []
+    if isinstance(observation, Delivered):
+        return replace(state, failures=0, resume_at=-math.inf), []
+    if isinstance(observation, Undelivered):
+        return _keep(state, observation.message, now), []
+    if isinstance(observation, Tick) and now < state.resume_at:
+        return state, []
+    return _send(state, now, force=isinstance(observation, Flush))
 
 
 def next_due(state: Coalescer) -> float | None:
     """The monotonic time the next pending message is due, or ``None`` when nothing waits."""
     dues = [_due(state, event) for event in state.pending]
-    return min(dues) if dues else None
+    return max(min(dues), state.resume_at) if dues else None
+
+
+def backoff(failures: int) -> float:
+    """How long a target rests after ``failures`` failed deliveries in a row."""
+    doublings = max(0, min(failures - 1, 32))
+    return min(FIRST_BACKOFF * float(2**doublings), MAX_BACKOFF)
+
+
+def _keep(state: Coalescer, message: Message, now: float) -> Coalescer:
+    """Put an undelivered message back in front of what waits, and rest the target.
+
+    The attempt does not count against ``min_interval`` (nobody received it): the retry
+    waits for the rest only. A failure while the target already rests (another message of
+    the same round) does not lengthen the rest.
+    """
+    event = message.event
+    back = _merge(
+        Pending(message.count, message.items, message.overflowed),
+        state.pending.get(event, Pending(0)),
+    )
+    state = replace(
+        state,
+        pending={**state.pending, event: back},
+        last_sent={e: t for e, t in state.last_sent.items() if e != event},
+    )
+    if now < state.resume_at:
+        return state
+    failures = state.failures + 1
+    return replace(state, failures=failures, resume_at=now + backoff(failures))
 
 
 def _due(state: Coalescer, event: NotificationEvent) -> float:
@@ -168,19 +232,20 @@ def _due(state: Coalescer, event: NotificationEvent) -> float:
 
 
 def _add(state: Coalescer, event: NotificationEvent, extra: Pending) -> Coalescer:
-    old = state.pending.get(event, Pending(0))
-    merged = Pending(
-        old.count + extra.count,
-        (old.items + extra.items)[:MAX_ITEMS],
-        old.overflowed + extra.overflowed,
-    )
+    merged = _merge(state.pending.get(event, Pending(0)), extra)
     return replace(state, pending={**state.pending, event: merged})
 
 
-def _send(
-    state: Coalescer, events: list[NotificationEvent], now: float, *, force: bool
-) -> tuple[Coalescer, list[Message]]:
-    ready = [e for e in events if e in state.pending and (force or _due(state, e) <= now)]
+def _merge(first: Pending, then: Pending) -> Pending:
+    return Pending(
+        first.count + then.count,
+        (first.items + then.items)[:MAX_ITEMS],
+        first.overflowed + then.overflowed,
+    )
+
+
+def _send(state: Coalescer, now: float, *, force: bool) -> tuple[Coalescer, list[Message]]:
+    ready = [e for e in state.pending if force or _due(state, e) <= now]
     if not ready:
         return state, []
     ready.sort(key=NOTIFICATION_EVENTS.index)

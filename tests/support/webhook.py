@@ -1,8 +1,9 @@
 """Notification targets for tests: a recording webhook receiver and targets that never answer.
 
 - :class:`WebhookSink`: a real HTTP server on 127.0.0.1 that records every POST (path,
-  headers, raw body) and answers 200; :meth:`WebhookSink.hold` makes it stall until
-  :meth:`WebhookSink.release`, to fill a notifier's buffer.
+  headers, raw body, the status it answered) and answers :attr:`WebhookSink.status` (200);
+  :meth:`WebhookSink.hold` makes it stall until :meth:`WebhookSink.release`, to fill a
+  notifier's buffer.
 - :class:`Blackhole`: a listening socket that accepts connections and never answers.
 - :func:`closed_port`: a port on 127.0.0.1 that nothing listens on.
 """
@@ -29,6 +30,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 200
 
     def json(self) -> Any:
         """The body parsed as JSON."""
@@ -48,6 +50,8 @@ class WebhookSink:
         self._received: list[Received] = []
         self._open = threading.Event()
         self._open.set()
+        #: The status every answer has (set it to 503 to play a target that is down).
+        self.status = 200
         self._server = LoopbackServer(self, handler_timeout=10.0, join_threads=False)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -62,9 +66,9 @@ class WebhookSink:
         with self._lock:
             return list(self._received)
 
-    def bodies(self) -> list[Any]:
-        """Every request body parsed as JSON."""
-        return [r.json() for r in self.received]
+    def bodies(self, status: int | None = None) -> list[Any]:
+        """Every request body parsed as JSON (only those answered ``status``, if given)."""
+        return [r.json() for r in self.received if status is None or r.status == status]
 
     def hold(self) -> None:
         """Stall every answer until :meth:`release`."""
@@ -79,10 +83,11 @@ class WebhookSink:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length)
         headers = {k.lower(): v for k, v in handler.headers.items()}
+        status = self.status
         with self._lock:
-            self._received.append(Received(handler.path, headers, body))
+            self._received.append(Received(handler.path, headers, body, status))
         self._open.wait(30)
-        handler.send_response(200)
+        handler.send_response(status)
         handler.send_header("Content-Length", "2")
         handler.end_headers()
         handler.wfile.write(b"ok")

@@ -25,12 +25,15 @@ from agentq.notify.rules import (
     MAX_ITEMS,
     Arrived,
     Coalescer,
+    Delivered,
     Flush,
     Message,
     Notice,
     Observation,
     Overflowed,
     Tick,
+    Undelivered,
+    backoff,
     next_due,
     step,
     to_notice,
@@ -167,57 +170,72 @@ def _run(
     return out
 
 
+def _in(now: float, *notices: Notice) -> list[tuple[float, Observation]]:
+    """Notices taken in together at ``now``, then the tick the shell always follows with."""
+    return [(now, Arrived(n)) for n in notices or (_n(),)] + [(now, Tick())]
+
+
 COALESCING = [
+    pytest.param(_in(0), [(0, "task_failed", 1, 1)], id="the first notice goes out at once"),
     pytest.param(
-        [(0, Arrived(_n()))], [(0, "task_failed", 1, 1)], id="the first notice goes out at once"
+        [(0, Arrived(_n())), (0, Arrived(_n()))],
+        [],
+        id="a notice alone sends nothing: the tick after it does",
     ),
     pytest.param(
-        [(0, Arrived(_n())), (1, Arrived(_n())), (2, Arrived(_n())), (30, Tick())],
+        _in(0, *(_n(i=i) for i in range(3))),
+        [(0, "task_failed", 3, 3)],
+        id="notices taken in together make one message",
+    ),
+    pytest.param(
+        _in(0) + _in(1) + _in(2) + [(30, Tick())],
         [(0, "task_failed", 1, 1)],
         id="later ones wait for the interval",
     ),
     pytest.param(
-        [(0, Arrived(_n())), (1, Arrived(_n())), (2, Arrived(_n())), (60, Tick())],
+        _in(0) + _in(1) + _in(2) + [(60, Tick())],
         [(0, "task_failed", 1, 1), (60, "task_failed", 2, 2)],
         id="after the interval one message stands for all that waited",
     ),
     pytest.param(
-        [(0, Arrived(_n())), (1, Arrived(_n())), (61, Arrived(_n()))],
+        _in(0) + _in(1) + _in(61),
         [(0, "task_failed", 1, 1), (61, "task_failed", 2, 2)],
         id="a notice after the interval takes the waiting ones along",
     ),
     pytest.param(
-        [(0, Arrived(_n())), (100, Arrived(_n()))],
+        _in(0) + _in(100),
         [(0, "task_failed", 1, 1), (100, "task_failed", 1, 1)],
         id="after a quiet interval the next notice goes out at once again",
     ),
     pytest.param(
-        [(0, Arrived(_n())), (1, Arrived(_n("swap")))],
+        _in(0) + _in(1, _n("swap")),
         [(0, "task_failed", 1, 1), (1, "swap", 1, 1)],
         id="each event kind has its own interval",
     ),
     pytest.param(
-        [(0, Arrived(_n()))] + [(1, Arrived(_n(i=i))) for i in range(25)] + [(60, Tick())],
+        _in(0) + _in(1, *(_n(i=i) for i in range(25))) + [(60, Tick())],
         [(0, "task_failed", 1, 1), (60, "task_failed", 25, MAX_ITEMS)],
         id="a message lists ten notices and counts all of them",
     ),
     pytest.param(
-        [(0, Arrived(_n())), (1, Arrived(_n())), (2, Flush())],
+        _in(0) + _in(1) + [(2, Flush())],
         [(0, "task_failed", 1, 1), (2, "task_failed", 1, 1)],
         id="stopping flushes what waits, interval or not",
     ),
     pytest.param([(0, Flush()), (1, Tick())], [], id="nothing waiting, nothing sent"),
     pytest.param(
-        [(0, Overflowed("task_failed", 40))],
+        [(0, Overflowed("task_failed", 40)), (0, Tick())],
         [(0, "task_failed", 40, 0)],
         id="notices the buffer could not hold are counted without items",
     ),
     pytest.param(
-        [(0, Arrived(_n())), (1, Arrived(_n())), (2, Overflowed("task_failed", 40)), (60, Tick())],
+        _in(0) + _in(1) + [(2, Overflowed("task_failed", 40)), (2, Tick()), (60, Tick())],
         [(0, "task_failed", 1, 1), (60, "task_failed", 41, 1)],
         id="overflow joins the waiting message and the count stays exact",
     ),
-    pytest.param([(0, Overflowed("task_failed", 0))], [], id="an empty overflow is no message"),
+    pytest.param(
+        [(0, Overflowed("task_failed", 0)), (0, Tick())], [], id="an empty overflow is no message"
+    ),
 ]
 
 
@@ -229,21 +247,22 @@ def test_coalescing(
     assert _run(timeline) == expected
 
 
-def test_min_interval_zero_sends_every_notice() -> None:
-    """With no interval every notice is a message of its own."""
-    timeline: list[tuple[float, Observation]] = [(0, Arrived(_n(i=i))) for i in range(3)]
-    assert _run(timeline, interval=0) == [(0, "task_failed", 1, 1)] * 3
+def test_min_interval_zero_sends_every_tick() -> None:
+    """With no interval every tick that finds notices sends them."""
+    timeline = _in(0, _n(i=0)) + _in(0, _n(i=1)) + _in(1, _n(i=2), _n(i=3))
+    assert _run(timeline, interval=0) == [
+        (0, "task_failed", 1, 1),
+        (0, "task_failed", 1, 1),
+        (1, "task_failed", 2, 2),
+    ]
 
 
 def test_next_due_is_the_earliest_waiting_kind() -> None:
     """The shell sleeps until the earliest waiting message is due, or forever when none waits."""
     state = Coalescer(60)
     assert next_due(state) is None
-    state, _ = step(state, Arrived(_n()), 0)
-    assert next_due(state) is None
-    state, _ = step(state, Arrived(_n("swap")), 10)
-    state, _ = step(state, Arrived(_n()), 20)
-    state, _ = step(state, Arrived(_n("swap")), 30)
+    for now, observation in _in(0) + _in(10, _n("swap")) + _in(20) + _in(30, _n("swap")):
+        state, _ = step(state, observation, now)
     assert next_due(state) == 60
 
 
@@ -251,8 +270,7 @@ def test_thirty_failures_in_ten_seconds_make_at_most_three_messages() -> None:
     """30 failures within 10 s (interval 5 s): at most 3 messages whose counts add up to 30."""
     timeline: list[tuple[float, Observation]] = []
     for i in range(30):
-        now = i * 10 / 29
-        timeline += [(now, Tick()), (now, Arrived(_n(i=i)))]
+        timeline += _in(i * 10 / 29, _n(i=i))
     timeline.append((100, Tick()))
     sent = _run(timeline, interval=5)
     assert len(sent) <= 3
@@ -268,36 +286,92 @@ _OBSERVATIONS = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(st.tuples(st.floats(0, 30), _OBSERVATIONS), max_size=80),
+    st.lists(st.tuples(st.floats(0, 30), _OBSERVATIONS, st.booleans()), max_size=80),
     st.floats(0, 20),
 )
 def test_counts_add_up_and_intervals_hold(
-    steps: list[tuple[float, Observation]], interval: float
+    steps: list[tuple[float, Observation, bool]], interval: float
 ) -> None:
-    """Whatever happens: counts add up exactly, items <= 10, one message per kind per interval."""
-    timeline = [(dt, o) for dt, o in steps]
+    """Whatever happens and fails: delivered counts add up exactly, one per kind per interval."""
     now = 0.0
     state = Coalescer(interval)
-    sent: list[tuple[float, Message]] = []
-    expected: dict[str, int] = {}
-    for dt, observation in timeline:
+    delivered_at: dict[str, list[float]] = {"task_failed": [], "swap": []}
+    delivered: dict[str, int] = {"task_failed": 0, "swap": 0}
+    expected: dict[str, int] = {"task_failed": 0, "swap": 0}
+    for dt, observation, ok in steps:
         now += dt
         if isinstance(observation, Arrived):
-            expected[observation.notice.event] = expected.get(observation.notice.event, 0) + 1
+            expected[observation.notice.event] += 1
         elif isinstance(observation, Overflowed):
-            expected[observation.event] = expected.get(observation.event, 0) + observation.count
+            expected[observation.event] += observation.count
         state, out = step(state, observation, now)
-        sent += [(now, m) for m in out]
-    before_flush = list(sent)
+        for message in out:
+            assert message.count > 0 and len(message.items) <= min(message.count, MAX_ITEMS)
+            if ok:
+                delivered[message.event] += message.count
+                delivered_at[message.event].append(now)
+            state, _ = step(state, Delivered(message) if ok else Undelivered(message), now)
     state, out = step(state, Flush(), now + 1)
-    sent += [(now + 1, m) for m in out]
+    for message in out:
+        delivered[message.event] += message.count
     assert not state.pending
-    for kind in ("task_failed", "swap"):
-        mine = [(t, m) for t, m in sent if m.event == kind]
-        assert sum(m.count for _, m in mine) == expected.get(kind, 0)
-        assert all(m.count > 0 and len(m.items) <= min(m.count, MAX_ITEMS) for _, m in mine)
-        times = [t for t, m in before_flush if m.event == kind]
+    assert delivered == expected
+    for times in delivered_at.values():
         assert all(a + interval <= b for a, b in itertools.pairwise(times))
+
+
+def test_an_undelivered_message_is_kept_and_the_target_rests() -> None:
+    """A failed message goes back in front; the target rests 1 s, 2 s, …; success resets."""
+    state = Coalescer(0)
+    sent: list[tuple[float, int, tuple[str, ...]]] = []
+
+    def at(now: float, *observations: Observation) -> list[Message]:
+        nonlocal state
+        out: list[Message] = []
+        for observation in observations:
+            state, messages = step(state, observation, now)
+            out += messages
+        sent.extend((now, m.count, tuple(i["task"] for i in m.items)) for m in out)
+        return out
+
+    [first] = at(0, Arrived(_n(i=1)), Tick())
+    at(0, Undelivered(first))
+    assert (state.failures, state.resume_at, next_due(state)) == (1, 1.0, 1.0)
+    assert at(0.5, Arrived(_n(i=2)), Tick()) == []
+    [second] = at(1.0, Tick())
+    at(1.0, Undelivered(second))
+    assert (state.failures, state.resume_at) == (2, 3.0)
+    [third] = at(3.0, Tick())
+    at(3.0, Delivered(third))
+    assert (state.failures, state.pending) == (0, {})
+    assert sent == [
+        (0, 1, ("t1.md",)),
+        (1.0, 2, ("t1.md", "t2.md")),
+        (3.0, 2, ("t1.md", "t2.md")),
+    ]
+
+
+def test_a_round_that_fails_twice_rests_once_and_retries_after_the_rest() -> None:
+    """Two messages failing in one round count as one failure; the retry waits for the rest."""
+    state = Coalescer(60)
+    for observation in (Arrived(_n()), Arrived(_n("swap"))):
+        state, _ = step(state, observation, 0)
+    state, messages = step(state, Tick(), 0)
+    assert len(messages) == 2
+    for message in messages:
+        state, _ = step(state, Undelivered(message), 0)
+    assert (state.failures, state.resume_at) == (1, 1.0)
+    assert next_due(state) == 1.0  # nobody received them: min_interval does not apply
+
+
+@pytest.mark.parametrize(
+    ("failures", "seconds"),
+    [(1, 1.0), (2, 2.0), (3, 4.0), (9, 256.0), (10, 300.0), (10_000, 300.0)],
+    ids=["one", "two", "three", "nine", "capped at five minutes", "no overflow"],
+)
+def test_backoff_doubles_up_to_five_minutes(failures: int, seconds: float) -> None:
+    """The rest after failures in a row doubles from 1 s and stops at 5 min."""
+    assert backoff(failures) == seconds
 
 
 # --- messages -----------------------------------------------------------------------------------
