@@ -353,7 +353,7 @@ class Daemon:
 
         if not isinstance(local, SessionExecutor):
             return
-        notify = switcher_notify(self.events)
+        notify = switcher_notify()
         self.switcher = Switcher(self.config, local, self.state, notify, self.env)
         home = {a.name: a.home for a in self.config.accounts}.get(self.switcher.active)
         if home is not None:

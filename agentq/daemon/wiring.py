@@ -9,6 +9,7 @@ turns the switcher's old ``notify(event, message)`` calls into event-log events.
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from agentq.queue.jobs import Executor
 
 if TYPE_CHECKING:
     from agentq.notify.notifier import Notifier, Sender
+
+logger = logging.getLogger(__name__)
 
 LEDGER_FILENAME = "instant-ledger.jsonl"
 
@@ -108,18 +111,16 @@ def default_local(ctx: Context) -> Executor:
     return SessionExecutor(driver, profile, pool, settings, config.state_dir)
 
 
-#: The switcher's old notification names, as event-log kinds.
-_SWITCHER_KINDS = {"swap": ev.SWAP, "partial_swap": ev.PARTIAL_SWAP, "accounts_exhausted": ev.HOLD}
+def switcher_notify() -> Callable[[str, str], None]:
+    """The switcher's ``notify(event, message)``: a log line, as before.
 
-
-def switcher_notify(events: ev.EventLog) -> Callable[[str, str], None]:
-    """The switcher's ``notify(event, message)``, emitting into the event log instead.
-
-    A bridge until the switcher emits its own events; the notifier takes them from the log.
+    The notifications themselves come from the event log: the swaps, holds and partial
+    swaps the switcher records are turned into events by the daemon's view
+    (:mod:`agentq.daemon.view`), until the switcher emits its own.
     """
 
     def notify(event: str, message: str) -> None:
-        events.emit(_SWITCHER_KINDS.get(event, event), message=message)
+        logger.warning("switcher notice: %s", message, extra={"notice": event})
 
     return notify
 

@@ -89,6 +89,13 @@ def signature(body: bytes, secret: str) -> str:
 def _describe(item: Item) -> str:
     if "message" in item:
         line = str(item["message"])
+    elif "from" in item and "to" in item:
+        trigger = f" ({item['trigger']})" if item.get("trigger") else ""
+        line = f"{item['from']} → {item['to']}{trigger}"
+        if item.get("error"):
+            line += f": {item['error']}"
+    elif "until" in item:
+        line = f"until {item['until']}"
     elif "task" in item:
         where = f"{item.get('project', '')}/{item['task']}".lstrip("/")
         reason = item.get("reason")

@@ -158,12 +158,14 @@ class Notifier:
         with self._lock:
             self._history.append(sent)
         if self._events is not None:
+            outcome = "sent" if sent.ok else f"not delivered: {sent.error}"
             self._events.emit(
                 ev.NOTIFICATION,
                 target=sent.target,
                 event=sent.event,
                 count=sent.count,
                 ok=sent.ok,
+                message=f"{sent.event} x{sent.count} to {sent.target}: {outcome}",
             )
 
 

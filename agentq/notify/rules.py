@@ -10,6 +10,9 @@
     accounts_available                 → accounts_available
     daemon   state=degraded | started  → daemon_degraded | daemon_started
 
+An event with ``active: false`` (a partial swap cleared) is not one; the item a message
+lists is the event's fields without ``state`` and ``active``, plus its time.
+
 :func:`step` is the coalescing state machine of one target. Per notification event it
 sends at most one message per ``min_interval``. Notices wait in ``pending``; a
 :class:`Tick` (the shell ticks right after taking notices in, and when one is due) sends
@@ -72,6 +75,8 @@ class Notice:
 def to_notice(event: ev.Event) -> Notice | None:
     """The notification an event stands for, or ``None`` for events nobody is notified of."""
     state = event.fields.get("state")
+    if event.fields.get("active") is False:
+        return None
     kind = _BY_KIND.get(event.kind)
     if kind is None and isinstance(state, str):
         kind = _BY_STATE.get((event.kind, state))
@@ -87,7 +92,7 @@ def to_notice(event: ev.Event) -> Notice | None:
         item = {
             k: v if isinstance(v, _SCALARS) else str(v)
             for k, v in event.fields.items()
-            if k != "state"
+            if k not in ("state", "active")
         }
     item["time"] = event.time.isoformat()
     return Notice(kind, item)

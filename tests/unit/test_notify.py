@@ -8,7 +8,8 @@ import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +18,9 @@ from hypothesis import strategies as st
 from agentq.config.load import config_from_dict
 from agentq.config.models import NOTIFICATION_EVENTS, NotificationEvent
 from agentq.core import events as ev
+from agentq.core.clock import ManualClock
 from agentq.core.errors import ConfigError
+from agentq.daemon.view import LoopView
 from agentq.daemon.wiring import switcher_notify
 from agentq.notify import message as msg
 from agentq.notify.apprise_sender import apprise_url
@@ -68,8 +71,8 @@ MAPPING = [
         _event(ev.TASK, project="web", task="a.md", state="pending"), None, id="nor a pending one"
     ),
     pytest.param(
-        _event(ev.SWAP, message="swapped from a to b"),
-        ("swap", {"message": "swapped from a to b"}),
+        _event(ev.SWAP, **{"from": "a", "to": "b", "trigger": "quota"}),
+        ("swap", {"from": "a", "to": "b", "trigger": "quota"}),
         id="a swap is swap",
     ),
     pytest.param(
@@ -78,9 +81,14 @@ MAPPING = [
         id="a partial swap is partial_swap",
     ),
     pytest.param(
-        _event(ev.HOLD, until="2026-01-01T13:00:00+00:00"),
-        ("accounts_exhausted", {"until": "2026-01-01T13:00:00+00:00"}),
-        id="a hold is accounts_exhausted",
+        _event(ev.HOLD, active=True, since="noon", until="2026-01-01T13:00:00+00:00"),
+        ("accounts_exhausted", {"since": "noon", "until": "2026-01-01T13:00:00+00:00"}),
+        id="a hold is accounts_exhausted, without its active flag",
+    ),
+    pytest.param(
+        _event(ev.PARTIAL_SWAP, active=False),
+        None,
+        id="a partial swap that was cleared is no news",
     ),
     pytest.param(
         _event(ev.ACCOUNTS_AVAILABLE, account="b"),
@@ -136,18 +144,38 @@ def test_every_notification_event_has_a_source() -> None:
     assert reached == set(NOTIFICATION_EVENTS)
 
 
-def test_switcher_calls_become_events_the_notifier_maps() -> None:
-    """The switcher's old notify(event, message) lands in the event log as swap/hold events."""
-    log = ev.EventLog(lambda: T0)
-    notify = switcher_notify(log)
-    notify("swap", "swapped from a to b")
-    notify("partial_swap", "stuck")
-    notify("accounts_exhausted", "holding until noon")
-    notices = [to_notice(e) for e in log.after(0).events]
-    assert [(n.event, n.item["message"]) for n in notices if n] == [
-        ("swap", "swapped from a to b"),
-        ("partial_swap", "stuck"),
-        ("accounts_exhausted", "holding until noon"),
+def test_the_switchers_records_become_one_notice_per_hold_and_per_swap() -> None:
+    """Until the switcher emits events, its records are bridged: a hold's start and end only."""
+    clock = ManualClock()
+    log = ev.EventLog(clock.now)
+    # The bridge reads only the daemon's clock and event log.
+    view = LoopView(cast("Any", SimpleNamespace(clock=clock, events=log)))
+    hold = {"since": "t0", "until": "t1"}
+    swap = {"time": "t2", "from": "a", "to": "b", "trigger": "hold ended"}
+    states: list[dict[str, Any]] = [
+        {"active_account": "a"},
+        {"active_account": "a", "hold": dict(hold)},
+        {"active_account": "a", "hold": {**hold, "until": "t1+60s"}},  # pushed out: no news
+        {"active_account": "b", "swaps": [swap]},
+        {"active_account": "b", "swaps": [swap], "partial_swap": {"from": "b", "to": "a"}},
+        {"active_account": "b", "swaps": [swap]},
+    ]
+    for state in states:
+        view._bridge_account_events(state)
+    notices = [n for e in log.after(0).events if (n := to_notice(e)) is not None]
+    assert [(n.event, {k: v for k, v in n.item.items() if k != "time"}) for n in notices] == [
+        ("accounts_exhausted", hold),
+        ("swap", {"from": "a", "to": "b", "trigger": "hold ended"}),
+        ("accounts_available", {"account": "b"}),
+        ("partial_swap", {"from": "b", "to": "a"}),
+    ]
+
+
+def test_the_switchers_notify_calls_are_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """The switcher's old notify(event, message) stays callable: a warning, nothing sent."""
+    switcher_notify()("accounts_exhausted", "every account is exhausted")
+    assert [(r.getMessage(), r.__dict__["notice"]) for r in caplog.records] == [
+        ("switcher notice: every account is exhausted", "accounts_exhausted")
     ]
 
 
@@ -406,9 +434,14 @@ def test_webhook_body_has_the_documented_fields_and_a_verifiable_signature() -> 
             id="one failure names the task and its reason",
         ),
         pytest.param(
-            Message("swap", 1, ({"message": "swapped from a to b (quota)"},)),
-            "account swap: swapped from a to b (quota)",
-            id="a swap says what the switcher said",
+            Message("swap", 1, ({"from": "a", "to": "b", "trigger": "quota"},)),
+            "account swap: a → b (quota)",
+            id="a swap says from where to where and why",
+        ),
+        pytest.param(
+            Message("accounts_exhausted", 1, ({"since": "noon", "until": "13:00"},)),
+            "every account is exhausted, the queue holds: until 13:00",
+            id="a hold says until when",
         ),
         pytest.param(
             Message("daemon_started", 1, ({"pid": 7, "projects": 2, "time": "x"},)),
