@@ -138,7 +138,7 @@ def render_status(doc: dict[str, Any]) -> str:
     if doc["delegation"]:
         d = doc["delegation"]
         lines.append("delegation: " + ", ".join(f"{k}={v}" for k, v in sorted(d.items())))
-    for sent in doc["notifications"]:
+    for sent in doc.get("notifications", []):
         outcome = "sent" if sent.get("ok") else f"FAILED ({sent.get('error')})"
         lines.append(
             f"notification {sent.get('time')}: {sent.get('event')} x{sent.get('count')} "

@@ -192,6 +192,7 @@ class LoopView:
                 "pid": os.getpid(),
                 "refused_projects": dict(d.scanner.refused),
                 "incomplete": {k: list(v) for k, v in d.scanner.incomplete.items() if v},
+                "notifications": d.notifications.history()[-5:] if d.notifications else [],
             },
             pool=[str(s.get("name")) for s in sessions],
             account_names=[a.name for a in d.config.accounts] or ["default"],

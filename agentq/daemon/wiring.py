@@ -3,8 +3,8 @@
 The default factories for the local executor (the ``instant`` executor, or a pool
 of agent sessions in tmux) and the remote one (delegation to providers, when any
 is configured). Tests hand the daemon other factories instead of switching
-behaviour through the environment. Also the notifier's targets, and the bridge that
-turns the switcher's old ``notify(event, message)`` calls into event-log events.
+behaviour through the environment. Also the notifier with its targets, and the
+switcher's old ``notify(event, message)`` callable.
 """
 
 from __future__ import annotations
