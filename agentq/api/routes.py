@@ -216,6 +216,7 @@ def status_doc(snap: Snapshot, now: float) -> dict[str, Any]:
         "partial_swap": snap.accounts.get("partial_swap"),
         "swaps": list(snap.accounts.get("swaps", []))[-5:],
         "delegation": dict(snap.delegation),
+        "notifications": list(snap.health.get("notifications", [])),
     }
 
 

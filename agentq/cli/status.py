@@ -88,6 +88,7 @@ def collect_status(config: Config, now: float) -> dict[str, Any]:
         "partial_swap": state.get("partial_swap"),
         "swaps": state.get("swaps", [])[-5:],
         "delegation": state.get("delegation", {}),
+        "notifications": state.get("notifications", [])[-5:],
     }
 
 
@@ -137,6 +138,12 @@ def render_status(doc: dict[str, Any]) -> str:
     if doc["delegation"]:
         d = doc["delegation"]
         lines.append("delegation: " + ", ".join(f"{k}={v}" for k, v in sorted(d.items())))
+    for sent in doc.get("notifications", []):
+        outcome = "sent" if sent.get("ok") else f"FAILED ({sent.get('error')})"
+        lines.append(
+            f"notification {sent.get('time')}: {sent.get('event')} x{sent.get('count')} "
+            f"to {sent.get('target')}: {outcome}"
+        )
     for inbox, names in doc["incomplete"].items():
         lines.append(f"{inbox}: still being written: {', '.join(names)}")
     return "\n".join(lines)

@@ -37,7 +37,9 @@ from agentq.config.types import (
     LinkName,
     ProviderName,
     SessionName,
+    TargetName,
     expand_path,
+    private_file_text,
     scalar_as_text,
 )
 
@@ -77,8 +79,19 @@ MAX_POOL_SIZE = 64
 #: A host name (or IPv4 address) with an optional port, for ``api.allowed_hosts``.
 _HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$"
 
-NotificationEvent = Literal["swap", "partial_swap", "task_failed", "accounts_exhausted"]
+NotificationEvent = Literal[
+    "swap",
+    "partial_swap",
+    "accounts_exhausted",
+    "accounts_available",
+    "task_failed",
+    "task_stale",
+    "daemon_degraded",
+    "daemon_started",
+]
 NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = get_args(NotificationEvent)
+#: HMAC keys shorter than this are refused (``openssl rand -hex 32`` makes a good one).
+MIN_SIGNING_SECRET = 16
 
 
 # --- sections -----------------------------------------------------------------------------------
@@ -425,11 +438,48 @@ class ApiConfig(_Section):
 
 
 class NotificationConfig(_Section):
-    """One notification target and the events it receives."""
+    """One notification target: where messages go, which events it wants, how often at most.
 
-    kind: Literal["webhook", "ntfy", "slack"]
-    url: HttpUrl
+    ``kind: apprise`` takes any Apprise URL; ``ntfy`` and ``slack`` are shorthands that are
+    turned into Apprise URLs; ``webhook`` is a signed JSON POST. Problems never echo the URL:
+    it often carries a token.
+    """
+
+    kind: Literal["apprise", "webhook", "ntfy", "slack"]
+    url: str = Field(repr=False)
+    name: TargetName | None = None
     events: list[NotificationEvent] = Field(default_factory=lambda: list(NOTIFICATION_EVENTS))
+    min_interval: Duration = Field(default=60.0, ge=0)
+    timeout: Duration = Field(default=10.0, gt=0)
+    secret_file: ConfigPath | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url_fits_kind(cls, url: str, info: ValidationInfo) -> str:
+        scheme, sep, rest = url.partition("://")
+        if info.data.get("kind") == "apprise":
+            if not (sep and rest and scheme.replace("+", "").isalnum()):
+                raise ValueError(
+                    "must be an Apprise URL (scheme://..., e.g. ntfys://ntfy.sh/topic)"
+                )
+        elif scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):
+            raise ValueError("must be an http:// or https:// URL")
+        return url
+
+    @field_validator("secret_file")
+    @classmethod
+    def _private_secret(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        if info.data.get("kind") != "webhook":
+            raise ValueError("only a webhook target signs its messages")
+        secret = private_file_text(path, "secret file")
+        if len(secret) < MIN_SIGNING_SECRET:
+            raise ValueError(
+                f"secret file {path} holds fewer than {MIN_SIGNING_SECRET} characters "
+                "(e.g. openssl rand -hex 32)"
+            )
+        return path
 
 
 class JanitorConfig(_Section):
@@ -489,6 +539,19 @@ class Config(_Section):
         if issues:
             raise _configload.issues_error(issues)
         return accounts
+
+    @field_validator("notifications")
+    @classmethod
+    def _named_targets(cls, targets: list[NotificationConfig]) -> list[NotificationConfig]:
+        """A target without a name is called ``<kind>-<index>``; names are unique."""
+        named = [
+            t if t.name else t.model_copy(update={"name": f"{t.kind}-{i}"})
+            for i, t in enumerate(targets)
+        ]
+        issues = _duplicates([t.name for t in named], lambda i: (i, "name"), "target name")
+        if issues:
+            raise _configload.issues_error(issues)
+        return named
 
     @field_validator("active_link")
     @classmethod

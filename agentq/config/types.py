@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -75,6 +76,40 @@ def _expand_vars(text: str, env: Mapping[str, str] | None) -> str:
     return _VAR.sub(substitute, text)
 
 
+#: A secret file larger than this is no secret file.
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
+def private_file_text(path: Path, what: str) -> str:
+    """The stripped text of a regular file only its owner may read or write.
+
+    Raises:
+        ValueError: missing, not a regular file, open to group or others, too big, not UTF-8.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ValueError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{what} {path} is not a regular file")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        raise ValueError(
+            f"{what} {path} is open to group or others (mode {mode:04o}); "
+            f"it must be 0600 or stricter (chmod 600 {path})"
+        )
+    if info.st_size > MAX_SECRET_FILE_BYTES:
+        raise ValueError(f"{what} {path} is larger than {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"{what} {path} cannot be read: {exc.strerror}") from None
+
+
 def _config_path(value: object, info: ValidationInfo) -> Path:
     if not isinstance(value, str | Path):
         raise ValueError("must be a path (a string)")
@@ -126,6 +161,13 @@ ProviderName = Annotated[
     _matching(
         r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
         "a valid provider name (letters, digits, _ . and -, starting with a letter or digit)",
+    ),
+]
+TargetName = Annotated[
+    str,
+    _matching(
+        r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
+        "a valid target name (letters, digits, _ . and -, starting with a letter or digit)",
     ),
 ]
 EnvName = Annotated[str, _matching(_ENV_NAME.pattern, "a valid environment variable name")]

@@ -14,7 +14,8 @@
     ├── AgentError           an agent session misbehaved (delivery not confirmed, died, timed out)
     ├── AccountError         an account home or its shared-state links are wrong
     ├── ProviderError        a remote AI provider failed (see ``agentq.delegation``)
-    └── ServiceFileError     a systemd unit cannot be rendered or installed
+    ├── ServiceFileError     a systemd unit cannot be rendered or installed
+    └── NotificationError    a notification target did not take a message (named, never its URL)
 
 Errors carry structured fields and build their one-line message in ``__init__`` so
 the daemon can put ``str(exc)`` into a footer or a log line as it is.
@@ -136,3 +137,12 @@ class ServiceFileError(AgentqError):
     def __init__(self, message: str, path: Path | None = None) -> None:
         self.path = path
         super().__init__(f"{path}: {message}" if path else message)
+
+
+class NotificationError(AgentqError):
+    """A notification target did not take a message; the message names the target, not its URL."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(f"notification target {target!r}: {reason}")

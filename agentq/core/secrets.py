@@ -118,46 +118,46 @@ def resolve_key(
     return key
 
 
-def read_key_file(path: Path) -> str:
-    """Read a key file that is a regular file, mode 0600 or stricter, owned by us."""
+def read_key_file(path: Path, what: str = "API key file") -> str:
+    """Read a key file that is a regular file, mode 0600 or stricter, owned by us.
+
+    ``what`` names the file in error messages (an API key file, a signing secret).
+    """
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise ConfigError([f"API key file {path} does not exist"]) from None
+        raise ConfigError([f"{what} {path} does not exist"]) from None
     except OSError as exc:
-        raise ConfigError([f"API key file {path} cannot be opened: {exc.strerror}"]) from None
+        raise ConfigError([f"{what} {path} cannot be opened: {exc.strerror}"]) from None
     try:
-        _check_key_file(os.fstat(fd), path)
+        _check_key_file(os.fstat(fd), path, what)
         data = _read_capped(fd)
     finally:
         os.close(fd)
     if len(data) > MAX_KEY_FILE_BYTES:
-        raise ConfigError([f"API key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes"])
+        raise ConfigError([f"{what} {path} is larger than {MAX_KEY_FILE_BYTES} bytes"])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError([f"API key file {path} is not UTF-8 text"]) from None
+        raise ConfigError([f"{what} {path} is not UTF-8 text"]) from None
     key = text.strip()
     if not key:
-        raise ConfigError([f"API key file {path} is empty"])
+        raise ConfigError([f"{what} {path} is empty"])
     return key
 
 
-def _check_key_file(info: os.stat_result, path: Path) -> None:
+def _check_key_file(info: os.stat_result, path: Path, what: str) -> None:
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError([f"API key file {path} is not a regular file"])
+        raise ConfigError([f"{what} {path} is not a regular file"])
     if info.st_uid != os.geteuid():
         raise ConfigError(
-            [f"API key file {path} is owned by uid {info.st_uid}, not by us (uid {os.geteuid()})"]
+            [f"{what} {path} is owned by uid {info.st_uid}, not by us (uid {os.geteuid()})"]
         )
     mode = stat.S_IMODE(info.st_mode)
     if mode & ~0o600:
         raise ConfigError(
-            [
-                f"API key file {path} has mode {mode:04o}; it must be 0600 or stricter "
-                f"(chmod 600 {path})"
-            ]
+            [f"{what} {path} has mode {mode:04o}; it must be 0600 or stricter (chmod 600 {path})"]
         )
 
 

@@ -27,7 +27,7 @@ from agentq.api.view import Request
 from agentq.config.models import Config
 from agentq.core import durable
 from agentq.core.clock import Clock, SystemClock
-from agentq.core.events import EventLog
+from agentq.core.events import DAEMON, EventLog
 from agentq.core.lock import InstanceLock
 from agentq.daemon.dispatch import Dispatcher
 from agentq.daemon.health import Health, Summary, assess, probe_write, status_line
@@ -36,7 +36,16 @@ from agentq.daemon.scanning import ProjectScanner
 from agentq.daemon.sdnotify import Notifier, forget_environment
 from agentq.daemon.state import Counters, StateFile
 from agentq.daemon.view import LoopView
-from agentq.daemon.wiring import Context, LocalFactory, RemoteFactory, default_local, default_remote
+from agentq.daemon.wiring import (
+    Context,
+    LocalFactory,
+    RemoteFactory,
+    build_notifier,
+    default_local,
+    default_remote,
+    switcher_notify,
+)
+from agentq.notify.notifier import Notifier as EventNotifier
 from agentq.queue.janitor.plan import Limits
 from agentq.queue.janitor.run import Janitor
 from agentq.queue.router import RoutingPolicy
@@ -91,6 +100,7 @@ class Daemon:
         self._make_remote = remote_executor or default_remote
         self.dispatcher: Dispatcher | None = None
         self.switcher: Any = None
+        self.notifications: EventNotifier | None = None
         self._next_rescan = 0.0
         self._last_saved = ""
         self.janitor = Janitor(config)
@@ -128,6 +138,8 @@ class Daemon:
             if self.dispatcher is not None:
                 for executor in self.dispatcher.executors():
                     executor.close()
+            if self.notifications is not None:
+                self.notifications.stop()  # flushes what is pending, within a short deadline
             self._save_state(force=True)
             self.scanner.release()
             lock.release()
@@ -162,6 +174,9 @@ class Daemon:
     def start(self) -> None:
         """Build the collaborators, recover, scan every inbox, then report ready."""
         token = self._api_token()
+        self.notifications = build_notifier(self.config, self.clock, self.events)
+        self.events.subscribe(self.notifications.offer)
+        self.notifications.start()
         self.state = self.state_file.load()
         self.counters.restore(self.state.get("counters"))
         self.state["daemon"] = {"pid": os.getpid(), "started_at": self.clock.now().isoformat()}
@@ -209,6 +224,7 @@ class Daemon:
         self.notifier.ready(self._status_line())
         self._next_check = self.clock.monotonic()  # the first ping follows the first pass
         logger.info("agentq ready", extra={"projects": projects})
+        self.events.emit(DAEMON, state="started", pid=os.getpid(), projects=projects)
 
     def _api_token(self) -> str | None:
         """The API's bearer token (created on first start); None when the API is off."""
@@ -333,12 +349,11 @@ class Daemon:
 
     def _start_switcher(self, local: object) -> None:
         from agentq.accounts.switcher import Switcher
-        from agentq.daemon.notify import Notifier as EventNotifier
         from agentq.sessions.executor import SessionExecutor
 
         if not isinstance(local, SessionExecutor):
             return
-        notify = EventNotifier(self.config.notifications, self.state)
+        notify = switcher_notify()
         self.switcher = Switcher(self.config, local, self.state, notify, self.env)
         home = {a.name: a.home for a in self.config.accounts}.get(self.switcher.active)
         if home is not None:
@@ -436,6 +451,8 @@ class Daemon:
         self.state["refused_projects"] = dict(self.scanner.refused)
         self.state["projects"] = sorted(str(p) for p in self.scanner.projects)
         self.state["incomplete"] = dict(self.scanner.incomplete)
+        if self.notifications is not None:
+            self.state["notifications"] = self.notifications.history()
         if self.dispatcher is not None:
             for key, executor in (
                 ("sessions", self.dispatcher.local),

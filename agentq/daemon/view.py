@@ -7,9 +7,9 @@ around each pass, :meth:`LoopView.take_requests` inside it, and
 only read published snapshots and the thread-safe index and event log; anything
 that changes daemon state is queued and answered here, on the loop's thread.
 
-Until the switcher and the notifier emit their own events, :meth:`publish`
-emits ``swap``, ``hold``, ``partial_swap`` and ``notification`` events for the
-changes it sees in their records (``_bridge_account_events``).
+Until the switcher emits its own events, :meth:`publish` emits ``swap``,
+``hold`` (a hold began), ``accounts_available`` (it ended) and ``partial_swap``
+events for the changes it sees in its records (``_bridge_account_events``).
 """
 
 from __future__ import annotations
@@ -192,6 +192,7 @@ class LoopView:
                 "pid": os.getpid(),
                 "refused_projects": dict(d.scanner.refused),
                 "incomplete": {k: list(v) for k, v in d.scanner.incomplete.items() if v},
+                "notifications": d.notifications.history()[-5:] if d.notifications else [],
             },
             pool=[str(s.get("name")) for s in sessions],
             account_names=[a.name for a in d.config.accounts] or ["default"],
@@ -283,7 +284,7 @@ class LoopView:
         ]
 
     def _bridge_account_events(self, state: dict[str, Any]) -> None:
-        """Emit events for swaps, holds, partial swaps and notifications recorded in state."""
+        """Emit events for the swaps, holds and partial swaps the switcher recorded in state."""
         emit = self._daemon.events.emit
         swaps = state.get("swaps", [])
         seen = self._seen.get("swaps")
@@ -291,21 +292,19 @@ class LoopView:
             for swap in swaps[seen:] if len(swaps) >= seen else swaps[-1:]:
                 emit(ev.SWAP, **{k: str(v) for k, v in swap.items()})
         self._seen["swaps"] = len(swaps)
-        for key, kind in (("hold", ev.HOLD), ("partial_swap", ev.PARTIAL_SWAP)):
-            value = state.get(key)
-            if key in self._seen and value != self._seen[key]:
-                emit(
-                    kind, active=value is not None, **{k: str(v) for k, v in (value or {}).items()}
-                )
-            self._seen[key] = copy.deepcopy(value)
-        notes = state.get("notifications", [])
-        last = notes[-1].get("at") if notes else None
-        if "notes" in self._seen and last != self._seen["notes"]:
-            for note in [n for n in notes if str(n.get("at")) > str(self._seen["notes"] or "")]:
-                emit(
-                    ev.NOTIFICATION, event=str(note.get("event")), message=str(note.get("message"))
-                )
-        self._seen["notes"] = last
+        hold = state.get("hold")
+        if "hold" in self._seen and (hold is None) != (self._seen["hold"] is None):
+            # Only a hold's start and end: pushing its end out is no news.
+            if hold is None:
+                emit(ev.ACCOUNTS_AVAILABLE, account=str(state.get("active_account")))
+            else:
+                emit(ev.HOLD, active=True, **{k: str(v) for k, v in hold.items()})
+        self._seen["hold"] = copy.deepcopy(hold)
+        partial = state.get("partial_swap")
+        if "partial_swap" in self._seen and partial != self._seen["partial_swap"]:
+            fields = {k: str(v) for k, v in (partial or {}).items()}
+            emit(ev.PARTIAL_SWAP, active=partial is not None, **fields)
+        self._seen["partial_swap"] = copy.deepcopy(partial)
 
 
 def _status_of(executor: object) -> Any:

@@ -3,20 +3,31 @@
 The default factories for the local executor (the ``instant`` executor, or a pool
 of agent sessions in tmux) and the remote one (delegation to providers, when any
 is configured). Tests hand the daemon other factories instead of switching
-behaviour through the environment.
+behaviour through the environment. Also the notifier with its targets, and the
+switcher's old ``notify(event, message)`` callable.
 """
 
 from __future__ import annotations
 
+import logging
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agentq.config.models import Config
+from agentq.config.models import Config, NotificationConfig
+from agentq.core import events as ev
 from agentq.core.clock import Clock
+from agentq.core.errors import ConfigError
 from agentq.daemon.instant import InstantExecutor
 from agentq.queue import protocol as q
 from agentq.queue.jobs import Executor
+
+if TYPE_CHECKING:
+    from agentq.notify.notifier import Notifier, Sender
+
+logger = logging.getLogger(__name__)
 
 LEDGER_FILENAME = "instant-ledger.jsonl"
 
@@ -98,3 +109,72 @@ def default_local(ctx: Context) -> Executor:
     )
     driver = TmuxDriver(config.tmux.socket_name)
     return SessionExecutor(driver, profile, pool, settings, config.state_dir)
+
+
+def switcher_notify() -> Callable[[str, str], None]:
+    """The switcher's ``notify(event, message)``: a log line, as before.
+
+    The notifications themselves come from the event log: the swaps, holds and partial
+    swaps the switcher records are turned into events by the daemon's view
+    (:mod:`agentq.daemon.view`), until the switcher emits its own.
+    """
+
+    def notify(event: str, message: str) -> None:
+        logger.warning("switcher notice: %s", message, extra={"notice": event})
+
+    return notify
+
+
+def build_notifier(config: Config, clock: Clock, events: ev.EventLog) -> Notifier:
+    """The notifier with a sender for every configured target (not started yet).
+
+    Raises:
+        ConfigError: every target that cannot be built (an unreadable secret, a URL
+            Apprise does not know), named, never by its URL.
+    """
+    from agentq.notify.notifier import Notifier, Target
+
+    host = socket.gethostname()
+    targets: list[Target] = []
+    problems: list[str] = []
+    for i, target in enumerate(config.notifications):
+        name = target.name or f"{target.kind}-{i}"
+        try:
+            sender = _sender(name, target, host)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        targets.append(Target(sender, frozenset(target.events), target.min_interval))
+    if problems:
+        for built in targets:
+            built.sender.close()
+        raise ConfigError(problems)
+    return Notifier(targets, clock, events)
+
+
+def notification_problems(config: Config) -> list[str]:
+    """Targets the daemon could not build (``agentq validate``): Apprise URLs it does not know."""
+    from agentq.notify.apprise_sender import apprise_url, unsupported_url
+
+    problems = []
+    for i, target in enumerate(config.notifications):
+        if target.kind != "webhook":
+            name = target.name or f"{target.kind}-{i}"
+            problem = unsupported_url(name, apprise_url(target.kind, target.url))
+            if problem is not None:
+                problems.append(problem)
+    return problems
+
+
+def _sender(name: str, target: NotificationConfig, host: str) -> Sender:
+    if target.kind == "webhook":
+        from agentq.core.secrets import read_key_file
+        from agentq.notify.webhook import WebhookSender
+
+        secret = None
+        if target.secret_file is not None:
+            secret = read_key_file(target.secret_file, what="secret file")
+        return WebhookSender(name, target.url, host=host, timeout=target.timeout, secret=secret)
+    from agentq.notify.apprise_sender import AppriseSender, apprise_url
+
+    return AppriseSender(name, apprise_url(target.kind, target.url), timeout=target.timeout)

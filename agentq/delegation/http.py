@@ -341,12 +341,3 @@ class HttpClient:
             failure.detail if isinstance(failure, _Retryable) else "unknown failure",
             extra={"provider": self.provider},
         )
-
-
-def post_json(url: str, body: Mapping[str, Any], timeout: float = 10.0) -> int:
-    """POST one JSON document (notifications); returns the status, raises ``ProviderError``."""
-    try:
-        response = httpx.post(url, json=dict(body), timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise ProviderError(f"POST to {httpx.URL(url).host} failed: {type(exc).__name__}") from exc
-    return response.status_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,16 @@ import pytest
 from agentq.queue import taskfile
 from agentq.sessions.tmux import TmuxDriver
 from tests.support.daemon import Daemon, drop, inbox_left, make_projects, results, wait_until
+from tests.support.webhook import WebhookSink
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sink() -> Iterator[WebhookSink]:
+    """A webhook receiver for the daemon's notifications."""
+    with WebhookSink() as receiver:
+        yield receiver
 
 
 def _homes(root: Path) -> tuple[Path, Path]:
@@ -182,7 +191,7 @@ def test_forced_swap_failures_roll_back_or_enter_partial_swap(
 
 @pytest.mark.slow
 def test_all_accounts_exhausted_holds_the_queue_and_resumes_by_itself(
-    tmp_path: Path, socket_name: str
+    tmp_path: Path, socket_name: str, sink: WebhookSink
 ) -> None:
     """Both accounts out: the queue holds (reported, notified once) and resumes after the reset."""
     home_a, home_b = _homes(tmp_path)
@@ -190,6 +199,9 @@ def test_all_accounts_exhausted_holds_the_queue_and_resumes_by_itself(
         (home / "sim-quota").write_text("resets soon")
     projects = make_projects(tmp_path / "projects", 1)
     config = _config(tmp_path, socket_name, confirm_polls=1, default_exhausted="6s")
+    config["notifications"] = [
+        {"kind": "webhook", "url": f"{sink.url}/hook", "events": ["accounts_exhausted"]}
+    ]
     daemon = Daemon(tmp_path, config)
     try:
         daemon.start()
@@ -205,9 +217,10 @@ def test_all_accounts_exhausted_holds_the_queue_and_resumes_by_itself(
         for home in (home_a, home_b):
             (home / "sim-quota").unlink()  # the limits reset
         wait_until(lambda: len(results(projects)["done"]) == 3, 90, interval=0.5)
+        wait_until(lambda: sink.received, 10, message="the hold was not notified")
         state = _state(daemon)
     finally:
         daemon.close()
     assert not state.get("hold")
-    exhausted = [n for n in state.get("notifications", []) if n["event"] == "accounts_exhausted"]
-    assert len(exhausted) == 1
+    exhausted = [b for b in sink.bodies() if b["event"] == "accounts_exhausted"]
+    assert [b["count"] for b in exhausted] == [1]

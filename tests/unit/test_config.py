@@ -591,8 +591,9 @@ def test_notifications_default_to_every_event(env: dict[str, str], tmp_path: Pat
     assert config.notifications[0].events == list(NOTIFICATION_EVENTS)
     data["notifications"][0]["events"] = ["swap", "explode"]
     assert problems_of(data, env, tmp_path) == [
-        "notifications[0].events[1]: must be one of 'swap', 'partial_swap', 'task_failed' or "
-        "'accounts_exhausted', got 'explode'"
+        "notifications[0].events[1]: must be one of 'swap', 'partial_swap', 'accounts_exhausted', "
+        "'accounts_available', 'task_failed', 'task_stale', 'daemon_degraded' or "
+        "'daemon_started', got 'explode'"
     ]
 
 

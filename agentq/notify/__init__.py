@@ -1,0 +1,1 @@
+"""Notifications: which events are worth one, coalescing, delivery to webhooks and Apprise."""
