@@ -31,6 +31,7 @@ from agentq.core.events import DAEMON, EventLog
 from agentq.core.lock import InstanceLock
 from agentq.daemon.dispatch import Dispatcher
 from agentq.daemon.health import Health, Summary, assess, probe_write, status_line
+from agentq.daemon.notify.notifier import Notifier as EventNotifier
 from agentq.daemon.recovery import Recovery
 from agentq.daemon.scanning import ProjectScanner
 from agentq.daemon.sdnotify import Notifier, forget_environment
@@ -45,7 +46,6 @@ from agentq.daemon.wiring import (
     default_remote,
     switcher_notify,
 )
-from agentq.notify.notifier import Notifier as EventNotifier
 from agentq.queue.janitor.plan import Limits
 from agentq.queue.janitor.run import Janitor
 from agentq.queue.router import RoutingPolicy

@@ -25,7 +25,7 @@ from agentq.queue import protocol as q
 from agentq.queue.jobs import Executor
 
 if TYPE_CHECKING:
-    from agentq.notify.notifier import Notifier, Sender
+    from agentq.daemon.notify.notifier import Notifier, Sender
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def build_notifier(config: Config, clock: Clock, events: ev.EventLog) -> Notifie
         ConfigError: every target that cannot be built (an unreadable secret, a URL
             Apprise does not know), named, never by its URL.
     """
-    from agentq.notify.notifier import Notifier, Target
+    from agentq.daemon.notify.notifier import Notifier, Target
 
     host = socket.gethostname()
     targets: list[Target] = []
@@ -154,7 +154,7 @@ def build_notifier(config: Config, clock: Clock, events: ev.EventLog) -> Notifie
 
 def notification_problems(config: Config) -> list[str]:
     """Targets the daemon could not build (``agentq validate``): Apprise URLs it does not know."""
-    from agentq.notify.apprise_sender import apprise_url, unsupported_url
+    from agentq.daemon.notify.apprise_sender import apprise_url, unsupported_url
 
     problems = []
     for i, target in enumerate(config.notifications):
@@ -169,12 +169,12 @@ def notification_problems(config: Config) -> list[str]:
 def _sender(name: str, target: NotificationConfig, host: str) -> Sender:
     if target.kind == "webhook":
         from agentq.core.secrets import read_key_file
-        from agentq.notify.webhook import WebhookSender
+        from agentq.daemon.notify.webhook import WebhookSender
 
         secret = None
         if target.secret_file is not None:
             secret = read_key_file(target.secret_file, what="secret file")
         return WebhookSender(name, target.url, host=host, timeout=target.timeout, secret=secret)
-    from agentq.notify.apprise_sender import AppriseSender, apprise_url
+    from agentq.daemon.notify.apprise_sender import AppriseSender, apprise_url
 
     return AppriseSender(name, apprise_url(target.kind, target.url), timeout=target.timeout)

@@ -15,9 +15,9 @@ from agentq.cli.main import setup_logging
 from agentq.config.models import NOTIFICATION_EVENTS
 from agentq.core import events as ev
 from agentq.core.clock import SystemClock
-from agentq.notify.apprise_sender import AppriseSender
-from agentq.notify.notifier import Notifier, Target
-from agentq.notify.webhook import WebhookSender
+from agentq.daemon.notify.apprise_sender import AppriseSender
+from agentq.daemon.notify.notifier import Notifier, Target
+from agentq.daemon.notify.webhook import WebhookSender
 from tests.support.daemon import Daemon, drop, inbox_left, make_projects, results, wait_until
 from tests.support.webhook import Blackhole, WebhookSink, closed_port
 

@@ -20,11 +20,9 @@ from agentq.config.models import NOTIFICATION_EVENTS, NotificationEvent
 from agentq.core import events as ev
 from agentq.core.clock import ManualClock
 from agentq.core.errors import ConfigError
-from agentq.daemon.view import LoopView
-from agentq.daemon.wiring import switcher_notify
-from agentq.notify import message as msg
-from agentq.notify.apprise_sender import apprise_url
-from agentq.notify.rules import (
+from agentq.daemon.notify import message as msg
+from agentq.daemon.notify.apprise_sender import apprise_url
+from agentq.daemon.notify.rules import (
     MAX_ITEMS,
     Arrived,
     Coalescer,
@@ -41,6 +39,8 @@ from agentq.notify.rules import (
     step,
     to_notice,
 )
+from agentq.daemon.view import LoopView
+from agentq.daemon.wiring import switcher_notify
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ Pure. The webhook body is one JSON object::
      "text": "30 tasks failed: web/fix-login.md: ...; ... and 20 more",
      "host": "build-1", "time": "2026-01-01T12:00:00+00:00"}
 
-``items`` lists at most :data:`~agentq.notify.rules.MAX_ITEMS` of the ``count`` events.
+``items`` lists at most :data:`~agentq.daemon.notify.rules.MAX_ITEMS` of the ``count`` events.
 With a secret, ``X-Agentq-Signature: sha256=<hex>`` is the HMAC-SHA256 of the exact body
 bytes under the secret.
 """
@@ -20,7 +20,7 @@ import json
 from datetime import datetime
 
 from agentq.config.models import NotificationEvent
-from agentq.notify.rules import Item, Message
+from agentq.daemon.notify.rules import Item, Message
 
 SIGNATURE_HEADER = "X-Agentq-Signature"
 #: A listed item is cut to this many characters in the text (the JSON items stay whole).

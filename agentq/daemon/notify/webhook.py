@@ -24,8 +24,8 @@ import httpx
 from agentq import __version__
 from agentq.core.errors import NotificationError
 from agentq.core.secrets import register_secret
-from agentq.notify import message as msg
-from agentq.notify.rules import Message
+from agentq.daemon.notify import message as msg
+from agentq.daemon.notify.rules import Message
 
 logger = logging.getLogger(__name__)
 

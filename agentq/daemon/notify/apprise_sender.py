@@ -20,8 +20,8 @@ import apprise
 from agentq.config.models import NotificationEvent
 from agentq.core.errors import ConfigError, NotificationError
 from agentq.core.secrets import register_secret
-from agentq.notify import message as msg
-from agentq.notify.rules import Message
+from agentq.daemon.notify import message as msg
+from agentq.daemon.notify.rules import Message
 
 logger = logging.getLogger(__name__)
 

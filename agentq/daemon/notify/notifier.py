@@ -1,12 +1,13 @@
 """The notifier: listens to the daemon's event log and delivers from one worker thread per target.
 
 :meth:`Notifier.offer` is the :class:`~agentq.core.events.EventLog` listener. It runs on the
-emitting thread (the main loop), so it only maps the event (:func:`~agentq.notify.rules.to_notice`)
-and appends the notice to each interested target's bounded buffer; a full buffer counts the
-notice instead (the message then says how many were not listed, and its count stays exact).
+emitting thread (the main loop), so it only maps the event
+(:func:`~agentq.daemon.notify.rules.to_notice`) and appends the notice to each interested
+target's bounded buffer; a full buffer counts the notice instead (the message then says how
+many were not listed, and its count stays exact).
 
 Each target's worker drains its buffer, steps the pure coalescer
-(:func:`~agentq.notify.rules.step`) and sends what is due, so a slow or dead target delays
+(:func:`~agentq.daemon.notify.rules.step`) and sends what is due, so a slow or dead target delays
 only its own messages. A failed delivery is logged with the target's name (never its URL),
 recorded, and kept for the next attempt after a back-off; it never reaches the daemon.
 :meth:`Notifier.stop` flushes what is pending within a short deadline. The last
@@ -27,7 +28,7 @@ from agentq.config.models import NotificationEvent
 from agentq.core import events as ev
 from agentq.core.clock import Clock
 from agentq.core.errors import NotificationError
-from agentq.notify import rules
+from agentq.daemon.notify import rules
 
 logger = logging.getLogger(__name__)
 
