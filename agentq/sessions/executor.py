@@ -44,6 +44,7 @@ from agentq.core import crashpoints
 from agentq.core.errors import AgentError, TmuxError
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
 from agentq.queue.protocol import Claim
+from agentq.queue.records import Phase
 from agentq.queue.taskfile import Task
 from agentq.sessions.pool import PoolSpec
 from agentq.sessions.slots import SessionSettings, Slot, SlotState
@@ -152,8 +153,8 @@ class SessionExecutor:
 
     def recover(self, claim: Claim, task: Task | None, now: datetime) -> Recovery:
         """Decide about a task in flight at start-up: untyped → requeue; typed → adopt or fail."""
-        session = str(claim.record.data.get("session", ""))
-        if claim.record.phase == "claimed" or not session:
+        session = claim.record.session or ""
+        if claim.record.phase is Phase.CLAIMED or not session:
             return Recovery(RecoveryKind.REQUEUE)
         slot = self.slots.get(session)
         if slot is not None and self.driver.is_alive(session) and task is not None:
@@ -182,11 +183,11 @@ class SessionExecutor:
 
     def adopt(self, job: Job) -> None:
         """Watch a task that was already delivered before a restart until it completes."""
-        session = str(job.claim.record.data.get("session", ""))
+        session = job.claim.record.session or ""
         slot = self.slots[session]
         slot.job = job
         slot.stale = False
-        slot.session_id = job.claim.record.data.get("session_id") or slot.session_id
+        slot.session_id = job.claim.record.session_id or slot.session_id
         slot.state = SlotState.BUSY
         slot.since = self.clock()
         slot.last_change = slot.since
@@ -442,10 +443,7 @@ class SessionExecutor:
         job = slot.job
         if job is None:
             return
-        record = job.claim.record
-        record.phase = "delivering"
-        record.data["session"] = slot.name
-        job.claim.project.save_record(record)
+        job.claim.progress(Phase.DELIVERING, session=slot.name)
         crashpoints.hit("before_tmux_send")
         slot.delivered_ns = time.time_ns()
         slot.bound_id = None
@@ -496,11 +494,10 @@ class SessionExecutor:
         slot.state = SlotState.BUSY
         slot.since = slot.last_change = self.clock()
         slot.idle_seen_at = None
-        record = slot.job.claim.record
-        record.phase = "running"
         if slot.session_id:
-            record.data["session_id"] = slot.session_id
-        slot.job.claim.project.save_record(record)
+            slot.job.claim.progress(Phase.RUNNING, session_id=slot.session_id)
+        else:
+            slot.job.claim.progress(Phase.RUNNING)
         logger.info("task delivered", extra={"task": slot.job.claim.task_id, "session": slot.name})
 
     def _on_busy(self, slot: Slot, signals: list[Signal]) -> None:
