@@ -20,13 +20,12 @@ import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from agentq.core import crashpoints, durable
 from agentq.core.errors import QueueError, RefusedEntryError
-from agentq.queue.records import ControlRecord, Phase
+from agentq.queue.records import KEEP, ControlRecord, Keep, Phase
 from agentq.queue.taskfile import MAX_FILE_BYTES, MAX_FRONTMATTER_BYTES
 from agentq.queue.vetting import (
     DELEGATED_SUFFIX,
@@ -74,16 +73,6 @@ class ScanResult:
     delegated: list[str] = field(default_factory=list)
 
 
-class Keep(Enum):
-    """The type of :data:`KEEP`: leave a record field as it is."""
-
-    KEEP = "keep"
-
-
-#: Passed to :meth:`Claim.progress` for a field that keeps its value.
-KEEP = Keep.KEEP
-
-
 @dataclass
 class Claim:
     """A task this daemon owns: ``inbox/<name>.working`` plus its control record."""
@@ -105,7 +94,7 @@ class Claim:
 
     def progress(
         self,
-        phase: Phase,
+        phase: Phase | Keep = KEEP,
         *,
         session: str | Keep | None = KEEP,
         session_id: str | Keep | None = KEEP,
@@ -117,7 +106,8 @@ class Claim:
         left at :data:`KEEP` are not changed.
         """
         record = self.record
-        record.phase = phase
+        if not isinstance(phase, Keep):
+            record.phase = phase
         if not isinstance(session, Keep):
             record.session = session
         if not isinstance(session_id, Keep):

@@ -23,6 +23,16 @@ RECORD_VERSION = 2
 READABLE_VERSIONS = frozenset({1, 2})
 
 
+class Keep(Enum):
+    """The type of :data:`KEEP`: leave a record field as it is."""
+
+    KEEP = "keep"
+
+
+#: Passed for a field that keeps its value (``Claim.progress``).
+KEEP = Keep.KEEP
+
+
 class Phase(Enum):
     """Where a claimed task is on its way to an agent.
 
