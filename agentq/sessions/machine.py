@@ -32,7 +32,7 @@ Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is Exit → EXITING (ID
 10   LAUNCHING      Tick: idle, task                                 PASTED: Progress, Paste
 11   LAUNCHING      Tick: not ready within ``launch_timeout``        unchanged
 12   LAUNCHING      Tick: not ready after ``launch_timeout``         retry
-13   PASTED         Tick: the paste shows in the live input line     SUBMITTED: Submit
+13   PASTED         Tick: the paste shows in the live input line     SUBMITTED: Submit (echo noted)
 14   PASTED         Tick: no paste after ``delivery_timeout``        retry
 15   SUBMITTED      Tick: prompt hook, or a busy pane                BUSY: Progress(running)
 16   SUBMITTED      Tick: Stop hook                                  as 15, then as 21
@@ -406,7 +406,10 @@ class _Step(StepBase):
     def on_pasted(self, pane: Pane) -> None:
         if has_pending_input(pane.screen):
             self.emit(Submit())
-            self.set(state=SlotState.SUBMITTED, since=self.now.mono)
+            # Every echo on screen now is history: a resumed session's may have been drawn
+            # only after the paste (a title reads idle before the conversation is shown).
+            baseline = last_echo(pane.screen)
+            self.set(state=SlotState.SUBMITTED, since=self.now.mono, echo_baseline=baseline)
         elif self.now.mono - self.slot.since > self.rules.delivery_timeout:
             self.retry_or_fail("the paste never showed in the agent's input line")
 

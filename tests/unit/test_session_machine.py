@@ -384,6 +384,15 @@ CASES = [
         (Submit,),
     ),
     Case(
+        "the history a resumed session drew after the paste is noted as not ours",
+        13,
+        slot(SlotState.PASTED, continuing=True),
+        tick(Pane(True, IDLE_TITLE, f"{ECHO}\n\n{LIMIT_LINE}\n{RULE}\n❯{NBSP}The usage…\n{RULE}")),
+        SlotState.SUBMITTED,
+        (Submit,),
+        check=lambda s, a: s.echo_baseline == ECHO,
+    ),
+    Case(
         "a paste that never shows is retried on a fresh session",
         14,
         slot(SlotState.PASTED),
