@@ -185,7 +185,7 @@ class SessionExecutor:
         if slot.state is m.SlotState.IDLE:  # reused only if its agent still runs
             pane = self._pane(slot, self.driver.list_panes().get(slot.name))
         assign = m.Assign(view, self._account, pane, note)
-        failure = self._run(slot.name, assign, self._instant(), self._clock.now(), drop_task=True)
+        failure = self._run(slot.name, assign, *self._moment(), drop_task=True)
         if failure is not None:
             raise AgentError(f"could not start an agent session: {failure}", slot.name) from failure
 
@@ -237,7 +237,7 @@ class SessionExecutor:
         view = self._task_view(job)
         self._tasks[session] = (job, view)
         adopt = m.Adopt(replace(view, session_id=job.claim.record.session_id), self._account)
-        self._run(session, adopt, self._instant(), self._clock.now())
+        self._run(session, adopt, *self._moment())
 
     def next_poll(self) -> float | None:
         """How soon :meth:`poll` wants to run again."""
@@ -313,7 +313,7 @@ class SessionExecutor:
         names it. Returns how many tasks were parked.
         """
         hooks = self._take_signals()
-        instant, now = self._instant(), self._clock.now()
+        instant, now = self._moment()
         for name, slot in self._slots.items():
             if account is None or slot.account in (account, ""):
                 self._run(name, m.Park(hooks.get(name, ()), self._view(name)), instant, now)
@@ -327,7 +327,7 @@ class SessionExecutor:
 
     def resume_parked(self) -> int:
         """Relaunch each parked task on the current account: ``--resume`` it or deliver afresh."""
-        instant, now = self._instant(), self._clock.now()
+        instant, now = self._moment()
         resumed = 0
         for name, slot in self._slots.items():
             if slot.state is m.SlotState.PARKED:
@@ -356,9 +356,14 @@ class SessionExecutor:
 
     # -- observe, step, apply ------------------------------------------------------------
 
-    def _instant(self, now: datetime | None = None) -> m.Instant:
-        wall = (now or self._clock.now()).timestamp()
-        return m.Instant(self._clock.monotonic(), wall)
+    def _instant(self, now: datetime) -> m.Instant:
+        """The machine's clock reading at the wall time ``now``."""
+        return m.Instant(self._clock.monotonic(), now.timestamp())
+
+    def _moment(self) -> tuple[m.Instant, datetime]:
+        """One reading of the injected clock, for calls that are not handed a ``now``."""
+        now = self._clock.now()
+        return self._instant(now), now
 
     def _pane(self, slot: m.Slot, info: PaneInfo | None) -> m.Pane | None:
         """What the machine sees of a slot's session; the screen only when its state reads it."""
