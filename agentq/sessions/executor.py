@@ -182,8 +182,8 @@ class SessionExecutor:
         view = self._task_view(job)
         self._tasks[slot.name] = (job, view)
         pane = None
-        if slot.state is m.SlotState.IDLE:  # reused only if its agent still runs
-            pane = self._pane(slot, self.driver.list_panes().get(slot.name))
+        if slot.state is m.SlotState.IDLE:  # reused if its agent runs; its screen sets the echo
+            pane = self._pane(slot, self.driver.list_panes().get(slot.name), screen=True)
         assign = m.Assign(view, self._account, pane, note)
         failure = self._run(slot.name, assign, *self._moment(), drop_task=True)
         if failure is not None:
@@ -365,12 +365,12 @@ class SessionExecutor:
         now = self._clock.now()
         return self._instant(now), now
 
-    def _pane(self, slot: m.Slot, info: PaneInfo | None) -> m.Pane | None:
+    def _pane(self, slot: m.Slot, info: PaneInfo | None, *, screen: bool = False) -> m.Pane | None:
         """What the machine sees of a slot's session; the screen only when its state reads it."""
         if info is None:
             return None
-        screen = self.driver.capture(slot.name) if info.alive and needs_screen(slot) else ""
-        return m.Pane(info.alive, info.title, screen)
+        wanted = info.alive and (screen or needs_screen(slot))
+        return m.Pane(info.alive, info.title, self.driver.capture(slot.name) if wanted else "")
 
     def _run(
         self,
