@@ -178,13 +178,14 @@ def test_a_failing_rollback_enters_the_sticky_partial_swap(tmp_path: Path) -> No
 
 
 def test_clearing_a_partial_swap_resumes_where_the_link_points(tmp_path: Path) -> None:
-    """``agentq swap --clear``: the pool follows the link (here: the source) and resumes."""
-    partial = PartialSwap("a", "b", "ensure failed", "flip failed")
-    rig = Rig(tmp_path)
-    rig.switcher._book = rig.book.with_partial(partial)  # as a failed rollback leaves it
+    """``agentq swap --clear``: the pool follows the link (none here: the source) and resumes."""
+    rig = Rig(tmp_path, ensure_fails=True, flip_back_fails=True)
+    rig.limit()
+    rig.pool.calls.clear()
     outcome = rig.switcher.clear_partial()
     assert outcome.swapped and rig.book.partial is None and rig.book.active == "a"
     assert rig.pool.calls == [("use", "a"), ("resume dispatch",), ("resume parked",)]
+    assert not rig.switcher.clear_partial().swapped  # nothing left to clear
 
 
 def test_a_restart_forgets_a_partial_swap_and_keeps_a_hold(tmp_path: Path) -> None:
