@@ -277,7 +277,7 @@ class SessionExecutor:
         if name is None:
             return False
         pane = self._pane(self._slots[name], self.driver.list_panes().get(name))
-        self._run(name, m.Cancel(self._view(name), pane), self._instant(), self._clock.now())
+        self._run(name, m.Cancel(self._view(name), pane), *self._moment())
         return True
 
     def pane_lines(self, name: str, count: int) -> list[str] | None:
