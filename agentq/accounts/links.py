@@ -258,3 +258,25 @@ def active_link_problems(active_link: Path | None, homes: Sequence[tuple[str, Pa
         f"active link {active_link} points to {active_link.readlink()}, not to an account"
         " home; fix it by hand (agentq never changes a divergent link)"
     ]
+
+
+class SharedLinks:
+    """The account-links adapter the swap uses: flip the active link, ensure a home's links.
+
+    The switcher is handed one (tests hand in one that fails instead). ``ensure`` does
+    nothing with a single account: nothing is shared then.
+    """
+
+    def __init__(self, shared_root: Path, names: Sequence[str], shared: bool = True) -> None:
+        self.shared_root = shared_root
+        self.names = tuple(names)
+        self.shared = shared
+
+    def flip(self, link: Path, home: Path) -> None:
+        """Point the active link at ``home`` (see :func:`flip_active_link`)."""
+        flip_active_link(link, home)
+
+    def ensure(self, home: Path) -> None:
+        """Create what is missing of ``home``'s shared links; raise listing what is wrong."""
+        if self.shared:
+            ensure(home, self.shared_root, self.names)

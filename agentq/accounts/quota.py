@@ -1,7 +1,8 @@
-"""Quota decisions: readings of the agent sessions in, account swap decisions out.
+"""Quota decisions: the sessions' readings and the account book in, a swap plan out.
 
-Pure: readings (from hook signals, transcripts and, as the fallback, pane captures) and the
-current time are parameters; nothing here reads a clock, a file or a pane. The rules:
+Pure: readings (from hook signals and, as the fallback, pane captures), the book and the
+current time are parameters; nothing here reads a clock, a file or a pane.
+:func:`plan_swap` applies one poll's readings:
 
 - a ``server_error`` reading vetoes every ``quota`` reading of the same session in the same
   poll (same ``at``): a 5xx can print quota-like words, a quota never prints a server error;
@@ -9,55 +10,58 @@ current time are parameters; nothing here reads a clock, a file or a pane. The r
 - one without needs ``confirm_polls`` consecutive quota polls of the same session;
 - an ``ok`` reading (or a server error) breaks the run: the session's suspicion starts again;
 - no new swap within ``cooldown`` of the last one (a pane still showing the old account's
-  limit right after a swap must not trigger another).
+  limit right after a swap must not trigger another), nor while a partial swap waits for
+  the operator.
 
-Every non-ok reading yields a :class:`Decision` whose ``forensic`` line says which session,
-which signal, what text matched and which reset, so each detection can be logged once.
-Account choice (:func:`choose_account`) and reset bookkeeping (:func:`exhausted_until_for`,
-:func:`earliest_reset`) take each account's ``exhausted_until`` as data.
+The plan names the next account not exhausted, round-robin (:func:`choose_account`), or
+none: every account is exhausted and the queue holds until the earliest reset. Every
+non-ok reading yields a :class:`Decision` whose ``forensic`` line says which session, which
+signal, what text matched and which reset, so each detection can be logged once.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
 
+from agentq.accounts.book import AccountBook, Suspicion
+from agentq.agents.readings import Reading, ReadingKind, Source
 from agentq.config.models import QuotaConfig
-
-logger = logging.getLogger(__name__)
-
-Source = Literal["hook", "transcript", "pane"]
-ReadingKind = Literal["quota", "server_error", "ok"]
 
 #: The matched text in a forensic line is cut to this many characters.
 FORENSIC_TEXT_MAX = 120
 DEFAULT_CONFIRM_POLLS = 2
 DEFAULT_COOLDOWN = timedelta(minutes=5)
+DEFAULT_EXHAUSTED = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
-class Reading:
-    """One classified signal of one session: what it said, where from, and when it was taken.
+class QuotaRules:
+    """How readings become swaps: confirmation, cooldown, and the reset assumed when unknown."""
 
-    ``at`` identifies the poll: readings of the same session with the same ``at`` belong to
-    the same poll (a pane capture and the transcript read in the same round).
-    """
+    confirm_polls: int = DEFAULT_CONFIRM_POLLS
+    cooldown: timedelta = DEFAULT_COOLDOWN
+    default_exhausted: timedelta = DEFAULT_EXHAUSTED
 
-    session: str
-    source: Source
-    kind: ReadingKind
-    reset_at: datetime | None
-    text: str
-    at: datetime
+    def __post_init__(self) -> None:
+        if self.confirm_polls < 1:
+            raise ValueError("confirm_polls must be at least 1")
+
+    @classmethod
+    def from_config(cls, quota: QuotaConfig) -> QuotaRules:
+        """The configured confirmation count, cooldown and default exhaustion."""
+        return cls(
+            quota.confirm_polls,
+            timedelta(seconds=quota.cooldown),
+            timedelta(seconds=quota.default_exhausted),
+        )
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What the monitor made of a non-ok reading; ``swap`` says whether to swap accounts now."""
+    """What a non-ok reading came to; ``swap`` says whether it decided a swap."""
 
     swap: bool
     reason: str
@@ -65,100 +69,111 @@ class Decision:
     source: Source
     session: str
     forensic: str
+    kind: ReadingKind = "quota"
 
 
-@dataclass
-class _Suspicion:
-    """A session's current run of quota polls without a reset time."""
+@dataclass(frozen=True)
+class SwapPlan:
+    """What to do about the accounts: swap ``source`` → ``target``, or hold (no target).
 
-    polls: int
-    last_at: datetime
+    ``hold_until`` is when a hold ends (the earliest reset). ``trigger`` says why, for the
+    swap history and the notification.
+    """
+
+    trigger: str
+    source: str
+    target: str | None
+    hold_until: datetime | None = None
 
 
-class QuotaMonitor:
-    """Turns a stream of readings into swap decisions (per-session confirmation, veto, cooldown)."""
+@dataclass(frozen=True)
+class Verdict:
+    """One poll's readings applied: the next book, each detection, and the plan if any."""
 
-    def __init__(
-        self, confirm_polls: int = DEFAULT_CONFIRM_POLLS, cooldown: timedelta = DEFAULT_COOLDOWN
-    ) -> None:
-        if confirm_polls < 1:
-            raise ValueError("confirm_polls must be at least 1")
-        self.confirm_polls = confirm_polls
-        self.cooldown = cooldown
-        self._suspicion: dict[str, _Suspicion] = {}
-        self._vetoed: dict[str, datetime] = {}
-        self._last_swap: datetime | None = None
+    book: AccountBook
+    decisions: tuple[Decision, ...] = ()
+    plan: SwapPlan | None = None
 
-    @classmethod
-    def from_config(cls, quota: QuotaConfig) -> QuotaMonitor:
-        """A monitor with the configured confirmation count and cooldown."""
-        return cls(quota.confirm_polls, timedelta(seconds=quota.cooldown))
 
-    @property
-    def last_swap(self) -> datetime | None:
-        """When the last swap was decided (or noted), if any."""
-        return self._last_swap
+def plan_swap(
+    book: AccountBook, readings: Iterable[Reading], now: datetime, rules: QuotaRules
+) -> Verdict:
+    """Apply one poll's readings to ``book``; plan a swap (or a hold) when one is due.
 
-    def suspicion(self, session: str) -> int:
-        """How many consecutive quota polls without a reset time ``session`` has shown."""
-        entry = self._suspicion.get(session)
-        return entry.polls if entry else 0
-
-    def note_swap(self, at: datetime) -> None:
-        """Record a swap made elsewhere (``agentq swap``): the cooldown starts, suspicion ends."""
-        self._last_swap = at
-        self._suspicion.clear()
-        self._vetoed.clear()
-
-    def observe(self, reading: Reading, now: datetime | None = None) -> Decision | None:
-        """Apply one reading; return a decision for quota and server errors, None for ok.
-
-        ``now`` (default: ``reading.at``) is the clock the cooldown is measured against. Feed
-        a poll's readings through :meth:`observe_poll` so a server error of the same poll
-        vetoes a quota reading whichever order they were read in.
-        """
-        when = reading.at if now is None else now
+    The returned book carries the updated suspicions, the cooldown start and the exhausted
+    account; nothing else changes until the plan is carried out.
+    """
+    ordered = sorted(readings, key=lambda r: r.kind != "server_error")
+    suspicions = dict(book.suspicions)
+    vetoed = {(r.session, r.at) for r in ordered if r.kind == "server_error"}
+    decisions: list[Decision] = []
+    plan: SwapPlan | None = None
+    for reading in ordered:
         if reading.kind == "ok":
-            self._suspicion.pop(reading.session, None)
-            return None
+            suspicions.pop(reading.session, None)
+            continue
         if reading.kind == "server_error":
-            self._suspicion.pop(reading.session, None)
-            self._vetoed[reading.session] = reading.at
-            return _decide(reading, swap=False, reason="server error, not a quota")
-        if self._vetoed.get(reading.session) == reading.at:
-            return _decide(reading, swap=False, reason="vetoed by a server error in the same poll")
-        if reading.reset_at is None:
-            polls = self._count(reading)
-            if polls < self.confirm_polls:
-                reason = f"suspected quota ({polls} of {self.confirm_polls} polls)"
-                return _decide(reading, swap=False, reason=reason)
-            reason = f"quota confirmed by {polls} consecutive polls"
-        else:
-            reason = "quota with a reset time"
-        if self._last_swap is not None and when - self._last_swap < self.cooldown:
-            wait = f"cooldown since the swap at {self._last_swap.isoformat()}"
-            return _decide(reading, swap=False, reason=f"{reason}; {wait}")
-        self.note_swap(when)
-        return _decide(reading, swap=True, reason=reason)
+            suspicions.pop(reading.session, None)
+            decisions.append(_decide(reading, swap=False, reason="server error, not a quota"))
+            continue
+        if (reading.session, reading.at) in vetoed:
+            reason = "vetoed by a server error in the same poll"
+            decisions.append(_decide(reading, swap=False, reason=reason))
+            continue
+        reason, confirmed = _quota_reason(reading, suspicions, rules)
+        wait = _wait_reason(book, reading, now, rules) if confirmed else None
+        if not confirmed or wait is not None:
+            full = f"{reason}; {wait}" if wait else reason
+            decisions.append(_decide(reading, swap=False, reason=full))
+            continue
+        decision = _decide(reading, swap=True, reason=reason)
+        decisions.append(decision)
+        suspicions.clear()
+        vetoed.clear()
+        until = exhausted_until_for(reading.reset_at, now, rules.default_exhausted)
+        book = replace(book.exhausted(book.active, until), last_swap_at=now)
+        trigger = f"quota: {reason} ({decision.source}, {decision.session})"
+        plan = plan_target(book, trigger, None, now, rules)
+    return Verdict(replace(book, suspicions=suspicions), tuple(decisions), plan)
 
-    def observe_poll(
-        self, readings: Iterable[Reading], now: datetime | None = None
-    ) -> list[Decision]:
-        """Apply one poll's readings, server errors first; return every decision in order."""
-        ordered = sorted(readings, key=lambda r: r.kind != "server_error")
-        decisions = (self.observe(reading, now) for reading in ordered)
-        return [decision for decision in decisions if decision is not None]
 
-    def _count(self, reading: Reading) -> int:
-        """Count a quota poll without a reset; two readings of one poll count once."""
-        entry = self._suspicion.get(reading.session)
-        if entry is None:
-            entry = self._suspicion[reading.session] = _Suspicion(0, reading.at)
-        elif entry.last_at == reading.at and entry.polls:
-            return entry.polls
-        entry.polls += 1
-        entry.last_at = reading.at
-        return entry.polls
+def plan_target(
+    book: AccountBook, trigger: str, to: str | None, now: datetime, rules: QuotaRules
+) -> SwapPlan:
+    """The swap for ``trigger``: to ``to`` if given, else the next usable account, else a hold."""
+    target = to or choose_account(book.accounts, book.active, book.exhausted_until, now)
+    if target is not None:
+        return SwapPlan(trigger, book.active, target)
+    until = earliest_reset(book.exhausted_until, now) or now + rules.default_exhausted
+    return SwapPlan(trigger, book.active, None, until)
+
+
+def _quota_reason(
+    reading: Reading, suspicions: dict[str, Suspicion], rules: QuotaRules
+) -> tuple[str, bool]:
+    """Why a quota reading counts, and whether it is confirmed (counting its poll once)."""
+    if reading.reset_at is not None:
+        return "quota with a reset time", True
+    entry = suspicions.get(reading.session)
+    if entry is None or entry.last_at != reading.at or not entry.polls:
+        polls = (entry.polls if entry else 0) + 1
+        entry = suspicions[reading.session] = Suspicion(polls, reading.at)
+    if entry.polls < rules.confirm_polls:
+        return f"suspected quota ({entry.polls} of {rules.confirm_polls} polls)", False
+    return f"quota confirmed by {entry.polls} consecutive polls", True
+
+
+def _wait_reason(
+    book: AccountBook, reading: Reading, now: datetime, rules: QuotaRules
+) -> str | None:
+    """Why a confirmed quota does not swap now; None when it does."""
+    if book.partial is not None:
+        return "a partial swap waits for `agentq swap --clear`"
+    if reading.account and reading.account != book.active:
+        return f"account {reading.account} is not the active one"
+    if book.last_swap_at is not None and now - book.last_swap_at < rules.cooldown:
+        return f"cooldown since the swap at {book.last_swap_at.isoformat()}"
+    return None
 
 
 def _decide(reading: Reading, *, swap: bool, reason: str) -> Decision:
@@ -169,6 +184,7 @@ def _decide(reading: Reading, *, swap: bool, reason: str) -> Decision:
         source=reading.source,
         session=reading.session,
         forensic=forensic_line(reading, "swap" if swap else "hold", reason),
+        kind=reading.kind,
     )
 
 

@@ -21,6 +21,7 @@ from agentq.daemon.state import Counters
 from agentq.queue import protocol as q
 from agentq.queue import taskfile
 from agentq.queue.jobs import Executor, Job, Outcome, OutcomeStatus
+from agentq.queue.records import ControlRecord
 from agentq.queue.router import RouteDecision, RoutingPolicy, route
 
 logger = logging.getLogger(__name__)
@@ -122,9 +123,9 @@ class Dispatcher:
         self._emit(claim, "delegated" if executor is self.remote else "working")
         logger.info("task started", extra={"task": claim.task_id, "attempt": claim.record.attempts})
 
-    def route(self, task: taskfile.Task, record: q.ControlRecord) -> RouteDecision:
+    def route(self, task: taskfile.Task, record: ControlRecord) -> RouteDecision:
         """Where ``task`` runs now (providers that failed it terminally are skipped)."""
-        unavailable = frozenset(str(p) for p in record.data.get("unavailable", []))
+        unavailable = frozenset(record.unavailable)
         decision = route(task.meta, self.policy, unavailable)
         if decision.executor == "provider" and self.remote is None:
             # Delegation is not wired to an executor here: run it locally, and say so.

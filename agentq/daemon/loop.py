@@ -40,6 +40,7 @@ from agentq.daemon.view import LoopView
 from agentq.daemon.wiring import (
     Context,
     LocalFactory,
+    PoolExecutor,
     RemoteFactory,
     build_notifier,
     default_local,
@@ -52,6 +53,7 @@ from agentq.queue.router import RoutingPolicy
 from agentq.queue.watcher import InboxWatcher
 
 if TYPE_CHECKING:
+    from agentq.accounts.switcher import AccountLinks, Switcher
     from agentq.api.server import ApiServer
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class Daemon:
         local_executor: LocalFactory | None = None,
         remote_executor: RemoteFactory | None = None,
         clock: Clock | None = None,
+        account_links: AccountLinks | None = None,
     ) -> None:
         self.config = config
         self.env = env
@@ -99,7 +102,10 @@ class Daemon:
         self._make_local = local_executor or default_local
         self._make_remote = remote_executor or default_remote
         self.dispatcher: Dispatcher | None = None
-        self.switcher: Any = None
+        self.switcher: Switcher | None = None
+        #: The local executor as a session pool: its quota readings go to the switcher.
+        self._pool: PoolExecutor | None = None
+        self._account_links = account_links
         self.notifications: EventNotifier | None = None
         self._next_rescan = 0.0
         self._last_saved = ""
@@ -192,7 +198,7 @@ class Daemon:
         available = remote.available if remote.executor is not None else frozenset()
         policy = RoutingPolicy.from_config(self.config.delegation, available)
         self.dispatcher = Dispatcher(
-            local,
+            local.executor,
             remote.executor,
             policy,
             self.config.dispatch.max_attempts,
@@ -200,7 +206,7 @@ class Daemon:
             self.clock,
             self.events,
         )
-        self._start_switcher(local)
+        self._start_switcher(local.pool)
         self.watcher.start()
         for folder in ("signals", "requests"):
             path = self.state_dir / folder
@@ -215,6 +221,7 @@ class Daemon:
             self.scanner.scan(inbox)
         self._dispatch()
         self.dispatcher.collect()
+        self._record_accounts()
         self.view.publish()
         self._start_api(token)
         self._save_state(force=True)
@@ -347,17 +354,23 @@ class Daemon:
         )
         return status_line(summary, self._health)
 
-    def _start_switcher(self, local: object) -> None:
+    def _start_switcher(self, pool: PoolExecutor | None) -> None:
+        """The account book from ``state.json`` and its owner, driving ``pool`` (if any)."""
+        if pool is None:
+            return  # no agent sessions (the instant executor): no accounts to swap
+        from agentq.accounts.book import AccountBook
         from agentq.accounts.switcher import Switcher
-        from agentq.sessions.executor import SessionExecutor
 
-        if not isinstance(local, SessionExecutor):
-            return
         notify = switcher_notify()
-        self.switcher = Switcher(self.config, local, self.state, notify, self.env)
-        home = {a.name: a.home for a in self.config.accounts}.get(self.switcher.active)
-        if home is not None:
-            local.set_account(self.switcher.active, home)
+        book = AccountBook.from_dict(self.state, [a.name for a in self.config.accounts])
+        self.switcher = Switcher(self.config, pool, book, notify, links=self._account_links)
+        self._pool = pool
+        self._record_accounts()
+
+    def _record_accounts(self) -> None:
+        """Copy the account book into ``state.json`` (its owner is the switcher)."""
+        if self.switcher is not None:
+            self.state.update(self.switcher.book.to_dict())
 
     def _pass(self) -> None:
         if self.clock.monotonic() >= self._next_rescan:
@@ -369,9 +382,12 @@ class Daemon:
             self.scanner.scan(inbox)
         self._dispatch()
         self._dispatcher().collect()
-        if self.switcher is not None:
-            self.switcher.tick(self.clock.now())
+        if self.switcher is not None and self._pool is not None:
+            now = self.clock.now()
+            self.switcher.observe(self._pool.take_readings(), now)
+            self.switcher.tick(now)
         self._tidy()
+        self._record_accounts()
         self.view.publish()
         self._save_state()
 

@@ -20,6 +20,7 @@ from agentq.daemon.state import Counters
 from agentq.queue import protocol as q
 from agentq.queue import taskfile
 from agentq.queue.jobs import Job, RecoveryKind
+from agentq.queue.records import ControlRecord
 from agentq.queue.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Recovery:
 
     def _recover_one(self, project: q.Project, name: str, suffix: str) -> None:
         record = project.load_record(name)
-        claim = q.Claim(project, name, record or q.ControlRecord(name=name, ino=0), suffix)
+        claim = q.Claim(project, name, record or ControlRecord(name=name, ino=0), suffix)
         if suffix == DELEGATED_SUFFIX:
             stale = project.inbox / (name + WORKING_SUFFIX)
             if stale.exists():

@@ -1,9 +1,10 @@
 """Building the daemon's collaborators from the configuration.
 
 The default factories for the local executor (the ``instant`` executor, or a pool
-of agent sessions in tmux) and the remote one (delegation to providers, when any
-is configured). Tests hand the daemon other factories instead of switching
-behaviour through the environment. Also the notifier with its targets, and the
+of agent sessions in tmux, which the account swap also drives as a pool) and the
+remote one (delegation to providers, when any is configured). Tests hand the daemon
+other factories (and other account links) instead of switching behaviour through the
+environment. Also the notifier with its targets, and the
 switcher's old ``notify(event, message)`` callable.
 """
 
@@ -13,15 +14,15 @@ import logging
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from agentq.accounts.pool import SessionPool
+from agentq.agents.readings import Reading
 from agentq.config.models import Config, NotificationConfig
 from agentq.core import events as ev
 from agentq.core.clock import Clock
 from agentq.core.errors import ConfigError
 from agentq.daemon.instant import InstantExecutor
-from agentq.queue import protocol as q
 from agentq.queue.jobs import Executor
 
 if TYPE_CHECKING:
@@ -51,7 +52,23 @@ class Remote:
     warnings: list[str] = field(default_factory=list)
 
 
-LocalFactory = Callable[[Context], Executor]
+class PoolExecutor(Executor, SessionPool, Protocol):
+    """A local executor that runs agent sessions: the account swap drives it as a pool."""
+
+    def take_readings(self) -> list[Reading]:
+        """The quota readings its sessions gave since the last call."""
+        ...
+
+
+@dataclass(frozen=True)
+class Local:
+    """The local executor, and the same object as a session pool when it runs agent sessions."""
+
+    executor: Executor
+    pool: PoolExecutor | None = None
+
+
+LocalFactory = Callable[[Context], Local]
 RemoteFactory = Callable[[Context], Remote]
 
 
@@ -65,50 +82,15 @@ def default_remote(ctx: Context) -> Remote:
     return Remote(executor, available, warnings)
 
 
-def default_local(ctx: Context) -> Executor:
+def default_local(ctx: Context) -> Local:
     """The ``instant`` executor, or the pool of agent sessions the config describes."""
     config = ctx.config
     if config.agent.profile == "instant":
-        return InstantExecutor(config.state_dir / LEDGER_FILENAME, config.agent.answer)
-    from agentq.agents.profiles import make_profile
+        return Local(InstantExecutor(config.state_dir / LEDGER_FILENAME, config.agent.answer))
     from agentq.sessions.executor import SessionExecutor
-    from agentq.sessions.pool import PoolSpec
-    from agentq.sessions.slots import SessionSettings
-    from agentq.sessions.tmux import TmuxDriver
 
-    profile = make_profile(
-        config.agent.profile, config.agent.command, config.agent.args, config.agent.env
-    )
-    pool = PoolSpec(
-        config.pool.prefix,
-        config.pool.start_index,
-        config.pool.min,
-        config.pool.max,
-        frozenset(d.name for d in config.pool.dedicated),
-    )
-    if config.accounts:
-        account, home = config.accounts[0].name, config.accounts[0].home
-    else:
-        account, home = "default", Path(ctx.env.get("HOME", "~")).expanduser() / ".claude"
-    projects = q.find_projects(config.projects.roots, config.projects.paths)
-    settings = SessionSettings(
-        account=account,
-        account_home=home,
-        default_cwd=projects[0] if projects else config.state_dir,
-        delivery_timeout=config.dispatch.delivery_timeout,
-        delivery_retries=config.dispatch.delivery_retries,
-        idle_timeout=config.completion.idle_timeout,
-        task_timeout=config.completion.task_timeout,
-        permission_timeout=config.completion.permission_timeout,
-        on_permission=config.agent.on_permission,
-        permission_answer=config.agent.permission_answer,
-        recycle=config.completion.recycle,
-        timezone=config.quota.timezone,
-        confirm_polls=config.quota.confirm_polls,
-        cooldown=config.quota.cooldown,
-    )
-    driver = TmuxDriver(config.tmux.socket_name)
-    return SessionExecutor(driver, profile, pool, settings, config.state_dir)
+    executor = SessionExecutor.from_config(config, ctx.env, config.state_dir, ctx.clock)
+    return Local(executor, pool=executor)
 
 
 def switcher_notify() -> Callable[[str, str], None]:

@@ -14,7 +14,7 @@ After a restart every ``.delegated`` marker is adopted and polled again; a ``.wo
 file with a persisted intent is adopted too and re-submitted with the *same* key (a job
 API returns the job it already made; a synchronous provider is asked again only when its
 answer had not been recorded). A terminal provider error (bad key, quota, refusal)
-requeues the task with the provider recorded in ``record.data["unavailable"]``, so the
+requeues the task with the provider recorded in ``record.unavailable``, so the
 router's fallback chain takes it next, ending at the local agent.
 
 Network calls run on a small worker pool so the daemon loop never waits on HTTP. A
@@ -47,6 +47,7 @@ from agentq.delegation.pricing import format_cost
 from agentq.delegation.providers import JobResult, JobStatus, ProviderClient, make_client
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
 from agentq.queue.protocol import Claim
+from agentq.queue.records import DelegationIntent, DelegationPhase
 from agentq.queue.taskfile import Task
 from agentq.queue.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
 
@@ -149,12 +150,9 @@ class DelegationExecutor:
             return
         key = idempotency_key(claim.record.claim_id)
         claim.record.executor = self.name
-        claim.record.data["delegation"] = {
-            "provider": provider,
-            "key": key,
-            "phase": "intent",
-            "intent_at": self._utcnow().isoformat(),
-        }
+        claim.record.delegation = DelegationIntent(
+            provider, key, DelegationPhase.INTENT, intent_at=self._utcnow().isoformat()
+        )
         try:
             claim.project.save_record(claim.record)
         except OSError as exc:
@@ -176,32 +174,32 @@ class DelegationExecutor:
 
     def recover(self, claim: Claim, task: Task | None, now: datetime) -> Recovery:
         """A marker or a persisted intent is adopted; a claim with no intent is requeued."""
-        data = claim.record.data.get("delegation")
-        data = data if isinstance(data, dict) else {}
+        intent = claim.record.delegation
         if claim.suffix == DELEGATED_SUFFIX:
             info = read_info(task.meta.model_extra) if task is not None else None
-            provider = str(data.get("provider") or (info.provider if info else ""))
-            if task is None or not provider or not (data.get("job_id") or info):
+            provider = (intent.provider if intent else "") or (info.provider if info else "")
+            recorded_job = intent.job_id if intent else None
+            if task is None or not provider or not (recorded_job or info):
                 return Recovery(RecoveryKind.FAIL, "delegation marker unreadable: no job id")
             if provider not in self._clients:
-                job_id = data.get("job_id") or (info.job_id if info else "?")
+                job_id = recorded_job or (info.job_id if info else "?")
                 reason = (
                     f"delegated to provider '{provider}' (job {job_id}), which is not "
                     "available after the restart"
                 )
                 return Recovery(RecoveryKind.FAIL, reason)
             return Recovery(RecoveryKind.ADOPT)
-        if task is not None and data.get("key") and data.get("provider") in self._clients:
+        if task is not None and intent and intent.key and intent.provider in self._clients:
             return Recovery(RecoveryKind.ADOPT)
         return Recovery(RecoveryKind.REQUEUE, "no delegation was submitted")
 
     def adopt(self, job: Job) -> None:
         """Resume a delegated task after a restart: re-submit with the same key, or poll."""
         claim = job.claim
-        data = self._delegation_data(job)
-        if data is None:
+        intent = self._delegation_intent(job)
+        if intent is None:
             return
-        provider, key, job_id = str(data["provider"]), str(data["key"]), data.get("job_id")
+        provider, key, job_id = intent.provider, intent.key, intent.job_id
         if key in self._entries:
             return
         # The key embeds the claim id, so this works even when the record was rebuilt.
@@ -210,10 +208,10 @@ class DelegationExecutor:
             claim.project.drop(claim)  # already finished before the crash: only the marker goes
             logger.info("stale delegation marker removed", extra={"task": claim.task_id})
             return
-        if claim.record.data.get("delegation") is not data:
+        if claim.record.delegation is not intent:
             claim.record.executor = self.name
             claim.record.claim_id = claim_id
-            claim.record.data["delegation"] = data
+            claim.record.delegation = intent
             claim.project.save_record(claim.record)
         logger.info(
             "delegated task adopted",
@@ -260,25 +258,25 @@ class DelegationExecutor:
         """Submit (unless the job id and any answer are recorded), then write the marker."""
         job = entry.job
         claim, task = job.claim, job.task
-        data = claim.record.data["delegation"]
+        intent = claim.record.delegation
+        if intent is None:  # start() and adopt() record it before the entry exists
+            raise RuntimeError(f"no delegation intent recorded for {claim.task_id}")
         client = self._clients[entry.provider]
-        result = _decode_result(data.get("answer"))
-        job_id = data.get("job_id")
+        result = _decode_result(intent.answer)
+        job_id = intent.job_id
         fresh = False
         if not job_id or (client.synchronous and result is None):
             metadata = {"task": claim.task_id, "title": task.meta.title or ""}
             submission = client.submit(task.body, metadata, entry.key)
             crashpoints.hit("after_submit_before_marker")
             job_id, result, fresh = submission.job_id, submission.result, True
-            data.update(
-                phase="submitted",
-                job_id=job_id,
-                submitted_at=self._utcnow().isoformat(),
-                answer=_encode_result(result),
-            )
+            intent.phase = DelegationPhase.SUBMITTED
+            intent.job_id = job_id
+            intent.submitted_at = self._utcnow().isoformat()
+            intent.answer = _encode_result(result)
             claim.project.save_record(claim.record)
         if claim.suffix == WORKING_SUFFIX:
-            info = DelegationInfo(entry.provider, str(job_id), str(data["submitted_at"]), entry.key)
+            info = DelegationInfo(entry.provider, str(job_id), intent.submitted_at, entry.key)
             text = with_delegation(task.text, info)
             claim = claim.project.mark_delegated(claim, text.encode("utf-8", "surrogatepass"))
             task = dataclasses.replace(task, text=text)
@@ -419,9 +417,8 @@ class DelegationExecutor:
     def _fallback(self, job: Job, provider: str, reason: str) -> Outcome:
         """A REQUEUE outcome that marks ``provider`` unavailable for this task."""
         record = job.claim.record
-        unavailable = {str(p) for p in record.data.get("unavailable", [])}
-        record.data["unavailable"] = sorted(unavailable | {provider} - {""})
-        record.data.pop("delegation", None)
+        record.unavailable = tuple(sorted({*record.unavailable, provider} - {""}))
+        record.delegation = None
         job.claim.project.save_record(record)
         logger.warning(
             "provider unavailable; task goes down the fallback chain",
@@ -467,24 +464,24 @@ class DelegationExecutor:
     def _interval(self, provider: str) -> float:
         return self._intervals.get(provider, DEFAULT_POLL_INTERVAL)
 
-    def _delegation_data(self, job: Job) -> dict[str, Any] | None:
-        """The record's delegation data, or new data read from the marker if the record is lost."""
-        data = job.claim.record.data.get("delegation")
-        if isinstance(data, dict) and data.get("key") and data.get("provider"):
-            return data
+    def _delegation_intent(self, job: Job) -> DelegationIntent | None:
+        """The record's delegation, or one read from the marker if the record is lost."""
+        intent = job.claim.record.delegation
+        if intent is not None and intent.key and intent.provider:
+            return intent
         info = read_info(job.task.meta.model_extra)
         if info is None:
             logger.error(
                 "delegated task without job information", extra={"task": job.claim.task_id}
             )
             return None
-        return {
-            "provider": info.provider,
-            "key": info.idempotency_key,
-            "phase": "submitted",
-            "job_id": info.job_id,
-            "submitted_at": info.submitted_at,
-        }
+        return DelegationIntent(
+            info.provider,
+            info.idempotency_key,
+            DelegationPhase.SUBMITTED,
+            job_id=info.job_id,
+            submitted_at=info.submitted_at,
+        )
 
 
 def _describe(failure: BaseException) -> str:

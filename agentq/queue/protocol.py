@@ -2,8 +2,9 @@
 
 Vet, claim, complete, refuse, requeue, recover and sweep. Each transition is one
 atomic rename or link; content is never edited in place (see :mod:`agentq.durable`).
-Per-task control records (attempt counter, claim id, delivery phase) live in
-``.agent-queue/.agentq/<name>.json`` so that they survive crashes and restarts.
+Per-task control records (attempt counter, claim id, delivery phase, session; see
+:mod:`agentq.queue.records`) live in ``.agent-queue/.agentq/<name>.json`` so that they
+survive crashes and restarts.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import os
 import re
@@ -25,6 +25,7 @@ from typing import Any
 
 from agentq.core import crashpoints, durable
 from agentq.core.errors import QueueError, RefusedEntryError
+from agentq.queue.records import KEEP, ControlRecord, Keep, Phase
 from agentq.queue.taskfile import MAX_FILE_BYTES, MAX_FRONTMATTER_BYTES
 from agentq.queue.vetting import (
     DELEGATED_SUFFIX,
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 QUEUE_DIRNAME = ".agent-queue"
 CONTROL_DIRNAME = ".agentq"
 QUARANTINE_DIRNAME = "quarantine"
-RECORD_VERSION = 1
 
 _F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
 _F_RDLCK = getattr(fcntl, "F_RDLCK", 0)
@@ -74,52 +74,6 @@ class ScanResult:
 
 
 @dataclass
-class ControlRecord:
-    """The persisted per-task record: attempts, current claim, delivery phase."""
-
-    name: str
-    ino: int
-    attempts: int = 0
-    claim_id: str = ""
-    claimed_at: str = ""
-    executor: str = ""
-    phase: str = "claimed"
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> bytes:
-        """Serialise with the schema version."""
-        body = {
-            "version": RECORD_VERSION,
-            "name": self.name,
-            "ino": self.ino,
-            "attempts": self.attempts,
-            "claim_id": self.claim_id,
-            "claimed_at": self.claimed_at,
-            "executor": self.executor,
-            "phase": self.phase,
-            "data": self.data,
-        }
-        return json.dumps(body, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> ControlRecord:
-        """Parse a record; raises ``ValueError`` on anything malformed."""
-        body = json.loads(raw)
-        if not isinstance(body, dict) or body.get("version") != RECORD_VERSION:
-            raise ValueError("not a version-1 control record")
-        return cls(
-            name=str(body["name"]),
-            ino=int(body["ino"]),
-            attempts=int(body["attempts"]),
-            claim_id=str(body.get("claim_id", "")),
-            claimed_at=str(body.get("claimed_at", "")),
-            executor=str(body.get("executor", "")),
-            phase=str(body.get("phase", "claimed")),
-            data=dict(body.get("data") or {}),
-        )
-
-
-@dataclass
 class Claim:
     """A task this daemon owns: ``inbox/<name>.working`` plus its control record."""
 
@@ -137,6 +91,28 @@ class Claim:
     def task_id(self) -> str:
         """A stable identifier for logs and ledgers: ``<project>/<name>``."""
         return f"{self.project.path.name}/{self.name}"
+
+    def progress(
+        self,
+        phase: Phase | Keep = KEEP,
+        *,
+        session: str | Keep | None = KEEP,
+        session_id: str | Keep | None = KEEP,
+    ) -> None:
+        """Record how far delivery went, on disk before this returns.
+
+        The executor calls this before it types anything (``delivering``), so that a
+        crash never leaves keystrokes sent that recovery does not know about; fields
+        left at :data:`KEEP` are not changed.
+        """
+        record = self.record
+        if not isinstance(phase, Keep):
+            record.phase = phase
+        if not isinstance(session, Keep):
+            record.session = session
+        if not isinstance(session_id, Keep):
+            record.session_id = session_id
+        self.project.save_record(record)
 
 
 class Project:
@@ -271,15 +247,9 @@ class Project:
 
     def begin_attempt(self, claim: Claim, executor: str, now_iso: str) -> None:
         """Count this attempt and persist it before any side effect (R11)."""
-        rec = claim.record
-        rec.attempts += 1
-        rec.claim_id = secrets.token_hex(8)
-        rec.claimed_at = now_iso
-        rec.executor = executor
-        rec.phase = "claimed"
         # Providers that failed terminally stay excluded for the task's later attempts.
-        rec.data = {k: v for k, v in rec.data.items() if k == "unavailable"}
-        self.save_record(rec)
+        claim.record.begin(secrets.token_hex(8), now_iso, executor)
+        self.save_record(claim.record)
         crashpoints.hit("after_attempt_persist")
 
     def read_claimed(self, claim: Claim) -> bytes:
@@ -323,12 +293,12 @@ class Project:
         rec = claim.record
         rec.attempts = max(0, rec.attempts - 1)
         rec.claim_id = ""
-        rec.phase = "released"
+        rec.phase = Phase.RELEASED
         self._return(claim)
 
     def requeue(self, claim: Claim) -> None:
         """Give a claimed task back to the inbox (its attempt count is kept)."""
-        claim.record.phase = "requeued"
+        claim.record.phase = Phase.REQUEUED
         self._return(claim)
         durable.fsync_dir(self.inbox)
 

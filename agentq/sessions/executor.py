@@ -1,59 +1,105 @@
 """The local-session executor: tasks typed into a pool of agent sessions in tmux.
 
-Each pool slot is a small state machine advanced by :meth:`SessionExecutor.poll`,
-so launches, deliveries and completions of several sessions overlap and the main
-loop never blocks on one of them::
+The shell around :mod:`agentq.sessions.machine`: each poll it observes (one batched
+``list-panes`` for every session, a capture only for the slots whose state reads the
+screen, the hook signal files), steps each slot's machine and applies the actions it
+returns. It decides nothing itself. What it holds: which job runs on which slot, the
+slots (owned by the machine's steps), the account new sessions launch on, whether
+dispatch is paused, and the quota readings of the last poll for the accounts side.
 
-    EMPTY → LAUNCHING → IDLE → PASTED → SUBMITTED → BUSY → EXITING → EMPTY
-                          ↑_____________________________________|  (recycle)
+The task's delivery phase and agent session id belong to its control record: progress
+goes there through :meth:`agentq.queue.protocol.Claim.progress`, persisted before a key
+is typed. Hooks are installed into every account home once, here, at construction.
 
-Delivery is verified, not assumed: the paste must show in the live input line
-before Enter is sent, and the agent must be seen busy (hook ``UserPromptSubmit``
-or a spinning title) before the task counts as delivered. Completion precedence:
-``Stop`` signal > ``StopFailure`` > idle prompt after busy (result from the
-transcript) > timeout / idle timeout.
+The account swap drives the executor through the pool interface the accounts side
+defines (:class:`agentq.accounts.pool.SessionPool`): ``pause_dispatch``/``resume_dispatch``,
+``park``, ``use_account``, ``resume_parked``, ``operator_sessions`` and
+``resume_operator_session``.
 """
 
 from __future__ import annotations
 
 import logging
 import shlex
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
-from agentq.accounts.quota import Decision, QuotaMonitor, Reading
-from agentq.agents.classify import Activity, classify_hook_payload, classify_pane
+from agentq.agents.classify import Activity
 from agentq.agents.hooks import Signal, consume, merge_hooks, read_signals
-from agentq.agents.profiles import AgentProfile, transcript_path
+from agentq.agents.profiles import AgentProfile, make_profile, transcript_path
+from agentq.agents.readings import Reading
 from agentq.agents.resets import parse_reset
-from agentq.agents.screen import (
-    CONTINUE_PROMPT,
-    SHELLS,
-    TAIL_LINES,
-    find_session_by_prompt,
-    has_pending_input,
-    last_assistant_text,
-    last_echo,
-    prompt_text,
-    screen_tail,
-)
+from agentq.agents.transcript import find_session_by_prompt, last_assistant_text
+from agentq.config.models import Config
 from agentq.core import crashpoints
+from agentq.core.clock import Clock, SystemClock
 from agentq.core.errors import AgentError, TmuxError
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
-from agentq.queue.protocol import Claim
+from agentq.queue.protocol import Claim, find_projects
+from agentq.queue.records import Phase
 from agentq.queue.taskfile import Task
-from agentq.sessions.pool import PoolSpec
-from agentq.sessions.slots import SessionSettings, Slot, SlotState
-from agentq.sessions.tmux import TmuxDriver
+from agentq.sessions import model as m
+from agentq.sessions.delivery import SHELLS, prompt_text
+from agentq.sessions.machine import needs_screen, step
+from agentq.sessions.pool import PoolSpec, pick_slot, plan_launches
+from agentq.sessions.tmux import PaneInfo, TmuxDriver
 
 logger = logging.getLogger(__name__)
 
-LAUNCH_TIMEOUT = 45.0
-EXIT_TIMEOUT = 5.0
-STOP_GRACE = 2.0
+#: A quota reading quotes at most this much of what the session said.
+READING_TEXT_MAX = 120
+SUBSCRIPTION_COST = "not reported (subscription session)"
+#: Poll intervals: quick while a session starts, takes a paste or exits; calmer while it works.
+FAST_POLL = 0.1
+BUSY_POLL = 0.5
+_FAST_STATES = frozenset(
+    {m.SlotState.LAUNCHING, m.SlotState.PASTED, m.SlotState.SUBMITTED, m.SlotState.EXITING}
+)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """What the executor needs from the configuration.
+
+    ``accounts`` maps every account the pool may launch on to its config dir (one entry,
+    ``default``, without configured accounts); ``account`` is the one it starts on.
+    """
+
+    accounts: Mapping[str, Path]
+    account: str
+    default_cwd: Path
+    timezone: str = "UTC"
+    rules: m.Rules = field(default_factory=m.Rules)
+
+    @classmethod
+    def from_config(
+        cls, config: Config, env: Mapping[str, str], state_dir: Path
+    ) -> SessionSettings:
+        """The settings ``config`` asks for (the first account first)."""
+        accounts = {a.name: a.home for a in config.accounts}
+        if not accounts:
+            accounts = {"default": Path(env.get("HOME", "~")).expanduser() / ".claude"}
+        projects = find_projects(config.projects.roots, config.projects.paths)
+        answer = config.agent.permission_answer if config.agent.on_permission == "answer" else None
+        rules = m.Rules(
+            delivery_timeout=config.dispatch.delivery_timeout,
+            delivery_retries=config.dispatch.delivery_retries,
+            idle_timeout=config.completion.idle_timeout,
+            task_timeout=config.completion.task_timeout,
+            permission_timeout=config.completion.permission_timeout,
+            permission_answer=answer,
+            recycle=config.completion.recycle,
+        )
+        return cls(
+            accounts=accounts,
+            account=next(iter(accounts)),
+            default_cwd=projects[0] if projects else state_dir,
+            timezone=config.quota.timezone,
+            rules=rules,
+        )
 
 
 class SessionExecutor:
@@ -68,38 +114,53 @@ class SessionExecutor:
         pool: PoolSpec,
         settings: SessionSettings,
         state_dir: Path,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.driver = driver
         self.profile = profile
         self.pool = pool
         self.settings = settings
         self.state_dir = state_dir
-        self.clock = clock
-        self.slots = {name: Slot(name) for name in pool.names() if pool.owns(name)}
-        self.session_ids: dict[str, str] = {}
+        self._clock: Clock = clock or SystemClock()
+        self._rules = settings.rules
+        self._slots = {name: m.Slot(name) for name in pool.names() if pool.owns(name)}
+        self._tasks: dict[str, tuple[Job, m.TaskView]] = {}
         self._finished: list[Outcome] = []
-        self.paused = False
-        self.monitor = QuotaMonitor(settings.confirm_polls, timedelta(seconds=settings.cooldown))
-        #: Set when the quota monitor decides the active account is exhausted.
-        self.swap_request: Decision | None = None
+        self._readings: list[Reading] = []
+        self._operator_ids: dict[str, str] = {}
         #: What this executor saw, for the API's metrics (see :meth:`tallies`).
         self._tallies: Counter[tuple[str, ...]] = Counter()
+        self._paused = False
+        self._account = settings.account
         (state_dir / "signals").mkdir(parents=True, exist_ok=True)
-        settings.account_home.mkdir(parents=True, exist_ok=True)
-        merge_hooks(settings.account_home / "settings.json", state_dir)
+        for home in settings.accounts.values():
+            # The one place hooks are merged: every home a session may start on, at start-up,
+            # so a broken settings.json stops the daemon instead of failing mid-swap.
+            home.mkdir(parents=True, exist_ok=True)
+            merge_hooks(home / "settings.json", state_dir)
         self._adopt_live_sessions()
 
-    # -- Executor protocol -------------------------------------------------------------
+    @classmethod
+    def from_config(
+        cls, config: Config, env: Mapping[str, str], state_dir: Path, clock: Clock | None = None
+    ) -> SessionExecutor:
+        """The pool, profile and tmux server ``config`` describes."""
+        agent = config.agent
+        profile = make_profile(agent.profile, agent.command, agent.args, agent.env)
+        dedicated = frozenset(d.name for d in config.pool.dedicated)
+        spec = config.pool
+        pool = PoolSpec(spec.prefix, spec.start_index, spec.min, spec.max, dedicated)
+        settings = SessionSettings.from_config(config, env, state_dir)
+        driver = TmuxDriver(config.tmux.socket_name)
+        return cls(driver, profile, pool, settings, state_dir, clock)
+
+    # -- the executor protocol -------------------------------------------------------------
 
     def capacity(self) -> int:
-        """Free slots (idle, or empty and launchable)."""
-        if self.paused or self.swap_request is not None:
+        """Free slots (idle, or empty and launchable); none while dispatch is paused."""
+        if self._paused:
             return 0
-        return sum(
-            s.job is None and s.state in (SlotState.IDLE, SlotState.EMPTY)
-            for s in self.slots.values()
-        )
+        return sum(s.state in (m.SlotState.IDLE, m.SlotState.EMPTY) for s in self._slots.values())
 
     def start(self, job: Job) -> None:
         """Assign ``job`` to a free slot, in the project folder, and begin delivery.
@@ -110,56 +171,58 @@ class SessionExecutor:
         """
         cwd = job.claim.project.path
         pinned = job.task.meta.session
-        if pinned and pinned not in self.slots:
+        if pinned and pinned not in self._slots:
             raise AgentError(f"session pin {pinned!r} is not one of the pool's sessions")
-        slot = self._pick_slot(cwd, pinned)
-        slot.job = job
-        slot.tries = 0
-        slot.notes = []
-        slot.continuing = slot.submitted = False
-        slot.resume_id = None
-        if pinned and slot.name != pinned:
-            slot.notes.append(("pin", f"{pinned} was busy; ran on {slot.name}"))
-        try:
-            if slot.state is SlotState.IDLE and slot.cwd == cwd and self.driver.is_alive(slot.name):
-                self._paste(slot)
-            else:
-                self._kill(slot)
-                self._launch(slot, cwd)
-        except TmuxError as exc:
-            slot.job = None
-            self._kill_quietly(slot)
-            raise AgentError(f"could not start an agent session: {exc}", slot.name) from exc
+        slot = pick_slot(self._slots.values(), cwd, pinned)
+        if slot is None:
+            raise AgentError("no free agent session")
+        note = None
+        if pinned and pinned != slot.name:
+            note = ("pin", f"{pinned} was busy; ran on {slot.name}")
+        view = self._task_view(job)
+        self._tasks[slot.name] = (job, view)
+        pane = None
+        if slot.state is m.SlotState.IDLE:  # reused if its agent runs; its screen sets the echo
+            pane = self._pane(slot, self.driver.list_panes().get(slot.name), screen=True)
+        assign = m.Assign(view, self._account, pane, note)
+        failure = self._run(slot.name, assign, *self._moment(), drop_task=True)
+        if failure is not None:
+            raise AgentError(f"could not start an agent session: {failure}", slot.name) from failure
 
     def poll(self, now: datetime) -> Sequence[Outcome]:
-        """Advance every slot; return the jobs that ended."""
-        signals = self._take_signals()
-        for slot in self.slots.values():
+        """Observe every slot, step it, apply its actions; return the jobs that ended."""
+        instant = self._instant(now)
+        hooks = self._take_signals()
+        panes = self.driver.list_panes()
+        for name, slot in self._slots.items():
+            info = panes.get(name)
             try:
-                self._advance(slot, signals.get(slot.name, []))
+                pane = self._pane(slot, info)
             except TmuxError as exc:
-                logger.warning(
-                    "tmux error while polling", extra={"session": slot.name, "error": str(exc)}
-                )
-                if slot.job is not None and not self.driver.has_session(slot.name):
-                    self._end(
-                        slot, OutcomeStatus.FAILED, error=f"session {slot.name} vanished: {exc}"
-                    )
-                    slot.state = SlotState.EMPTY
+                if self.driver.has_session(name):
+                    extra = {"session": name, "error": str(exc)}
+                    logger.warning("tmux error while polling", extra=extra)
+                    continue
+                pane = None  # it went between the listing and the capture
+            self._run(name, m.Tick(pane, hooks.get(name, ()), self._view(name)), instant, now)
+        self._keep_minimum(instant, now)
         done, self._finished = self._finished, []
-        self._keep_minimum()
         return done
 
     def recover(self, claim: Claim, task: Task | None, now: datetime) -> Recovery:
-        """Decide about a task in flight at start-up: untyped → requeue; typed → adopt or fail."""
-        session = str(claim.record.data.get("session", ""))
-        if claim.record.phase == "claimed" or not session:
+        """Decide about a task in flight at start-up: untyped → requeue; typed → adopt or fail.
+
+        The record's phase, the hook signals since the claim and the pane decide; the time
+        does not (a hook that lands after the restart is evidence too).
+        """
+        session = claim.record.session or ""
+        if claim.record.phase is Phase.CLAIMED or not session:
             return Recovery(RecoveryKind.REQUEUE)
-        slot = self.slots.get(session)
-        if slot is not None and self.driver.is_alive(session) and task is not None:
+        info = self.driver.list_panes().get(session)
+        if session in self._slots and info is not None and info.alive and task is not None:
             if self._turn_signalled(session, claim.record.claimed_at):
                 return Recovery(RecoveryKind.ADOPT)  # its hooks said it took (or finished) the turn
-            activity = self._activity(session)
+            activity = self.profile.activity(self.driver.capture(session), info.title)
             if activity in (Activity.BUSY, Activity.PERMISSION):
                 return Recovery(RecoveryKind.ADOPT)
         return Recovery(
@@ -168,75 +231,58 @@ class SessionExecutor:
             "could not be observed to completion",
         )
 
-    def _turn_signalled(self, session: str, claimed_at: str) -> bool:
-        """Whether hook signals left from before the restart show ``session`` took this turn."""
-        try:
-            since = datetime.fromisoformat(claimed_at).timestamp()
-        except ValueError:
-            return False
-        events = {"UserPromptSubmit", "Stop", "StopFailure"}
-        return any(
-            sig.session == session and sig.event in events and sig.received_at >= since
-            for sig in read_signals(self.state_dir)
-        )
-
     def adopt(self, job: Job) -> None:
         """Watch a task that was already delivered before a restart until it completes."""
-        session = str(job.claim.record.data.get("session", ""))
-        slot = self.slots[session]
-        slot.job = job
-        slot.stale = False
-        slot.session_id = job.claim.record.data.get("session_id") or slot.session_id
-        slot.state = SlotState.BUSY
-        slot.since = self.clock()
-        slot.last_change = slot.since
-        slot.delivered_ns = 0
-        slot.cwd = job.claim.project.path
+        session = job.claim.record.session or ""
+        view = self._task_view(job)
+        self._tasks[session] = (job, view)
+        adopt = m.Adopt(replace(view, session_id=job.claim.record.session_id), self._account)
+        self._run(session, adopt, *self._moment())
 
     def next_poll(self) -> float | None:
         """How soon :meth:`poll` wants to run again."""
-        states = {s.state for s in self.slots.values()}
-        if states & {SlotState.LAUNCHING, SlotState.PASTED, SlotState.SUBMITTED, SlotState.EXITING}:
-            return 0.1
-        if states & {SlotState.BUSY, SlotState.QUOTA}:
-            return 0.5
+        states = {s.state for s in self._slots.values()}
+        if states & _FAST_STATES:
+            return FAST_POLL
+        if states & {m.SlotState.BUSY, m.SlotState.QUOTA}:
+            return BUSY_POLL
         return None
 
     def close(self) -> None:
         """Leave sessions running: in-flight tasks stay claimed and are recovered on restart."""
 
     def status(self) -> list[dict[str, object]]:
-        """Per-session status for ``state.json``."""
+        """Per-session status for ``state.json`` and the API."""
+        mono, wall = self._clock.monotonic(), self._clock.now().timestamp()
         out: list[dict[str, object]] = []
-        for slot in self.slots.values():
-            entry: dict[str, object] = {"session": slot.name, "state": slot.state.value}
-            if slot.job is not None:
-                entry["task"] = slot.job.claim.task_id
-            # For the API (issue 12): the account, the agent's session id, the last activity.
-            entry["account"] = self.settings.account
-            entry["session_id"] = slot.session_id
+        for name, slot in self._slots.items():
+            entry: dict[str, object] = {"session": name, "state": slot.state.value}
+            view = self._view(name)
+            if view is not None:
+                entry["task"] = view.key
+            entry["account"] = slot.account or self._account
+            entry["session_id"] = view.session_id if view is not None else None
             last = max(slot.since, slot.last_change)
-            entry["last_activity"] = time.time() - (self.clock() - last) if last else None
+            entry["last_activity"] = wall - (mono - last) if last else None
             if slot.permission_since is not None:
-                entry["waiting_on_permission_s"] = round(self.clock() - slot.permission_since)
+                entry["waiting_on_permission_s"] = round(mono - slot.permission_since)
             out.append(entry)
         return out
 
-    # -- operator requests (issue 12: the API's cancel, pane lines, metrics) -----------
-
     def cancel(self, task_id: str) -> bool:
         """Interrupt the agent working on ``task_id``; its job ends failed ("cancelled")."""
-        for slot in self.slots.values():
-            if slot.job is not None and slot.job.claim.task_id == task_id:
-                if self.driver.has_session(slot.name):
-                    self.driver.send_keys(slot.name, "Escape")
-                self._end(slot, OutcomeStatus.FAILED, error="cancelled")
-                return True
-        return False
+        name = next(
+            (n for n, (job, _) in self._tasks.items() if job.claim.task_id == task_id), None
+        )
+        if name is None:
+            return False
+        pane = self._pane(self._slots[name], self.driver.list_panes().get(name))
+        self._run(name, m.Cancel(self._view(name), pane), *self._moment())
+        return True
 
     def pane_lines(self, name: str, count: int) -> list[str] | None:
         """The last ``count`` lines of pool session ``name``'s pane; None when it is not running."""
-        if name not in self.slots or not self.driver.has_session(name):
+        if name not in self._slots or not self.driver.has_session(name):
             return None
         return self.driver.capture(name).rstrip("\n").splitlines()[-count:]
 
@@ -244,7 +290,202 @@ class SessionExecutor:
         """Delivery retries, hook signals by event and quota readings by account/source/kind."""
         return dict(self._tallies)
 
-    # -- slots -------------------------------------------------------------------------
+    def take_readings(self) -> list[Reading]:
+        """The quota readings taken since the last call (hook and pane), oldest first."""
+        readings, self._readings = self._readings, []
+        return readings
+
+    # -- the pool interface (driven by the account swap) ---------------------------------
+
+    def pause_dispatch(self) -> None:
+        """Take no new task and launch no session until :meth:`resume_dispatch`."""
+        self._paused = True
+
+    def resume_dispatch(self) -> None:
+        """Take tasks and keep the pool's minimum again."""
+        self._paused = False
+
+    def park(self, account: str | None = None) -> int:
+        """Kill our sessions (those on ``account``, or all); their tasks stay, parked.
+
+        Signals not read yet are read first: they may name a task's session id. For a
+        prompt submitted so recently that no hook spoke yet, the transcript holding it
+        names it. Returns how many tasks were parked.
+        """
+        hooks = self._take_signals()
+        instant, now = self._moment()
+        for name, slot in self._slots.items():
+            if account is None or slot.account in (account, ""):
+                self._run(name, m.Park(hooks.get(name, ()), self._view(name)), instant, now)
+        return sum(s.state is m.SlotState.PARKED for s in self._slots.values())
+
+    def use_account(self, name: str) -> None:
+        """Launch later sessions on account ``name`` (its hooks were installed at start-up)."""
+        if name not in self.settings.accounts:
+            raise AgentError(f"unknown account {name!r} for the session pool")
+        self._account = name
+
+    def resume_parked(self) -> int:
+        """Relaunch each parked task on the current account: ``--resume`` it or deliver afresh."""
+        instant, now = self._moment()
+        resumed = 0
+        for name, slot in self._slots.items():
+            if slot.state is m.SlotState.PARKED:
+                self._run(name, m.Resume(self._view(name), self._account), instant, now)
+                resumed += self._slots[name].state is m.SlotState.LAUNCHING
+        return resumed
+
+    def operator_sessions(self) -> dict[str, str]:
+        """The operator's sessions whose agent session id the hooks reported."""
+        return dict(self._operator_ids)
+
+    def resume_operator_session(self, name: str, session_id: str) -> bool:
+        """Resume an operator's session on the current account, only if it is at its shell."""
+        info = self.driver.list_panes().get(name)
+        if name not in self.pool.dedicated or info is None:
+            return False
+        if info.command not in SHELLS:
+            return False  # the agent (or something else) still runs there: never interrupt it
+        home = self.settings.accounts[self._account]
+        env = {**self.profile.env, "CLAUDE_CONFIG_DIR": str(home)}
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
+        argv = [shlex.quote(a) for a in self.profile.launch_command(resume=session_id)]
+        self.driver.send_keys(name, " ".join([*assignments, *argv]), literal=True)
+        self.driver.send_keys(name, "Enter")
+        return True
+
+    # -- observe, step, apply ------------------------------------------------------------
+
+    def _instant(self, now: datetime) -> m.Instant:
+        """The machine's clock reading at the wall time ``now``."""
+        return m.Instant(self._clock.monotonic(), now.timestamp())
+
+    def _moment(self) -> tuple[m.Instant, datetime]:
+        """One reading of the injected clock, for calls that are not handed a ``now``."""
+        now = self._clock.now()
+        return self._instant(now), now
+
+    def _pane(self, slot: m.Slot, info: PaneInfo | None, *, screen: bool = False) -> m.Pane | None:
+        """What the machine sees of a slot's session; the screen only when its state reads it."""
+        if info is None:
+            return None
+        wanted = info.alive and (screen or needs_screen(slot))
+        return m.Pane(info.alive, info.title, self.driver.capture(slot.name) if wanted else "")
+
+    def _run(
+        self,
+        name: str,
+        observation: m.Observation,
+        instant: m.Instant,
+        now: datetime,
+        *,
+        drop_task: bool = False,
+    ) -> TmuxError | AgentError | None:
+        """Step one slot and apply the actions; a failure is stepped too, then returned."""
+        slot, actions = step(self._slots[name], observation, instant, self._rules)
+        self._slots[name] = slot
+        try:
+            for action in actions:
+                self._apply(name, action, now)
+        except (TmuxError, AgentError) as exc:
+            logger.warning("tmux error while applying", extra={"session": name, "error": str(exc)})
+            if drop_task:
+                self._tasks.pop(name, None)
+            failed = m.Failed(str(exc), self.driver.has_session(name), self._view(name))
+            slot, actions = step(self._slots[name], failed, instant, self._rules)
+            self._slots[name] = slot
+            for action in actions:
+                try:
+                    self._apply(name, action, now)
+                except (TmuxError, AgentError) as again:  # the slot is failing already
+                    logger.warning("tmux error", extra={"session": name, "error": str(again)})
+            return exc
+        return None
+
+    def _apply(self, name: str, action: m.Action, now: datetime) -> None:
+        match action:
+            case m.Launch(cwd=cwd, account=account, resume=resume, retry=retry):
+                self._tallies["delivery_retries",] += retry
+                self._kill(name)  # a leftover of ours never blocks a launch
+                home = self.settings.accounts[account]
+                env = self.profile.session_env(home, name, self.state_dir)
+                self.driver.new_session(name, cwd, self.profile.launch_command(resume), env)
+                logger.debug("session launched", extra={"session": name, "cwd": str(cwd)})
+            case m.Kill():
+                self._kill(name)
+            case m.Paste(text=text):
+                crashpoints.hit("before_tmux_send")
+                self.driver.paste(name, text)
+            case m.Submit():
+                self.driver.send_keys(name, "Enter")
+                crashpoints.hit("after_tmux_send")
+            case m.SendKeys(keys=keys, literal=literal):
+                self.driver.send_keys(name, *keys, literal=literal)
+            case m.Exit():
+                self.driver.send_keys(name, "Escape")
+                self.driver.paste(name, "/exit")
+                self.driver.send_keys(name, "Enter")
+            case m.Progress(phase=phase, session=session, session_id=session_id):
+                job = self._job(name)
+                if job is not None:
+                    job.claim.progress(phase, session=session, session_id=session_id)
+            case m.Finish():
+                self._finish(name, action, now)
+            case m.Report():
+                reading = self._reading(name, action, now)
+                self._tallies["reading", reading.account, reading.source, reading.kind] += 1
+                self._readings.append(reading)
+            case m.FindSessionId(account=account, cwd=cwd, first_line=first):
+                job = self._job(name)
+                found = find_session_by_prompt(self.settings.accounts[account], cwd, first)
+                if job is not None and found:
+                    job.claim.progress(session_id=found)
+            case m.Log(level=level, message=message, fields=fields):
+                logger.log(level, message, extra=dict(fields))
+
+    def _kill(self, name: str) -> None:
+        if self.driver.has_session(name):
+            self.driver.kill_session(name)
+
+    def _finish(self, name: str, finish: m.Finish, now: datetime) -> None:
+        job = self._job(name)
+        self._tasks.pop(name, None)
+        if job is None:
+            return
+        result = finish.result
+        if finish.answer_from is not None:
+            result = self._transcript_answer(finish.answer_from)
+        status = OutcomeStatus.DONE if finish.ending is m.Ending.DONE else OutcomeStatus.FAILED
+        self._finished.append(
+            Outcome(
+                job,
+                status,
+                now,
+                result=result,
+                error=finish.error,
+                target=name,
+                account=self._slots[name].account or self._account,
+                cost=SUBSCRIPTION_COST,
+                details=finish.details,
+            )
+        )
+
+    def _reading(self, name: str, report: m.Report, now: datetime) -> Reading:
+        reset = report.reset_text
+        reset_at = parse_reset(reset, now, self.settings.timezone) if reset else None
+        text = report.text[:READING_TEXT_MAX]
+        account = self._slots[name].account
+        return Reading(name, report.source, report.kind, reset_at, text, now, account)
+
+    def _transcript_answer(self, ref: m.TranscriptRef) -> str:
+        """The last assistant text of the session's transcript (the fallback result)."""
+        path: Path | None = Path(ref.path) if ref.path else None
+        home = self.settings.accounts.get(ref.account)
+        if path is None and ref.session_id and ref.cwd is not None and home is not None:
+            path = transcript_path(home, ref.cwd, ref.session_id)
+        return last_assistant_text(path) if path is not None else ""
+
+    # -- slots and tasks -----------------------------------------------------------------
 
     def _adopt_live_sessions(self) -> None:
         """Sessions of ours left by a previous daemon: watched if a task is adopted, else recycled.
@@ -252,613 +493,82 @@ class SessionExecutor:
         A leftover session may hold half-typed input from before the restart; it is
         never reused for a new task (that would submit the old text with the new).
         """
-        live = set(self.driver.list_sessions())
-        for slot in self.slots.values():
-            if slot.name in live:
-                slot.state = SlotState.LAUNCHING
-                slot.since = self.clock()
-                slot.stale = True
+        live = self.driver.list_panes()
+        mono = self._clock.monotonic()
+        for name in self._slots:
+            if name in live:
+                stale = m.Slot(name, m.SlotState.LAUNCHING, self._account, since=mono, stale=True)
+                self._slots[name] = stale
 
-    def _pick_slot(self, cwd: Path, pinned: str | None) -> Slot:
-        free = [
-            s
-            for s in self.slots.values()
-            if s.job is None and s.state in (SlotState.IDLE, SlotState.EMPTY)
+    def _keep_minimum(self, instant: m.Instant, now: datetime) -> None:
+        if self._paused:
+            return
+        live = [n for n, s in self._slots.items() if s.state is not m.SlotState.EMPTY]
+        ready = [
+            n
+            for n, s in self._slots.items()
+            if s.state is m.SlotState.EMPTY and s.retry_at <= instant.mono
         ]
-        if pinned:
-            free = [s for s in free if s.name == pinned] or free
-        same = [s for s in free if s.state is SlotState.IDLE and s.cwd == cwd]
-        empty = [s for s in free if s.state is SlotState.EMPTY]
-        return (same or empty or free)[0]
+        for name in plan_launches(self.pool, live, ready):
+            cwd = self._slots[name].cwd
+            if cwd is None or not cwd.is_dir():
+                cwd = self.settings.default_cwd
+            self._run(name, m.Warm(cwd, self._account), instant, now)
 
-    def _launch(self, slot: Slot, cwd: Path, resume: str | None = None) -> None:
-        env = self.profile.session_env(self.settings.account_home, slot.name, self.state_dir)
-        self.driver.new_session(slot.name, cwd, self.profile.launch_command(resume), env)
-        slot.state = SlotState.LAUNCHING
-        slot.cwd = cwd
-        slot.since = self.clock()
-        slot.session_id = resume  # a resumed agent keeps its id; a fresh one reports it
-        slot.launched_ns = time.time_ns()
-        slot.last_verdict = None
-        slot.echo_baseline = ""
-        logger.debug("session launched", extra={"session": slot.name, "cwd": str(cwd)})
+    def _job(self, name: str) -> Job | None:
+        entry = self._tasks.get(name)
+        return entry[0] if entry else None
 
-    def _kill(self, slot: Slot) -> None:
-        if self.driver.has_session(slot.name):
-            self.driver.kill_session(slot.name)
-        slot.state = SlotState.EMPTY
-
-    def _keep_minimum(self) -> None:
-        if self.paused or self.swap_request is not None:
-            return
-        now = self.clock()
-        live = sum(s.state is not SlotState.EMPTY for s in self.slots.values())
-        for slot in self.slots.values():
-            if live >= self.pool.min:
-                break
-            if slot.state is not SlotState.EMPTY or slot.job is not None or slot.retry_at > now:
-                continue
-            cwd = slot.cwd if slot.cwd is not None and slot.cwd.is_dir() else None
-            try:
-                self._launch(slot, cwd or self.settings.default_cwd)
-            except TmuxError as exc:
-                self._launch_failed(slot, str(exc))
-                continue
-            live += 1
-
-    def _launch_failed(self, slot: Slot, reason: str) -> None:
-        """Back off a slot whose agent will not start (wrong command, bad folder…)."""
-        slot.launch_failures += 1
-        delay = min(60.0, 2.0**slot.launch_failures)
-        slot.retry_at = self.clock() + delay
-        slot.state = SlotState.EMPTY
-        logger.warning(
-            "agent session failed to start; backing off",
-            extra={"session": slot.name, "reason": reason, "retry_in_s": delay},
-        )
-
-    def _kill_quietly(self, slot: Slot) -> None:
-        try:
-            self._kill(slot)
-        except TmuxError:
-            slot.state = SlotState.EMPTY
-
-    def _activity(self, session: str) -> Activity:
-        return self.profile.activity(self.driver.capture(session), self.driver.pane_title(session))
-
-    # -- the state machine -------------------------------------------------------------
-
-    def _advance(self, slot: Slot, signals: list[Signal]) -> None:
-        signals = self._own_signals(slot, signals)
-        if slot.state in (SlotState.EMPTY, SlotState.PARKED):
-            return
-        if not self.driver.is_alive(slot.name):
-            self._session_gone(slot)
-            return
-        handler = {
-            SlotState.LAUNCHING: self._on_launching,
-            SlotState.PASTED: self._on_pasted,
-            SlotState.SUBMITTED: self._on_submitted,
-            SlotState.BUSY: self._on_busy,
-            SlotState.QUOTA: self._on_quota,
-            SlotState.EXITING: self._on_exiting,
-        }.get(slot.state)
-        if handler is not None:
-            handler(slot, signals)
-
-    def _own_signals(self, slot: Slot, signals: list[Signal]) -> list[Signal]:
-        """Signals of the agent session that took our prompt.
-
-        A pane may hold other agent processes: a nested ``claude -p`` the agent ran
-        inherits ``AGENTQ_SESSION``, and a killed predecessor's hooks may land late.
-        The slot binds to the session whose ``UserPromptSubmit`` carried our prompt;
-        after that, turn-ending signals of any other session are ignored.
-        """
-        own = []
-        expected = self._expected_prompt(slot)
-        for sig in signals:
-            if sig.received_at * 1e9 < slot.launched_ns:
-                continue  # from the process this slot ran before
-            sid = sig.session_id
-            if (
-                sid
-                and sig.event == "UserPromptSubmit"
-                and expected
-                and (sig.prompt or "").startswith(expected)
-            ):
-                slot.bound_id = sid
-            if sid and slot.bound_id and sid != slot.bound_id:
-                logger.info(
-                    "signal of another agent process ignored",
-                    extra={"session": slot.name, "event": sig.event, "id": sid},
-                )
-                continue
-            if sid and sig.event != "SessionEnd":
-                slot.session_id = sid
-            if sig.transcript_path:
-                slot.transcript = sig.transcript_path
-            own.append(sig)
-        return own
+    def _view(self, name: str) -> m.TaskView | None:
+        """The slot's task, with the session id its control record holds now."""
+        entry = self._tasks.get(name)
+        if entry is None:
+            return None
+        job, view = entry
+        return replace(view, session_id=job.claim.record.session_id)
 
     @staticmethod
-    def _expected_prompt(slot: Slot) -> str:
-        """The first line of what we typed into the slot ('' when nothing is typed)."""
-        if slot.job is None:
-            return ""
-        text = CONTINUE_PROMPT if slot.continuing else prompt_text(slot.job)
-        return text.split("\n", 1)[0]
+    def _task_view(job: Job) -> m.TaskView:
+        claim = job.claim
+        project = claim.project.path
+        prompt = prompt_text(claim.name, project.name, claim.record.attempts, job.task.body)
+        return m.TaskView(claim.task_id, project, prompt, job.task.meta.timeout)
 
-    def _session_gone(self, slot: Slot) -> None:
-        if slot.state is SlotState.LAUNCHING and slot.job is None:
-            self._launch_failed(slot, "the agent exited while starting")
-            return
-        if slot.state is SlotState.EXITING or slot.job is None:
-            slot.state = SlotState.EMPTY
-            return
-        if slot.state is SlotState.LAUNCHING and slot.tries < self.settings.delivery_retries:
-            slot.tries += 1
-            self._launch(slot, slot.job.claim.project.path, resume=slot.resume_id)
-            return
-        if slot.state is SlotState.LAUNCHING and slot.resume_id:
-            self._end(
-                slot,
-                OutcomeStatus.FAILED,
-                error=f"could not resume session {slot.resume_id} on account "
-                f"{self.settings.account}: the agent exited at start",
-                tail=screen_tail(slot.last_screen),
-            )
-            slot.state = SlotState.EMPTY
-            return
-        tail = screen_tail(slot.last_screen)
-        self._end(
-            slot,
-            OutcomeStatus.FAILED,
-            error=f"session {slot.name} ended while working on the task",
-            tail=tail,
-        )
-        slot.state = SlotState.EMPTY
+    # -- signals ---------------------------------------------------------------------------
 
-    def _on_launching(self, slot: Slot, signals: list[Signal]) -> None:
-        if slot.stale and slot.job is None:
-            self._kill(slot)
-            slot.stale = False
-            return
-        activity = self._activity(slot.name)
-        if activity is Activity.MENU:
-            self.driver.send_keys(slot.name, "Escape")
-            return
-        if activity is Activity.IDLE:
-            slot.state = SlotState.IDLE
-            slot.launch_failures = 0
-            if slot.job is not None:
-                self._paste(slot)
-            return
-        if self.clock() - slot.since > LAUNCH_TIMEOUT:
-            self._retry_or_fail(
-                slot, f"the agent in {slot.name} did not become ready in {LAUNCH_TIMEOUT:.0f}s"
-            )
-
-    def _paste(self, slot: Slot) -> None:
-        job = slot.job
-        if job is None:
-            return
-        record = job.claim.record
-        record.phase = "delivering"
-        record.data["session"] = slot.name
-        job.claim.project.save_record(record)
-        crashpoints.hit("before_tmux_send")
-        slot.delivered_ns = time.time_ns()
-        slot.bound_id = None
-        slot.quota_hint = None
-        slot.echo_baseline = last_echo(self.driver.capture(slot.name))
-        self.driver.paste(slot.name, CONTINUE_PROMPT if slot.continuing else prompt_text(job))
-        slot.state = SlotState.PASTED
-        slot.since = self.clock()
-
-    def _on_pasted(self, slot: Slot, signals: list[Signal]) -> None:
-        if has_pending_input(self.driver.capture(slot.name)):
-            self.driver.send_keys(slot.name, "Enter")
-            crashpoints.hit("after_tmux_send")
-            slot.state = SlotState.SUBMITTED
-            slot.since = self.clock()
-        elif self.clock() - slot.since > self.settings.delivery_timeout:
-            self._retry_or_fail(slot, "the paste never showed in the agent's input line")
-
-    def _on_submitted(self, slot: Slot, signals: list[Signal]) -> None:
-        events = {s.event for s in signals}
-        busy = "UserPromptSubmit" in events or bool(events & {"Stop", "StopFailure"})
-        if not busy:
-            busy = self._activity(slot.name) in (Activity.BUSY, Activity.PERMISSION)
-        if busy:
-            self._mark_busy(slot)
-            if events & {"Stop", "StopFailure"}:
-                self._on_busy(slot, signals)
-            return
-        if self.clock() - slot.since > self.settings.delivery_timeout:
-            screen = self.driver.capture(slot.name)
-            if last_echo(screen) != slot.echo_baseline:
-                # Our prompt is echoed: it was submitted, whatever the hooks said. Watch it
-                # from here; typing it again could run the task twice.
-                self._mark_busy(slot)
-                return
-            if has_pending_input(screen) and slot.tries < self.settings.delivery_retries:
-                slot.tries += 1
-                self.driver.send_keys(
-                    slot.name, "Enter"
-                )  # the paste is still there: Enter was lost
-                slot.since = self.clock()
-                return
-            self._retry_or_fail(slot, "the agent did not start working on the prompt")
-
-    def _mark_busy(self, slot: Slot) -> None:
-        if slot.job is None:
-            return
-        slot.state = SlotState.BUSY
-        slot.since = slot.last_change = self.clock()
-        slot.idle_seen_at = None
-        record = slot.job.claim.record
-        record.phase = "running"
-        if slot.session_id:
-            record.data["session_id"] = slot.session_id
-        slot.job.claim.project.save_record(record)
-        logger.info("task delivered", extra={"task": slot.job.claim.task_id, "session": slot.name})
-
-    def _on_busy(self, slot: Slot, signals: list[Signal]) -> None:
-        if slot.job is None:
-            return
-        for sig in signals:
-            if sig.event == "Stop":
-                slot.notes.append(("completed by", "Stop hook"))
-                self._end(slot, OutcomeStatus.DONE, result=sig.last_assistant_message or "")
-                return
-            if sig.event == "StopFailure":
-                self._on_stop_failure(slot, sig)
-                return
-        now = self.clock()
-        screen = self.driver.capture(slot.name)
-        if screen != slot.last_screen:
-            slot.last_screen, slot.last_change = screen, now
-        title = self.driver.pane_title(slot.name)
-        at_limit = self._watch_quota(slot, screen, title)
-        activity = self.profile.activity(screen, title)
-        if self._check_limits(slot, now, activity):
-            return
-        if slot.quota_hint is not None and activity is Activity.BUSY and not at_limit:
-            slot.quota_hint = None  # working again: the limit has gone
-        if slot.quota_hint is not None and not at_limit:
-            # The hook's reading still stands while the agent sits at its limit: this poll
-            # confirms it again (a reading without a reset time needs confirm_polls).
-            self._observe(slot, "hook", "quota", *slot.quota_hint)
-        if at_limit or slot.quota_hint is not None:
-            if activity is Activity.MENU:
-                self.driver.send_keys(slot.name, "Escape")  # the rate-limit menu blocks input
-            if self.swap_request is not None:
-                slot.state = SlotState.QUOTA
-            return  # at the account's limit: never "done" on the idle prompt
-        if activity is Activity.IDLE:
-            slot.idle_seen_at = slot.idle_seen_at or now
-            if now - slot.idle_seen_at >= STOP_GRACE:
-                slot.notes.append(("completed by", "idle prompt (answer from the transcript)"))
-                self._end(slot, OutcomeStatus.DONE, result=self._transcript_answer(slot))
-        else:
-            slot.idle_seen_at = None
-
-    def _check_limits(self, slot: Slot, now: float, activity: Activity) -> bool:
-        if slot.job is None:
-            return False
-        timeout = slot.job.task.meta.timeout or self.settings.task_timeout
-        if timeout and now - slot.since > timeout:
-            self._end(
-                slot,
-                OutcomeStatus.FAILED,
-                error=f"timed out after {timeout:g}s",
-                tail=screen_tail(slot.last_screen),
-            )
-            self._kill(slot)
-            return True
-        if activity is Activity.PERMISSION:
-            if slot.permission_since is None:
-                slot.permission_since = now
-                slot.permission_text = screen_tail(slot.last_screen, 8)
-                logger.warning("agent waits on a permission dialog", extra={"session": slot.name})
-            waited = now - slot.permission_since
-            if waited >= self.settings.permission_timeout:
-                return self._on_permission_timeout(slot, waited)
-            return False
-        slot.permission_since = None
-        if now - slot.last_change > self.settings.idle_timeout:
-            self._end(
-                slot,
-                OutcomeStatus.FAILED,
-                error=f"stalled: no output for {self.settings.idle_timeout:g}s",
-                tail=screen_tail(slot.last_screen),
-            )
-            self._kill(slot)
-            return True
-        return False
-
-    def _on_permission_timeout(self, slot: Slot, waited: float) -> bool:
-        note = f"waited {waited:.0f}s on a permission dialog"
-        if self.settings.on_permission == "answer":
-            slot.notes.append(
-                ("permission", f"{note}; answered {self.settings.permission_answer!r}")
-            )
-            self.driver.send_keys(slot.name, self.settings.permission_answer, literal=True)
-            slot.permission_since = None
-            return False
-        dialog = " ".join(slot.permission_text.split())[:300]
-        self._end(slot, OutcomeStatus.FAILED, error=f"{note}: {dialog}")
-        self._kill(slot)
-        return True
-
-    def _on_exiting(self, slot: Slot, signals: list[Signal]) -> None:
-        if self.clock() - slot.since > EXIT_TIMEOUT:
-            self._kill(slot)
-
-    def _retry_or_fail(self, slot: Slot, reason: str) -> None:
-        """Start over on a fresh session (nothing was submitted yet) or give up."""
-        if slot.job is not None and slot.tries < self.settings.delivery_retries:
-            slot.tries += 1
-            self._tallies["delivery_retries",] += 1
-            logger.warning("delivery retried", extra={"session": slot.name, "reason": reason})
-            self._kill(slot)
-            self._launch(slot, slot.job.claim.project.path, resume=slot.resume_id)
-            return
-        if slot.job is not None:
-            self._end(
-                slot,
-                OutcomeStatus.FAILED,
-                error=f"delivery failed: {reason}",
-                tail=screen_tail(slot.last_screen),
-            )
-        self._kill(slot)
-
-    # -- quota -------------------------------------------------------------------------
-
-    def _on_stop_failure(self, slot: Slot, sig: Signal) -> None:
-        reading = classify_hook_payload(
-            {
-                "hook_event_name": "StopFailure",
-                "error": sig.error,
-                "last_assistant_message": sig.last_assistant_message,
-            }
-        )
-        if reading.kind == "quota":
-            slot.quota_hint = (reading.reset_text, reading.evidence or "")
-            self._observe(slot, "hook", "quota", *slot.quota_hint)
-            if self.swap_request is not None:
-                slot.state = SlotState.QUOTA
-            return
-        self._end_failure(slot, sig, reading.kind)
-
-    def _watch_quota(self, slot: Slot, screen: str, title: str) -> bool:
-        """Pane fallback: feed the monitor; True when the pane shows the account's limit.
-
-        Until our prompt's echo is on screen, what the pane shows belongs to an earlier
-        turn (a resumed session's history ends on the old account's limit line).
-        """
-        if last_echo(screen) == slot.echo_baseline:
-            return False
-        reading = classify_pane(screen, title)
-        if reading.kind == "ok" or (reading.kind == "quota" and reading.retrying):
-            if slot.quota_hint is None:  # a pane that says nothing does not clear the hook's word
-                self._observe(slot, "pane", "ok", None, "")
-            return False
-        self._observe(slot, "pane", reading.kind, reading.reset_text, reading.evidence or "")
-        return reading.kind == "quota"
-
-    def _on_quota(self, slot: Slot, signals: list[Signal]) -> None:
-        """A session at its account's limit waits for the swap; it may still finish or recover."""
-        if any(sig.event == "Stop" for sig in signals):
-            slot.state = SlotState.BUSY
-            self._on_busy(slot, signals)
-            return
-        screen = self.driver.capture(slot.name)
-        title = self.driver.pane_title(slot.name)
-        activity = self.profile.activity(screen, title)
-        if activity is Activity.MENU:
-            self.driver.send_keys(slot.name, "Escape")  # the rate-limit menu blocks the input
-        elif activity is Activity.BUSY:
-            slot.state = SlotState.BUSY  # working again (the limit lifted or was misread)
-            slot.quota_hint = None
-            return
-        if self._check_limits(slot, self.clock(), activity):
-            return
-        reading = classify_pane(screen, title)
-        if reading.kind == "quota" and not reading.retrying:
-            self._observe(slot, "pane", "quota", reading.reset_text, reading.evidence or "")
-        elif slot.quota_hint is not None:
-            self._observe(slot, "hook", "quota", *slot.quota_hint)
-
-    def _observe(
-        self, slot: Slot, source: str, kind: str, reset_text: str | None, text: str
-    ) -> None:
-        now = datetime.now(UTC)
-        reset_at = parse_reset(reset_text, now, self.settings.timezone) if reset_text else None
-        reading = Reading(slot.name, source, kind, reset_at, text[:120], now)  # type: ignore[arg-type]
-        self._tallies["reading", self.settings.account, source, kind] += 1
-        decision = self.monitor.observe(reading, now)
-        if decision is None:
-            return
-        verdict = (decision.source, reading.kind, decision.swap)
-        if verdict != slot.last_verdict:  # one forensic line per change, not one per poll
-            slot.last_verdict = verdict
-            logger.warning("quota monitor: %s", decision.forensic, extra={"session": slot.name})
-        if decision.swap and self.swap_request is None:
-            self.swap_request = decision
-
-    # -- swap support (called by the switcher) --------------------------------------
-
-    def park_all(self) -> list[Slot]:
-        """Kill every session of ours; slots with a task keep it, parked, for a resume.
-
-        The session ids come from the hooks (signals not yet read are read first); for a
-        prompt submitted so recently that no hook spoke yet, from the transcript that
-        holds it.
-        """
-        pending = self._take_signals()
-        for slot in self.slots.values():
-            self._own_signals(slot, pending.get(slot.name, []))
-        parked = []
-        for slot in self.slots.values():
-            if slot.job is not None and slot.state in (
-                SlotState.BUSY,
-                SlotState.QUOTA,
-                SlotState.SUBMITTED,
-                SlotState.PASTED,
-                SlotState.LAUNCHING,
-            ):
-                if self.driver.has_session(slot.name):
-                    self.driver.kill_session(slot.name)
-                slot.submitted = slot.continuing or slot.state in (
-                    SlotState.BUSY,
-                    SlotState.QUOTA,
-                    SlotState.SUBMITTED,
-                )
-                if slot.submitted and not slot.session_id and slot.cwd is not None:
-                    slot.session_id = find_session_by_prompt(
-                        self.settings.account_home, slot.cwd, self._expected_prompt(slot)
-                    )
-                slot.state = SlotState.PARKED
-                parked.append(slot)
-            elif slot.state is not SlotState.PARKED:
-                self._kill(slot)
-        return parked
-
-    def set_account(self, name: str, home: Path) -> None:
-        """Launch every later session on ``name``'s home (hooks merged into it first)."""
-        home.mkdir(parents=True, exist_ok=True)
-        merge_hooks(home / "settings.json", self.state_dir)
-        self.settings.account = name
-        self.settings.account_home = home
-
-    def resume_parked(self) -> None:
-        """Relaunch each parked task's session with ``--resume <uuid>`` in its cwd; continue it."""
-        for slot in self.slots.values():
-            if slot.state is not SlotState.PARKED or slot.job is None:
-                continue
-            try:
-                self._resume_one(slot)
-            except (TmuxError, AgentError) as exc:  # one task's failure must not stop the others
-                self._end(
-                    slot, OutcomeStatus.FAILED, error=f"could not resume after the swap: {exc}"
-                )
-                slot.state = SlotState.EMPTY
-
-    def _resume_one(self, slot: Slot) -> None:
-        job = slot.job
-        if job is None:
-            return
-        if not slot.submitted:
-            # Nothing was submitted in the killed session: deliver afresh.
-            self._launch(slot, job.claim.project.path)
-            return
-        if not slot.session_id or slot.cwd is None:
-            self._end(
-                slot,
-                OutcomeStatus.FAILED,
-                error="interrupted by the usage limit; its session id is unknown, so it "
-                "cannot be resumed",
-            )
-            slot.state = SlotState.EMPTY
-            return
-        uuid = slot.resume_id = slot.session_id
-        self._launch(slot, slot.cwd, resume=uuid)
-        slot.continuing = True
-        slot.tries = 0
-        slot.notes.append(("resumed", f"{uuid} on account {self.settings.account}"))
-
-    def dedicated_sessions(self) -> dict[str, str]:
-        """The operator's sessions whose agent session id the hooks reported."""
-        return {n: sid for n, sid in self.session_ids.items() if n in self.pool.dedicated}
-
-    def relaunch_dedicated(self, name: str, session_id: str) -> bool:
-        """Resume an operator's session on the active account, only if it is at its shell prompt."""
-        if name not in self.pool.dedicated or not self.driver.has_session(name):
-            return False
-        if self.driver.pane_command(name) not in SHELLS:
-            return False  # the agent (or something else) still runs there: never interrupt it
-        env = {**self.profile.env, "CLAUDE_CONFIG_DIR": str(self.settings.account_home)}
-        assignments = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
-        argv = [shlex.quote(a) for a in self.profile.launch_command(resume=session_id)]
-        self.driver.send_keys(name, " ".join([*assignments, *argv]), literal=True)
-        self.driver.send_keys(name, "Enter")
-        return True
-
-    def _end_failure(self, slot: Slot, sig: Signal, kind: str) -> None:
-        message = (sig.last_assistant_message or "").strip().splitlines()
-        text = message[0] if message else ""
-        error = f"agent error ({sig.error or 'unknown'}, {kind}): {text}".rstrip(": ")
-        self._end(slot, OutcomeStatus.FAILED, error=error[:500])
-
-    def _end(
-        self,
-        slot: Slot,
-        status: OutcomeStatus,
-        result: str | None = None,
-        error: str | None = None,
-        tail: str = "",
-    ) -> None:
-        job = slot.job
-        if job is None:
-            return
-        details = list(slot.notes)
-        if slot.session_id:
-            details.append(("session_id", slot.session_id))
-        if slot.transcript:
-            details.append(("transcript", slot.transcript))
-        if tail and status is OutcomeStatus.FAILED:
-            details.append(("last pane lines", " ⏎ ".join(tail.splitlines()[-TAIL_LINES:])[:1500]))
-        self._finished.append(
-            Outcome(
-                job,
-                status,
-                datetime.now(UTC),
-                result=result,
-                error=error,
-                target=slot.name,
-                account=self.settings.account,
-                cost="not reported (subscription session)",
-                details=tuple(details),
-            )
-        )
-        slot.job = None
-        slot.permission_since = None
-        slot.continuing = False
-        slot.quota_hint = None
-        if self.settings.recycle and self.driver.has_session(slot.name):
-            self.driver.send_keys(slot.name, "Escape")
-            self.driver.paste(slot.name, "/exit")
-            self.driver.send_keys(slot.name, "Enter")
-            slot.state = SlotState.EXITING
-            slot.since = self.clock()
-        elif self.driver.has_session(slot.name):
-            slot.state = SlotState.IDLE
-
-    def _transcript_answer(self, slot: Slot) -> str:
-        """The last assistant text of the session's transcript (the fallback result)."""
-        path: Path | None = Path(slot.transcript) if slot.transcript else None
-        if path is None and slot.session_id and slot.cwd is not None:
-            path = transcript_path(self.settings.account_home, slot.cwd, slot.session_id)
-        if path is None:
-            return ""
-        return last_assistant_text(path)
-
-    # -- signals -----------------------------------------------------------------------
-
-    def _take_signals(self) -> dict[str, list[Signal]]:
-        by_session: dict[str, list[Signal]] = {}
+    def _take_signals(self) -> dict[str, tuple[m.Hook, ...]]:
+        """Read and consume the hook signal files; ours by slot, the operator's ids kept."""
+        by_session: dict[str, list[m.Hook]] = {}
         for sig in read_signals(self.state_dir):
             consume(sig)
             self._tallies["signal", sig.event] += 1
             if not sig.session:
                 continue
-            if sig.session_id:
-                self.session_ids[sig.session] = sig.session_id
-            slot = self.slots.get(sig.session)
-            if slot is None or (
-                slot.delivered_ns and sig.received_at * 1e9 < slot.delivered_ns - 1e6
-            ):
-                continue  # another session's, or older than this delivery
-            by_session.setdefault(sig.session, []).append(sig)
-        return by_session
+            if sig.session in self.pool.dedicated and sig.session_id:
+                self._operator_ids[sig.session] = sig.session_id
+            if sig.session in self._slots:
+                by_session.setdefault(sig.session, []).append(_hook(sig))
+        return {name: tuple(hooks) for name, hooks in by_session.items()}
+
+    def _turn_signalled(self, session: str, claimed_at: str) -> bool:
+        """Whether hook signals since the claim show ``session`` took (or finished) this turn."""
+        try:
+            since = datetime.fromisoformat(claimed_at).timestamp()
+        except ValueError:
+            return False
+        return any(
+            sig.session == session and sig.event in m.TURN_EVENTS and sig.received_at >= since
+            for sig in read_signals(self.state_dir)
+        )
+
+
+def _hook(sig: Signal) -> m.Hook:
+    return m.Hook(
+        event=sig.event,
+        received_at=sig.received_at,
+        session_id=sig.session_id,
+        prompt=sig.prompt,
+        transcript_path=sig.transcript_path,
+        error=sig.error,
+        last_assistant_message=sig.last_assistant_message,
+    )

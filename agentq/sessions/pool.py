@@ -3,12 +3,19 @@
 Names are ``prefix + i`` for ``i`` in ``[start_index, start_index + max)``. Only
 those are created, typed into, exited or killed. Dedicated (operator) sessions
 are known so status can show them and a swap can resume them, nothing more.
+Which slot takes a task and which empty slots to warm up are pure choices here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+
+from agentq.sessions.model import Slot, SlotState
+
+#: States of a slot that can take a task now (by the machine's invariant, without one).
+FREE_STATES = frozenset({SlotState.IDLE, SlotState.EMPTY})
 
 
 @dataclass(frozen=True)
@@ -30,10 +37,33 @@ class PoolSpec:
         return session in set(self.names()) and session not in self.dedicated
 
 
-def plan_launches(spec: PoolSpec, alive: Iterable[str], wanted: int) -> list[str]:
-    """Names to launch so that ``max(spec.min, wanted)`` (capped at ``max``) of ours are alive."""
+def plan_launches(
+    spec: PoolSpec, live: Iterable[str], ready: Iterable[str], wanted: int = 0
+) -> list[str]:
+    """Names to launch so that ``max(spec.min, wanted)`` (capped at ``max``) of ours are live.
+
+    Args:
+        live: our sessions that are not empty (starting, working or exiting).
+        ready: empty slots that may be launched now (not backing off after failures).
+        wanted: sessions the caller would like warm beyond the minimum.
+    """
     ours = [n for n in spec.names() if n not in spec.dedicated]
-    live = set(alive) & set(ours)
+    alive = set(live) & set(ours)
     target = min(len(ours), max(spec.min, wanted))
-    missing = [n for n in ours if n not in live]
-    return missing[: max(0, target - len(live))]
+    launchable = set(ready)
+    missing = [n for n in ours if n not in alive and n in launchable]
+    return missing[: max(0, target - len(alive))]
+
+
+def pick_slot(slots: Iterable[Slot], cwd: Path, pinned: str | None) -> Slot | None:
+    """The free slot for a task in ``cwd``: the pinned one, an idle one in ``cwd``, an empty one.
+
+    A pin to a busy session falls back to any free slot (the footer says so).
+    """
+    free = [s for s in slots if s.state in FREE_STATES]
+    if pinned:
+        free = [s for s in free if s.name == pinned] or free
+    same = [s for s in free if s.state is SlotState.IDLE and s.cwd == cwd]
+    empty = [s for s in free if s.state is SlotState.EMPTY]
+    candidates = same or empty or free
+    return candidates[0] if candidates else None

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import libtmux
@@ -46,6 +47,36 @@ LOAD_BUFFER_TIMEOUT = 30.0
 
 #: Control characters a paste must not carry (everything but TAB and LF).
 _PASTE_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+#: One line per pane of every session: ``list-panes -a`` answers for the whole server at once.
+_PANES_FORMAT = "\t".join(
+    (
+        "#{session_name}",
+        "#{window_active}",
+        "#{pane_active}",
+        "#{pane_pid}",
+        "#{pane_dead}",
+        "#{pane_current_command}",
+        "#{pane_title}",  # last: a title may hold tabs
+    )
+)
+
+
+@dataclass(frozen=True)
+class PaneInfo:
+    """The active pane of one session, as one batched query saw it."""
+
+    session: str
+    pid: int
+    dead: bool
+    command: str
+    title: str
+
+    @property
+    def alive(self) -> bool:
+        """Whether the pane's program still runs."""
+        return not self.dead
 
 
 def check_session_name(name: str) -> str:
@@ -278,6 +309,24 @@ class TmuxDriver:
                 raise TmuxError(f"history line count must not be negative, got {lines}", name)
             args += ["-S", f"-{lines}"]
         return "\n".join(self._run(*args, session=name))
+
+    def list_panes(self) -> dict[str, PaneInfo]:
+        """The active pane of every session on the server, by session name, in one query.
+
+        Lenient: an empty mapping when no server runs. The session executor asks this
+        once per poll instead of a query per session.
+        """
+        out = self._query("list-panes", "-a", "-F", _PANES_FORMAT)
+        panes: dict[str, PaneInfo] = {}
+        for line in out or []:
+            fields = line.split("\t", 6)
+            if len(fields) < 7:
+                continue
+            session, window_active, pane_active, pid, dead, command, title = fields
+            if window_active == "1" and pane_active == "1":
+                pid_value = int(pid) if pid.isdigit() else 0
+                panes[session] = PaneInfo(session, pid_value, dead == "1", command, title)
+        return panes
 
     def _pane(self, name: str) -> tuple[int, bool, str] | None:
         """(pid, dead, title) of the session's active pane, or None if there is none."""

@@ -27,8 +27,8 @@ from agentq.agents.classify import (
 )
 from agentq.agents.hooks import Signal, merge_hooks, read_signals
 from agentq.agents.resets import parse_reset
-from agentq.agents.screen import has_pending_input
 from agentq.queue import taskfile
+from agentq.sessions.delivery import has_pending_input
 from agentq.sessions.tmux import TmuxDriver
 from tests.support.anthropic_mock import MockAnthropic
 from tests.support.wait import wait_until

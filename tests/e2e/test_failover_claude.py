@@ -33,9 +33,10 @@ import pytest
 
 from agentq.agents.classify import Activity, classify_activity
 from agentq.agents.hooks import Signal, read_signals
-from agentq.agents.screen import CONTINUE_PROMPT, SHELLS, has_pending_input, last_assistant_text
+from agentq.agents.transcript import last_assistant_text
 from agentq.core.errors import TmuxError
 from agentq.queue import taskfile
+from agentq.sessions.delivery import CONTINUE_PROMPT, SHELLS, has_pending_input
 from agentq.sessions.tmux import TmuxDriver
 from tests.support.anthropic_mock import MockAnthropic, Rule
 from tests.support.wait import wait_until

@@ -37,6 +37,7 @@ from agentq.delegation.manager import (
 from agentq.queue import protocol as q
 from agentq.queue import taskfile
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus, RecoveryKind
+from agentq.queue.records import ControlRecord, DelegationIntent, DelegationPhase
 from agentq.queue.router import RouteDecision, RoutingPolicy, route
 from agentq.queue.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
 from tests.support.providers import (
@@ -216,10 +217,10 @@ class Driver:
             claim = self.project.claim(pending.name)
             if claim is None:
                 continue
-            unavailable = list(claim.record.data.get("unavailable", []))
+            unavailable = claim.record.unavailable
             started = datetime.now(UTC)
             self.project.begin_attempt(claim, "", started.isoformat())
-            claim.record.data["unavailable"] = unavailable  # carried across claims
+            assert claim.record.unavailable == unavailable  # carried across claims
             task = taskfile.parse_task(self.project.read_claimed(claim), claim.name)
             decision = route(task.meta, self.policy, frozenset(unavailable))
             if decision.executor == "local":
@@ -274,7 +275,7 @@ class Driver:
     def _recover_one(self, name: str, suffix: str) -> None:
         project = self.project
         record = project.load_record(name)
-        claim = q.Claim(project, name, record or q.ControlRecord(name=name, ino=0), suffix)
+        claim = q.Claim(project, name, record or ControlRecord(name=name, ino=0), suffix)
         if suffix == DELEGATED_SUFFIX:
             (project.inbox / (name + WORKING_SUFFIX)).unlink(missing_ok=True)
         if record is None or not record.claim_id:
@@ -442,14 +443,14 @@ def test_marker_holds_the_job_and_keeps_the_task_text(
     assert text.endswith("---\n\nBody text.\n")
     info = yaml.safe_load(text.split("---")[1])["delegation"]
     record = project.load_record("long.md")
-    assert record is not None
+    assert record is not None and record.delegation is not None
     assert info == {
         "provider": "jobs",
-        "job_id": record.data["delegation"]["job_id"],
-        "submitted_at": record.data["delegation"]["submitted_at"],
+        "job_id": record.delegation.job_id,
+        "submitted_at": record.delegation.submitted_at,
         "idempotency_key": f"agentq-{record.claim_id}",
     }
-    assert record.data["delegation"]["phase"] == "submitted"
+    assert record.delegation.phase is DelegationPhase.SUBMITTED
     assert fakes.jobs.jobs_created == 1
 
 
@@ -648,7 +649,7 @@ def test_marker_survives_a_lost_control_record(
     first.collect()
     assert (project.inbox / "lost.md.delegated").exists()
     project.remove_record("lost.md")
-    claim = q.Claim(project, "lost.md", q.ControlRecord("lost.md", 0), DELEGATED_SUFFIX)
+    claim = q.Claim(project, "lost.md", ControlRecord("lost.md", 0), DELEGATED_SUFFIX)
     second = _driver(drivers, project, config, _env(canary), workers=0)
     task = taskfile.parse_task(project.read_claimed(claim), "lost.md")
     assert second.executor.recover(claim, task, datetime.now(UTC)).kind is RecoveryKind.ADOPT
@@ -676,10 +677,10 @@ def test_adopt_removes_a_marker_whose_result_exists(
     claim_id = _footer(done).claim_id or ""
     marker = project.inbox / "twice.md.delegated"
     marker.write_text(done.read_text().split("\n<!-- agentq-footer")[0])  # the old marker
-    record = q.ControlRecord("twice.md", 0, attempts=1, claim_id="recovered")
+    record = ControlRecord("twice.md", 0, attempts=1, claim_id="recovered")
     if not record_lost:
         record.claim_id = claim_id
-        record.data["delegation"] = {"provider": "jobs", "key": f"agentq-{claim_id}"}
+        record.delegation = DelegationIntent("jobs", f"agentq-{claim_id}")
     project.save_record(record)
     polls = len(fakes.jobs.requests_to("GET"))
     claim = q.Claim(project, "twice.md", record, DELEGATED_SUFFIX)
@@ -746,7 +747,7 @@ def test_401_everywhere_ends_at_the_local_agent(
     assert (project.inbox / "home.md").read_text() == original
     record = project.load_record("home.md")
     assert record is not None
-    assert record.data["unavailable"] == ["claude", "jobs", "openai"]
+    assert record.unavailable == ("claude", "jobs", "openai")
     assert driver.executor.status()["fallbacks"] == 3
 
 

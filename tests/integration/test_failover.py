@@ -146,7 +146,9 @@ def test_server_error_burst_never_swaps(tmp_path: Path, socket_name: str) -> Non
 
 
 @pytest.mark.parametrize(
-    ("fault", "expected"), [("ensure", "rolled back"), ("rollback", "partial swap")]
+    ("fault", "expected"),
+    [("ensure", "rolled back"), ("rollback", "partial swap")],
+    ids=["a failing ensure is rolled back", "a failing rollback enters the partial swap"],
 )
 def test_forced_swap_failures_roll_back_or_enter_partial_swap(
     tmp_path: Path, socket_name: str, fault: str, expected: str
@@ -155,7 +157,8 @@ def test_forced_swap_failures_roll_back_or_enter_partial_swap(
     home_a, _ = _homes(tmp_path)
     (home_a / "sim-quota").write_text("resets 11pm (UTC)")
     projects = make_projects(tmp_path / "projects", 1)
-    daemon = Daemon(tmp_path, _config(tmp_path, socket_name), env={"AGENTQ_FAULT_SWAP": fault})
+    tweak = f"swap-{fault}-fails"  # the account links fail (tests/support/launch.py)
+    daemon = Daemon(tmp_path, _config(tmp_path, socket_name), tweaks=[tweak])
     try:
         daemon.start()
         assert daemon.wait_ready()

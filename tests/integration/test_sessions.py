@@ -187,3 +187,32 @@ def test_sigkill_soak_with_the_sim_pool_ends_every_task_exactly_once(
     assert all(n == 1 for n in prompts.values()), "a prompt was typed twice"
     for path in found["failed"]:
         assert "abandoned after restart" in (_footer(path).error or "")
+
+
+def test_the_delivery_phase_is_on_disk_before_a_key_is_typed(
+    tmp_path: Path, socket_name: str
+) -> None:
+    """A crash just before the paste: the record already says delivering to that session.
+
+    Nothing reached the agent, yet recovery cannot know that: the task fails as abandoned
+    rather than risk typing a prompt twice.
+    """
+    projects = make_projects(tmp_path / "projects", 1)
+    log = tmp_path / "prompts.jsonl"
+    daemon = Daemon(tmp_path, _config(tmp_path, socket_name))
+    try:
+        daemon.start(crash_at="before_tmux_send")
+        assert daemon.wait_ready()
+        drop(projects[0], "crash.md", "sim: work 0.1s")
+        assert daemon.wait_exit() == 137
+        record_path = projects[0] / ".agent-queue" / ".agentq" / "crash.md.json"
+        record = json.loads(record_path.read_text())
+        assert record["phase"] == "delivering" and record["session"].startswith("aq-")
+        assert _prompts(log) == []
+        daemon.start()
+        assert daemon.wait_ready()
+        failed = wait_until(lambda: results(projects)["failed"], 30)
+        assert "abandoned after restart" in (_footer(failed[0]).error or "")
+        assert _prompts(log) == []
+    finally:
+        daemon.close()

@@ -212,6 +212,27 @@ def test_remain_on_exit_keeps_a_dead_pane(driver: TmuxDriver, tmp_path: Path) ->
     wait_until(lambda: not driver.has_session("gone"), 10)
 
 
+def test_one_query_lists_every_session_pane_with_title_command_and_liveness(
+    driver: TmuxDriver, tmp_path: Path
+) -> None:
+    """``list_panes`` answers for the whole server: live and dead panes, titles, commands."""
+    assert driver.list_panes() == {}  # no server yet: lenient, not an error
+    show_title = "printf '\\033]0;✳ Claude Code\\007'; sleep 60"
+    driver.new_session("titled", tmp_path, ["sh", "-c", show_title])
+    driver.new_session("agentq-1", tmp_path, ["sleep", "60"])
+    driver.new_session("dead", tmp_path, ["sh", "-c", "sleep 0.3"], remain_on_exit=True)
+    _tmux(driver.socket_name or "", "split-window", "-d", "-t", "=agentq-1:", "sleep 60")
+    wait_until(lambda: driver.pane_dead("dead"), 10)
+    panes = wait_until(
+        lambda: (p := driver.list_panes()) and p["titled"].title == "✳ Claude Code" and p, 10
+    )
+    assert set(panes) == {"titled", "agentq-1", "dead"}
+    assert panes["agentq-1"].alive and panes["agentq-1"].command == "sleep"
+    assert panes["agentq-1"].pid == driver.pane_pid("agentq-1")  # the active pane, not the split
+    assert not panes["dead"].alive
+    assert panes["titled"].alive
+
+
 def test_paste_reaches_the_pane_and_leaves_no_buffer(driver: TmuxDriver, tmp_path: Path) -> None:
     """paste() delivers text (here to cat) and deletes its named buffer."""
     driver.new_session("s", tmp_path, ["cat"])

@@ -7,22 +7,35 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+import tests
 from agentq.queue import taskfile
 from tests.support.wait import wait_until
+
+#: The folder holding the ``tests`` package: the launcher's subprocess imports it from there.
+_REPO_ROOT = Path(tests.__file__).resolve().parent.parent
 
 __all__ = ["Daemon", "drop", "footer_count", "inbox_left", "make_projects", "results", "wait_until"]
 
 
 class Daemon:
-    """One daemon process under test: config in ``root``, HOME in ``root/home``, notify socket."""
+    """One daemon process under test: config in ``root``, HOME in ``root/home``, notify socket.
+
+    ``tweaks`` start it through :mod:`tests.support.launch` with those collaborators
+    replaced (e.g. ``["poison-instant"]``); without, it is ``python -m agentq run``.
+    """
 
     def __init__(
-        self, root: Path, config: dict[str, Any], env: dict[str, str] | None = None
+        self,
+        root: Path,
+        config: dict[str, Any],
+        env: dict[str, str] | None = None,
+        tweaks: Sequence[str] = (),
     ) -> None:
         self.root = root
         self.home = root / "home"
@@ -33,6 +46,7 @@ class Daemon:
         self.config_path = root / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.extra_env = env or {}
+        self.tweaks = tuple(tweaks)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "daemon.log"
         self.starts = 0
@@ -46,7 +60,18 @@ class Daemon:
         env.update({"HOME": str(self.home), "TMUX_TMPDIR": str(self.root), **self.extra_env})
         if crash_at:
             env["AGENTQ_CRASH_AT"] = crash_at
+        if self.tweaks:
+            path = env.get("PYTHONPATH", "")
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), path) if p)
         return env
+
+    def command(self) -> list[str]:
+        """The daemon's command line (through the test launcher when tweaks are asked for)."""
+        args = ["run", "--config", str(self.config_path)]
+        if self.tweaks:
+            launch = ["-m", "tests.support.launch", ",".join(self.tweaks), "--"]
+            return [sys.executable, *launch, *args]
+        return [sys.executable, "-m", "agentq", *args]
 
     def start(self, crash_at: str | None = None, notify: bool = True) -> None:
         """Start the daemon (does not wait for READY)."""
@@ -62,7 +87,7 @@ class Daemon:
             env["NOTIFY_SOCKET"] = str(sock_path)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentq", "run", "--config", str(self.config_path)],
+            self.command(),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -19,11 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from agentq.accounts.links import SharedLinks
+from agentq.accounts.switcher import AccountLinks
 from agentq.cli.main import build_parser, cmd_run, execute
 from agentq.config.models import Config
+from agentq.core.errors import AccountError
 from agentq.daemon.instant import InstantExecutor
 from agentq.daemon.loop import Daemon
-from agentq.daemon.wiring import LEDGER_FILENAME, Context, LocalFactory, RemoteFactory
+from agentq.daemon.wiring import LEDGER_FILENAME, Context, Local, LocalFactory, RemoteFactory
 from agentq.queue.jobs import Job, Outcome
 
 #: Under the ``wedge`` tweak, the main loop hangs for good once this file is in the state dir.
@@ -36,6 +39,8 @@ class Parts:
 
     local_executor: LocalFactory | None = None
     remote_executor: RemoteFactory | None = None
+    #: Builds the account-links adapter the swap uses, from the daemon's configuration.
+    account_links: Callable[[Config], AccountLinks] | None = None
 
 
 # -- wedge ----------------------------------------------------------------------------------
@@ -59,10 +64,14 @@ class WedgingExecutor(InstantExecutor):
 
 
 def _wedge(parts: Parts) -> Parts:
-    def make(ctx: Context) -> WedgingExecutor:
+    def make(ctx: Context) -> Local:
         state_dir = ctx.config.state_dir
-        return WedgingExecutor(
-            state_dir / LEDGER_FILENAME, ctx.config.agent.answer, trigger=state_dir / WEDGE_FILENAME
+        return Local(
+            WedgingExecutor(
+                state_dir / LEDGER_FILENAME,
+                ctx.config.agent.answer,
+                trigger=state_dir / WEDGE_FILENAME,
+            )
         )
 
     return dataclasses.replace(parts, local_executor=make)
@@ -87,15 +96,58 @@ class HoldingExecutor(InstantExecutor):
 
 
 def _hold(parts: Parts) -> Parts:
-    def make(ctx: Context) -> HoldingExecutor:
-        return HoldingExecutor(ctx.config.state_dir / LEDGER_FILENAME, ctx.config.agent.answer)
+    def make(ctx: Context) -> Local:
+        config = ctx.config
+        return Local(HoldingExecutor(config.state_dir / LEDGER_FILENAME, config.agent.answer))
 
     return dataclasses.replace(parts, local_executor=make)
+
+
+# -- swap-ensure-fails, swap-rollback-fails -------------------------------------------------
+
+
+class FailingLinks:
+    """The real account links, except that ``ensure`` (and, if asked, the flip back) fails.
+
+    A swap's flip to the target succeeds; ``ensure`` of the target's shared links fails, so
+    the switcher rolls back by flipping the link to the source, which fails too when
+    ``rollback_fails``: the partial-swap state.
+    """
+
+    def __init__(self, real: SharedLinks, *, rollback_fails: bool) -> None:
+        self._real = real
+        self._rollback_fails = rollback_fails
+        self._flips = 0
+
+    def flip(self, link: Path, home: Path) -> None:
+        """Flip like the real adapter; the second flip of a swap (the rollback) may fail."""
+        self._flips += 1
+        if self._rollback_fails and self._flips % 2 == 0:
+            raise AccountError(["injected rollback failure"])
+        self._real.flip(link, home)
+
+    def ensure(self, home: Path) -> None:
+        """Always fails, as a home whose shared links cannot be made right."""
+        raise AccountError(["injected ensure failure"])
+
+
+def _failing_links(rollback_fails: bool) -> Callable[[Parts], Parts]:
+    def tweak(parts: Parts) -> Parts:
+        def make(config: Config) -> AccountLinks:
+            shared = len(config.accounts) > 1
+            real = SharedLinks(config.shared.root, config.shared.links, shared)
+            return FailingLinks(real, rollback_fails=rollback_fails)
+
+        return dataclasses.replace(parts, account_links=make)
+
+    return tweak
 
 
 #: Every tweak by name.
 TWEAKS: dict[str, Callable[[Parts], Parts]] = {
     "hold": _hold,
+    "swap-ensure-fails": _failing_links(rollback_fails=False),
+    "swap-rollback-fails": _failing_links(rollback_fails=True),
     "wedge": _wedge,
 }
 
@@ -125,11 +177,13 @@ def main(argv: Sequence[str]) -> int:
     parts = parts_for(names)
 
     def make_daemon(config: Config, env: Mapping[str, str]) -> Daemon:
+        links = parts.account_links(config) if parts.account_links else None
         return Daemon(
             config,
             env,
             local_executor=parts.local_executor,
             remote_executor=parts.remote_executor,
+            account_links=links,
         )
 
     args.func = lambda a: cmd_run(a, make_daemon)

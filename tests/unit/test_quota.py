@@ -1,8 +1,9 @@
-"""Unit tests for agentq.quota: the swap decision over reading sequences and account choice."""
+"""Unit tests for agentq.accounts.quota: the swap planner over reading sequences, account choice."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -10,17 +11,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agentq.accounts.book import AccountBook, PartialSwap
 from agentq.accounts.quota import (
     FORENSIC_TEXT_MAX,
-    QuotaMonitor,
-    Reading,
-    ReadingKind,
-    Source,
+    QuotaRules,
+    SwapPlan,
+    Verdict,
     choose_account,
     earliest_reset,
     exhausted_until_for,
     is_exhausted,
+    plan_swap,
 )
+from agentq.agents.readings import Reading, ReadingKind, Source
 from agentq.config.models import QuotaConfig
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -41,61 +44,88 @@ def reading(
     source: Source = "pane",
     reset_at: datetime | None = None,
     text: str = QUOTA_TEXT,
+    account: str = "",
 ) -> Reading:
     """A reading with sensible defaults."""
-    return Reading(session, source, kind, reset_at, text, at)
+    return Reading(session, source, kind, reset_at, text, at, account)
+
+
+class Planner:
+    """Feeds polls through :func:`plan_swap`, keeping the returned book as the switcher does."""
+
+    def __init__(
+        self,
+        confirm_polls: int = 2,
+        cooldown: timedelta = timedelta(minutes=5),
+        book: AccountBook | None = None,
+    ) -> None:
+        self.rules = QuotaRules(confirm_polls, cooldown, timedelta(hours=1))
+        self.book = book or AccountBook.fresh(["a", "b"])
+
+    def poll(self, *readings: Reading, now: datetime | None = None) -> Verdict:
+        """One poll's readings; ``now`` defaults to the first reading's time."""
+        verdict = plan_swap(self.book, readings, now or readings[0].at, self.rules)
+        self.book = verdict.book
+        return verdict
+
+    def swaps(self, *readings: Reading, now: datetime | None = None) -> bool:
+        """Whether this poll plans a swap."""
+        return self.poll(*readings, now=now).plan is not None
+
+    def suspicion(self, session: str = "agentq-0") -> int:
+        """How many quota polls without a reset ``session`` has in a row."""
+        entry = self.book.suspicions.get(session)
+        return entry.polls if entry else 0
+
+    def swapped_at(self, at: datetime) -> None:
+        """A swap made elsewhere (``agentq swap``): the cooldown starts at ``at``."""
+        self.book = self.book.swapped(self.book.active, "b", at, "manual")
 
 
 def test_quota_with_reset_time_swaps_at_once() -> None:
-    """A single quota reading with a parsed reset time decides a swap."""
-    monitor = QuotaMonitor(confirm_polls=2)
-    decision = monitor.observe(reading(reset_at=RESET, source="hook"))
-    assert decision is not None
-    assert decision.swap
-    assert decision.reset_at == RESET
-    assert decision.source == "hook"
-    assert decision.session == "agentq-0"
-    assert monitor.last_swap == T0
+    """A single quota reading with a parsed reset time plans a swap to the next account."""
+    planner = Planner(confirm_polls=2)
+    verdict = planner.poll(reading(reset_at=RESET, source="hook"))
+    (decision,) = verdict.decisions
+    assert decision.swap and decision.reset_at == RESET
+    assert (decision.source, decision.session) == ("hook", "agentq-0")
+    assert verdict.plan == SwapPlan(
+        "quota: quota with a reset time (hook, agentq-0)", "a", "b", None
+    )
+    assert planner.book.last_swap_at == T0
+    assert planner.book.exhausted_until["a"] == RESET
 
 
 def test_quota_without_reset_needs_two_consecutive_polls() -> None:
     """Without a reset time the first poll only raises suspicion; the second swaps."""
-    monitor = QuotaMonitor(confirm_polls=2)
-    first = monitor.observe(reading(at=poll(0)))
-    assert first is not None
-    assert not first.swap
-    assert "1 of 2" in first.reason
-    assert monitor.suspicion("agentq-0") == 1
-    second = monitor.observe(reading(at=poll(1)))
-    assert second is not None
-    assert second.swap
-    assert monitor.suspicion("agentq-0") == 0
+    planner = Planner(confirm_polls=2)
+    first = planner.poll(reading(at=poll(0)))
+    assert first.plan is None
+    assert "1 of 2" in first.decisions[0].reason
+    assert planner.suspicion() == 1
+    assert planner.swaps(reading(at=poll(1)))
+    assert planner.suspicion() == 0
+    assert planner.book.exhausted_until["a"] == poll(1) + timedelta(hours=1)
 
 
 def test_two_readings_of_one_poll_count_once() -> None:
     """A pane and a transcript reading taken in the same poll are one poll, not two."""
-    monitor = QuotaMonitor(confirm_polls=2)
-    decisions = monitor.observe_poll(
-        [reading(at=poll(0), source="pane"), reading(at=poll(0), source="transcript")]
-    )
-    assert [d.swap for d in decisions] == [False, False]
-    assert monitor.suspicion("agentq-0") == 1
+    planner = Planner(confirm_polls=2)
+    verdict = planner.poll(reading(at=poll(0), source="pane"), reading(at=poll(0), source="hook"))
+    assert [d.swap for d in verdict.decisions] == [False, False]
+    assert planner.suspicion() == 1
 
 
 def test_confirmation_counts_per_session() -> None:
     """Quota polls of two different sessions do not add up to a confirmation."""
-    monitor = QuotaMonitor(confirm_polls=2)
-    monitor.observe(reading(at=poll(0), session="agentq-0"))
-    decision = monitor.observe(reading(at=poll(1), session="agentq-1"))
-    assert decision is not None
-    assert not decision.swap
+    planner = Planner(confirm_polls=2)
+    planner.poll(reading(at=poll(0), session="agentq-0"))
+    assert not planner.swaps(reading(at=poll(1), session="agentq-1"))
 
 
 def test_confirm_polls_of_one_swaps_on_the_first_reading() -> None:
     """With confirm_polls = 1 a quota reading without reset swaps at once."""
-    decision = QuotaMonitor(confirm_polls=1).observe(reading())
-    assert decision is not None
-    assert decision.swap
+    assert Planner(confirm_polls=1).swaps(reading())
 
 
 @pytest.mark.parametrize(
@@ -105,99 +135,108 @@ def test_confirm_polls_of_one_swaps_on_the_first_reading() -> None:
 )
 def test_server_error_vetoes_quota_of_the_same_poll(order: tuple[ReadingKind, ...]) -> None:
     """A server error of the same session and poll vetoes even a quota with a reset time."""
-    monitor = QuotaMonitor(confirm_polls=1)
+    planner = Planner(confirm_polls=1)
     readings = [
         reading(kind, reset_at=RESET if kind == "quota" else None, text="API Error: 500")
         for kind in order
     ]
-    decisions = monitor.observe_poll(readings)
-    assert not any(d.swap for d in decisions)
-    assert any("vetoed" in d.reason for d in decisions)
-    assert monitor.last_swap is None
+    verdict = planner.poll(*readings)
+    assert verdict.plan is None
+    assert not any(d.swap for d in verdict.decisions)
+    assert any("vetoed" in d.reason for d in verdict.decisions)
+    assert planner.book.last_swap_at is None
+    assert planner.book.exhausted_until["a"] is None
 
 
 def test_veto_holds_only_for_its_own_session_and_poll() -> None:
     """A server error neither vetoes another session nor a later poll of its session."""
-    monitor = QuotaMonitor(confirm_polls=1, cooldown=timedelta(0))
-    monitor.observe(reading("server_error", at=poll(0), session="agentq-0"))
-    other = monitor.observe(reading(at=poll(0), session="agentq-1"))
-    later = monitor.observe(reading(at=poll(1), session="agentq-0"))
-    assert other is not None
-    assert other.swap
-    assert later is not None
-    assert later.swap
+    planner = Planner(confirm_polls=1, cooldown=timedelta(0))
+    other = planner.poll(
+        reading("server_error", at=poll(0), session="agentq-0"),
+        reading(at=poll(0), session="agentq-1"),
+    )
+    assert other.plan is not None
+    assert planner.swaps(reading(at=poll(1), session="agentq-0"))
 
 
 def test_server_error_breaks_the_confirmation_run() -> None:
     """quota, server error, quota (no resets) is not two consecutive quota polls."""
-    monitor = QuotaMonitor(confirm_polls=2)
-    monitor.observe(reading(at=poll(0)))
-    monitor.observe(reading("server_error", at=poll(1), text="API Error: 529 Overloaded."))
-    decision = monitor.observe(reading(at=poll(2)))
-    assert decision is not None
-    assert not decision.swap
+    planner = Planner(confirm_polls=2)
+    planner.poll(reading(at=poll(0)))
+    planner.poll(reading("server_error", at=poll(1), text="API Error: 529 Overloaded."))
+    assert not planner.swaps(reading(at=poll(2)))
 
 
 def test_recovery_resets_the_suspicion() -> None:
     """An ok reading between two quota polls resets the count: no swap."""
-    monitor = QuotaMonitor(confirm_polls=2)
-    monitor.observe(reading(at=poll(0)))
-    assert monitor.observe(reading("ok", at=poll(1), text="")) is None
-    assert monitor.suspicion("agentq-0") == 0
-    decision = monitor.observe(reading(at=poll(2)))
-    assert decision is not None
-    assert not decision.swap
+    planner = Planner(confirm_polls=2)
+    planner.poll(reading(at=poll(0)))
+    assert planner.poll(reading("ok", at=poll(1), text="")).decisions == ()
+    assert planner.suspicion() == 0
+    assert not planner.swaps(reading(at=poll(2)))
 
 
 def test_no_new_swap_within_the_cooldown() -> None:
     """After a swap, quota readings hold until the cooldown has passed, then swap again."""
-    monitor = QuotaMonitor(confirm_polls=1, cooldown=timedelta(minutes=5))
-    first = monitor.observe(reading(reset_at=RESET, at=T0))
-    soon = monitor.observe(reading(reset_at=RESET, at=T0 + timedelta(minutes=4)))
-    later = monitor.observe(reading(reset_at=RESET, at=T0 + timedelta(minutes=5)))
-    assert first is not None
-    assert first.swap
-    assert soon is not None
-    assert not soon.swap
-    assert "cooldown" in soon.reason
-    assert later is not None
-    assert later.swap
+    planner = Planner(confirm_polls=1, book=AccountBook.fresh(["a", "b", "c"]))
+    assert planner.swaps(reading(reset_at=RESET, at=T0))
+    soon = planner.poll(reading(reset_at=RESET, at=T0 + timedelta(minutes=4)))
+    assert soon.plan is None
+    assert "cooldown" in soon.decisions[0].reason
+    assert planner.swaps(reading(reset_at=RESET, at=T0 + timedelta(minutes=5)))
 
 
 def test_cooldown_uses_the_clock_passed_in() -> None:
-    """``now`` overrides the reading's time for the cooldown (late-processed readings)."""
-    monitor = QuotaMonitor(confirm_polls=1, cooldown=timedelta(minutes=5))
-    monitor.note_swap(T0)
-    held = monitor.observe(reading(at=T0 + timedelta(minutes=10)), now=T0 + timedelta(minutes=1))
-    assert held is not None
-    assert not held.swap
+    """``now`` decides the cooldown, not the reading's time (late-processed readings)."""
+    planner = Planner(confirm_polls=1)
+    planner.swapped_at(T0)
+    held = planner.poll(reading(at=T0 + timedelta(minutes=10)), now=T0 + timedelta(minutes=1))
+    assert held.plan is None
 
 
 def test_confirmed_suspicion_survives_the_cooldown() -> None:
     """A confirmation reached during the cooldown swaps on the first poll after it."""
-    monitor = QuotaMonitor(confirm_polls=2, cooldown=timedelta(minutes=1))
-    monitor.note_swap(poll(0))
-    monitor.observe(reading(at=poll(1)))
-    held = monitor.observe(reading(at=poll(2)))
-    after = monitor.observe(reading(at=poll(13)))
-    assert held is not None
-    assert not held.swap
-    assert after is not None
-    assert after.swap
+    planner = Planner(confirm_polls=2, cooldown=timedelta(minutes=1))
+    planner.swapped_at(poll(0))
+    planner.poll(reading(at=poll(1)))
+    assert not planner.swaps(reading(at=poll(2)))
+    assert planner.swaps(reading(at=poll(13)))
 
 
-def test_from_config_takes_confirm_polls_and_cooldown() -> None:
-    """The monitor is built from the quota section of the config."""
-    monitor = QuotaMonitor.from_config(QuotaConfig(confirm_polls=3, cooldown=90))
-    assert monitor.confirm_polls == 3
-    assert monitor.cooldown == timedelta(seconds=90)
+def test_no_swap_while_a_partial_swap_waits_for_the_operator() -> None:
+    """A confirmed quota during a partial swap is held: the operator decides first."""
+    book = AccountBook.fresh(["a", "b"]).with_partial(PartialSwap("a", "b", "ensure", "flip"))
+    verdict = Planner(confirm_polls=1, book=book).poll(reading(reset_at=RESET))
+    assert verdict.plan is None
+    assert "partial swap" in verdict.decisions[0].reason
+
+
+def test_a_reading_from_another_account_than_the_active_one_does_not_swap() -> None:
+    """Only the active account's sessions can trigger a swap away from it."""
+    verdict = Planner(confirm_polls=1).poll(reading(reset_at=RESET, account="b"))
+    assert verdict.plan is None
+    assert "not the active one" in verdict.decisions[0].reason
+
+
+def test_every_account_exhausted_plans_a_hold_until_the_earliest_reset() -> None:
+    """No usable account left: the plan has no target and holds until the soonest reset."""
+    book = AccountBook.fresh(["a", "b"]).exhausted("b", RESET + timedelta(hours=2))
+    verdict = Planner(confirm_polls=1, book=book).poll(reading(reset_at=RESET))
+    assert verdict.plan == SwapPlan(
+        "quota: quota with a reset time (pane, agentq-0)", "a", None, RESET
+    )
+
+
+def test_from_config_takes_confirm_polls_cooldown_and_default_exhaustion() -> None:
+    """The rules are built from the quota section of the config."""
+    rules = QuotaRules.from_config(QuotaConfig(confirm_polls=3, cooldown=90, default_exhausted=600))
+    assert rules == QuotaRules(3, timedelta(seconds=90), timedelta(seconds=600))
 
 
 def test_forensic_line_names_session_source_text_and_reset() -> None:
     """Each detection carries one line with session, source, matched text and reset."""
-    decision = QuotaMonitor().observe(reading(reset_at=RESET, source="transcript"))
-    assert decision is not None
-    line = decision.forensic
+    verdict = Planner().poll(reading(reset_at=RESET, source="transcript"))
+    line = verdict.decisions[0].forensic
     assert "session=agentq-0" in line
     assert "source=transcript" in line
     assert f"reset={RESET.isoformat()}" in line
@@ -208,21 +247,28 @@ def test_forensic_line_names_session_source_text_and_reset() -> None:
 def test_forensic_text_is_cut_and_quoted() -> None:
     """Long or multi-line matched text is cut to the limit and cannot forge log fields."""
     text = 'line one\nsession=evil "x" ' + "y" * 300
-    decision = QuotaMonitor().observe(reading(text=text))
-    assert decision is not None
-    quoted = decision.forensic.split(" text=", 1)[1]
-    assert "\n" not in decision.forensic
+    forensic = Planner().poll(reading(text=text)).decisions[0].forensic
+    quoted = forensic.split(" text=", 1)[1]
+    assert "\n" not in forensic
     assert '\\"x\\"' in quoted
     shown = json.loads(quoted)
     assert len(shown) == FORENSIC_TEXT_MAX
     assert shown.startswith('line one session=evil "x" yyy')
-    assert "reset=unknown" in decision.forensic
+    assert "reset=unknown" in forensic
 
 
 def test_rejects_confirm_polls_below_one() -> None:
     """A confirmation count below one is a programming error."""
     with pytest.raises(ValueError, match="confirm_polls"):
-        QuotaMonitor(confirm_polls=0)
+        QuotaRules(confirm_polls=0)
+
+
+def test_planning_never_changes_the_book_it_was_given() -> None:
+    """The book is frozen: a plan comes with a new book, the old one stays as it was."""
+    book = AccountBook.fresh(["a", "b"])
+    before = replace(book)
+    plan_swap(book, [reading(reset_at=RESET)], T0, QuotaRules(confirm_polls=1))
+    assert book == before
 
 
 _kinds = st.sampled_from(["quota", "server_error", "ok"])
@@ -236,14 +282,14 @@ def test_swaps_are_never_closer_than_the_cooldown(
     steps: list[tuple[ReadingKind, bool, int, int]],
 ) -> None:
     """Whatever the readings, two swaps are always at least the cooldown apart."""
-    monitor = QuotaMonitor(confirm_polls=2, cooldown=timedelta(minutes=5))
+    planner = Planner(confirm_polls=2, cooldown=timedelta(minutes=5))
     at = T0
     swaps: list[datetime] = []
     for kind, with_reset, session, gap in steps:
         at += timedelta(seconds=gap)
         r = reading(kind, at, session=f"s{session}", reset_at=RESET if with_reset else None)
-        decision = monitor.observe(r)
-        if decision is not None and decision.swap:
+        verdict = planner.poll(r)
+        if verdict.plan is not None:
             assert kind == "quota"
             swaps.append(at)
     assert all(b - a >= timedelta(minutes=5) for a, b in pairwise(swaps))

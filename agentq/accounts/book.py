@@ -1,0 +1,215 @@
+"""The account book: which account is active, which are exhausted until when, the swaps so far.
+
+One owner (the :class:`~agentq.accounts.switcher.Switcher`); everyone else reads a copy
+(the daemon writes :meth:`AccountBook.to_dict` into ``state.json``). The book is frozen:
+every change makes a new book, so the quota planner can be a pure function of it.
+
+What it holds:
+
+- ``active``: the account new sessions start on (the active link points at its home);
+- ``exhausted_until``: per account, when its limit resets (None: usable);
+- ``swaps``: the history of swaps (time, from, to, trigger);
+- ``hold``: every account is exhausted; the queue waits until ``until``;
+- ``partial``: a swap failed and so did its rollback; dispatching stops until the operator
+  clears it (``agentq swap --clear``) or the daemon restarts;
+- ``last_swap_at``: when the last swap was decided or made (the cooldown starts there);
+- ``suspicions``: per session, a run of quota polls without a reset time (not persisted:
+  a restart starts the confirmation afresh).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SwapEntry:
+    """One swap in the history."""
+
+    time: datetime
+    source: str
+    target: str
+    trigger: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The entry as ``state.json`` shows it (``from``/``to``)."""
+        return {
+            "time": self.time.isoformat(),
+            "from": self.source,
+            "to": self.target,
+            "trigger": self.trigger,
+        }
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Every account is exhausted: the local queue waits from ``since`` until ``until``."""
+
+    since: datetime
+    until: datetime
+
+
+@dataclass(frozen=True)
+class PartialSwap:
+    """A swap whose rollback failed too: the link may point at either account."""
+
+    source: str
+    target: str
+    error: str
+    rollback: str
+
+
+@dataclass(frozen=True)
+class Suspicion:
+    """A session's run of quota polls without a reset time, and the poll it last counted."""
+
+    polls: int
+    last_at: datetime
+
+
+@dataclass(frozen=True)
+class AccountBook:
+    """The accounts' state; see the module docstring."""
+
+    accounts: tuple[str, ...]
+    active: str
+    exhausted_until: Mapping[str, datetime | None] = field(default_factory=dict)
+    swaps: tuple[SwapEntry, ...] = ()
+    hold: Hold | None = None
+    partial: PartialSwap | None = None
+    last_swap_at: datetime | None = None
+    suspicions: Mapping[str, Suspicion] = field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, accounts: Sequence[str]) -> AccountBook:
+        """A book for ``accounts`` (the first active; ``default`` when there are none)."""
+        names = tuple(accounts) or ("default",)
+        return cls(names, names[0], dict.fromkeys(names))
+
+    # -- reading ------------------------------------------------------------------------
+
+    def is_exhausted(self, account: str, now: datetime) -> bool:
+        """True while ``account``'s recorded reset lies in the future."""
+        until = self.exhausted_until.get(account)
+        return until is not None and until > now
+
+    # -- changes ------------------------------------------------------------------------
+
+    def exhausted(self, account: str, until: datetime) -> AccountBook:
+        """``account`` is out of quota until ``until``."""
+        return replace(self, exhausted_until={**self.exhausted_until, account: until})
+
+    def swapped(self, source: str, target: str, at: datetime, trigger: str) -> AccountBook:
+        """A swap from ``source`` to ``target`` completed: active, history, cooldown, no hold."""
+        entry = SwapEntry(at, source, target, trigger)
+        return replace(
+            self,
+            active=target,
+            swaps=(*self.swaps, entry),
+            hold=None,
+            last_swap_at=at,
+            suspicions={},
+        )
+
+    def held(self, since: datetime, until: datetime) -> AccountBook:
+        """Every account is exhausted: hold the queue until ``until``."""
+        return replace(self, hold=Hold(since, until))
+
+    def with_partial(self, partial: PartialSwap | None) -> AccountBook:
+        """Enter (or, with None, leave) the partial-swap state."""
+        return replace(self, partial=partial)
+
+    def with_active(self, account: str) -> AccountBook:
+        """``account`` is the active one (after the operator cleared a partial swap)."""
+        return replace(self, active=account)
+
+    # -- state.json ---------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys the book owns in ``state.json`` (suspicions stay in memory)."""
+        hold = self.hold
+        partial = self.partial
+        return {
+            "active_account": self.active,
+            "accounts": {
+                name: {"exhausted_until": _iso(self.exhausted_until.get(name))}
+                for name in self.accounts
+            },
+            "swaps": [entry.to_dict() for entry in self.swaps],
+            "hold": {"since": hold.since.isoformat(), "until": hold.until.isoformat()}
+            if hold
+            else None,
+            "partial_swap": {
+                "from": partial.source,
+                "to": partial.target,
+                "error": partial.error,
+                "rollback": partial.rollback,
+            }
+            if partial
+            else None,
+            "last_swap_at": _iso(self.last_swap_at),
+        }
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any], accounts: Sequence[str]) -> AccountBook:
+        """The book ``state.json`` recorded, for the accounts configured now.
+
+        Unknown or malformed entries are dropped (the file is a cache); an active account
+        that is no longer configured falls back to the first one.
+        """
+        book = cls.fresh(accounts)
+        recorded = state.get("accounts")
+        entries = recorded if isinstance(recorded, dict) else {}
+        until = {
+            name: _time((entries.get(name) or {}).get("exhausted_until")) for name in book.accounts
+        }
+        active = state.get("active_account")
+        return replace(
+            book,
+            active=active if active in book.accounts else book.active,
+            exhausted_until=until,
+            swaps=tuple(_swaps(state.get("swaps"))),
+            hold=_hold(state.get("hold")),
+            partial=_partial(state.get("partial_swap")),
+            last_swap_at=_time(state.get("last_swap_at")),
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _swaps(value: object) -> list[SwapEntry]:
+    entries = []
+    for item in value if isinstance(value, list) else []:
+        when = _time(item.get("time")) if isinstance(item, dict) else None
+        if when is not None and isinstance(item, dict):
+            fields = (str(item.get(k, "")) for k in ("from", "to", "trigger"))
+            entries.append(SwapEntry(when, *fields))
+    return entries
+
+
+def _hold(value: object) -> Hold | None:
+    if not isinstance(value, dict):
+        return None
+    since, until = _time(value.get("since")), _time(value.get("until"))
+    return Hold(since, until) if since is not None and until is not None else None
+
+
+def _partial(value: object) -> PartialSwap | None:
+    if not isinstance(value, dict):
+        return None
+    fields = (str(value.get(k, "")) for k in ("from", "to", "error", "rollback"))
+    return PartialSwap(*fields)

@@ -1,0 +1,78 @@
+"""Reading an agent's transcript files (I/O: this module opens files; its callers stay pure).
+
+Claude Code keeps each session in ``<config dir>/projects/<cwd slug>/<session id>.jsonl``
+(:func:`agentq.agents.profiles.transcript_path`). The session executor reads the last
+answer from it when a turn ended without a ``Stop`` hook, and finds the session that holds
+our prompt when no hook reported its id yet.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from agentq.agents.profiles import UUID_RE
+
+#: How many of the newest transcripts :func:`find_session_by_prompt` opens.
+NEWEST_SEARCHED = 20
+
+
+def last_assistant_text(path: Path) -> str:
+    """The text of the last assistant entry of a transcript JSONL file ('' when none)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if (
+            not isinstance(entry, dict)
+            or entry.get("type") != "assistant"
+            or entry.get("isApiErrorMessage")
+        ):
+            continue
+        text = _entry_text((entry.get("message") or {}).get("content"))
+        if text is not None:
+            return text
+    return ""
+
+
+def _entry_text(content: object) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text"
+        ]
+        if texts:
+            return "\n".join(texts)
+    return None
+
+
+def find_session_by_prompt(account_home: Path, cwd: Path, first_line: str) -> str | None:
+    """The session id whose transcript (``projects/<cwd slug>/*.jsonl``) holds our prompt.
+
+    The fallback when no hook reported the id yet: the agent writes the user's prompt
+    to its transcript as soon as it is submitted. Newest transcript first.
+    """
+    if not first_line:
+        return None
+    folder = account_home / "projects" / re.sub(r"[^A-Za-z0-9]", "-", str(cwd))
+    try:
+        candidates = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return None
+    # As the text may appear inside a JSON string: escaped or not.
+    needles = {json.dumps(first_line)[1:-1], json.dumps(first_line, ensure_ascii=False)[1:-1]}
+    for path in candidates[:NEWEST_SEARCHED]:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if UUID_RE.fullmatch(path.stem) and any(n in text for n in needles):
+            return path.stem
+    return None

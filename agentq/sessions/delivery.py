@@ -1,0 +1,54 @@
+"""What is typed into an agent session, and how the screen shows that it arrived (pure).
+
+The prompt is a one-line header (task, project, attempt) and the task body, pasted as
+one bracketed paste. Delivery is verified on the pane: the paste must show in the live
+input line (``❯`` + U+00A0) before Enter is sent, and the submitted prompt is echoed as a
+past prompt (``❯`` + a normal space), which tells a new turn from an earlier one.
+"""
+
+from __future__ import annotations
+
+#: How many non-blank pane lines a failure footer quotes.
+TAIL_LINES = 15
+#: What a task resumed on another account is told (its original prompt is in the session).
+CONTINUE_PROMPT = (
+    "The usage limit interrupted your previous turn; the session now runs on another "
+    "account. Continue the task from where you stopped."
+)
+#: Foreground programs that mean "the agent exited; the pane is at its shell prompt".
+SHELLS = frozenset({"bash", "zsh", "sh", "fish", "dash", "ksh"})
+LIVE_INPUT = "❯\u00a0"
+ECHO = "❯ "
+
+
+def prompt_text(name: str, project: str, attempt: int, body: str) -> str:
+    """What is typed into the agent: a one-line header (task, project, attempt) and the body."""
+    header = f"[agentq task {name} · project {project} · attempt {attempt}]"
+    return f"{header}\n\n{body}"
+
+
+def first_line(text: str) -> str:
+    """The first line of a prompt: what the agent's ``UserPromptSubmit`` payload starts with."""
+    return text.split("\n", 1)[0]
+
+
+def last_echo(screen: str) -> str:
+    """The last past-prompt echo line on screen (``❯`` + normal space), or ''."""
+    for line in reversed(screen.splitlines()):
+        if line.startswith(ECHO):
+            return line
+    return ""
+
+
+def has_pending_input(screen: str) -> bool:
+    """Whether the live input line (``❯`` + U+00A0) holds text waiting for Enter."""
+    for line in reversed(screen.splitlines()):
+        if line.startswith(LIVE_INPUT):
+            return bool(line[len(LIVE_INPUT) :].strip())
+    return False
+
+
+def screen_tail(screen: str, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` non-blank lines of a screen, right-stripped."""
+    kept = [ln.rstrip() for ln in screen.splitlines() if ln.strip()]
+    return "\n".join(kept[-lines:])

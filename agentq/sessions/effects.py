@@ -1,0 +1,170 @@
+"""The effects a machine step makes: each changes the slot and emits the matching actions.
+
+:class:`StepBase` holds one step's working state (the slot as it changes, the actions so
+far, the task and its session id as this step knows them) and the primitive moves the
+per-state decisions in :mod:`agentq.sessions.machine` are made of: launch, kill, recycle,
+finish, report. Pure, like the machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from agentq.agents.readings import ReadingKind, Source
+from agentq.agents.status import Kind
+from agentq.sessions.delivery import CONTINUE_PROMPT, TAIL_LINES, first_line
+from agentq.sessions.model import (
+    Action,
+    Ending,
+    Exit,
+    Finish,
+    Instant,
+    Kill,
+    Launch,
+    Log,
+    Progress,
+    Report,
+    Rules,
+    Slot,
+    SlotState,
+    TaskView,
+    TranscriptRef,
+)
+
+#: Back-off of a slot whose agent will not start: 2, 4, 8 … seconds, at most this.
+MAX_LAUNCH_BACKOFF = 60.0
+#: A failure footer quotes at most this much of the pane.
+TAIL_CHARS = 1500
+_KINDS: dict[Kind, ReadingKind] = {
+    Kind.OK: "ok",
+    Kind.QUOTA: "quota",
+    Kind.SERVER_ERROR: "server_error",
+}
+
+
+@dataclass
+class StepBase:
+    """One step's working state (the slot as it changes, the actions so far) and its effects."""
+
+    slot: Slot
+    now: Instant
+    rules: Rules
+    actions: list[Action] = field(default_factory=list)
+    task: TaskView | None = None
+    #: The task's session id as this step knows it (the record's, or a hook's newer word).
+    session_id: str | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def set(self, **changes: object) -> None:
+        # replace() checks the field names at run time; the table tests reach every call.
+        self.slot = replace(self.slot, **changes)  # type: ignore[arg-type]
+
+    def emit(self, *actions: Action) -> None:
+        self.actions.extend(actions)
+
+    def log(self, level: int, message: str, **fields: str) -> None:
+        self.emit(Log(level, message, (("session", self.slot.name), *fields.items())))
+
+    def bind(self, task: TaskView | None) -> None:
+        self.task = task
+        self.session_id = task.session_id if task else None
+
+    def expected_prompt(self) -> str:
+        """The first line of what we type into the slot ('' when it has no task)."""
+        if self.task is None:
+            return ""
+        return first_line(CONTINUE_PROMPT if self.slot.continuing else self.task.prompt)
+
+    # -- effects ---------------------------------------------------------------------------
+
+    def launch(
+        self,
+        cwd: Path,
+        account: str,
+        resume: str | None,
+        task: TaskView | None,
+        *,
+        retry: bool = False,
+    ) -> None:
+        self.emit(Launch(cwd, account, resume, retry))
+        if task is not None and resume is None and self.session_id:
+            # A fresh agent reports its own id; a resumed one keeps the recorded one.
+            self.emit(Progress(session_id=None))
+            self.session_id = None
+        self.set(
+            state=SlotState.LAUNCHING,
+            cwd=cwd,
+            account=account,
+            since=self.now.mono,
+            launched_at=self.now.wall,
+            echo_baseline="",
+            stale=False,
+        )
+
+    def launch_failed(self, reason: str) -> None:
+        """Back off a slot whose agent will not start (wrong command, bad folder…)."""
+        failures = self.slot.launch_failures + 1
+        delay = min(MAX_LAUNCH_BACKOFF, 2.0**failures)
+        self.set(state=SlotState.EMPTY, launch_failures=failures, retry_at=self.now.mono + delay)
+        self.log(
+            logging.WARNING,
+            "agent session failed to start; backing off",
+            reason=reason,
+            retry_in_s=f"{delay:g}",
+        )
+
+    def kill(self) -> None:
+        self.emit(Kill())
+        self.set(state=SlotState.EMPTY)
+
+    def recycle(self) -> None:
+        if self.rules.recycle:
+            self.emit(Exit())
+            self.set(state=SlotState.EXITING, since=self.now.mono)
+        else:
+            self.set(state=SlotState.IDLE)
+
+    def fail_and_kill(self, error: str, tail: str) -> None:
+        self.finish(Ending.FAILED, error=error, tail=tail)
+        self.kill()
+
+    def note(self, key: str, value: str) -> None:
+        self.set(notes=(*self.slot.notes, (key, value)))
+
+    def report(self, source: Source, kind: Kind, reset_text: str | None, text: str) -> None:
+        self.emit(Report(source, _KINDS[kind], reset_text, text))
+
+    def finish(
+        self,
+        ending: Ending,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        tail: str = "",
+        answer_from: TranscriptRef | None = None,
+    ) -> None:
+        """Emit the task's end with its footer details; the slot forgets the task."""
+        if self.task is None:
+            return
+        slot = self.slot
+        details = list(slot.notes)
+        if self.session_id:
+            details.append(("session_id", self.session_id))
+        if slot.transcript:
+            details.append(("transcript", slot.transcript))
+        if tail and ending is Ending.FAILED:
+            lines = " ⏎ ".join(tail.splitlines()[-TAIL_LINES:])
+            details.append(("last pane lines", lines[:TAIL_CHARS]))
+        self.emit(Finish(ending, result, error, tuple(details), answer_from))
+        self.set(
+            notes=(),
+            permission_since=None,
+            continuing=False,
+            quota_hint=None,
+            resume_id=None,
+            submitted=False,
+        )
+        self.task = None
