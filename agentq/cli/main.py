@@ -252,7 +252,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from agentq.cli.detect import run_detect
 
-    return run_detect(args.file, args.now, args.tz, sys.stdin, sys.stdout)
+    return run_detect(args.file, args.now, args.tz, sys.stdin, sys.stdout, login=args.login)
 
 
 def cmd_hook(args: argparse.Namespace) -> int:
@@ -330,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", default="claude-code", choices=["claude-code"])
     p.add_argument("--now")
     p.add_argument("--tz", default="UTC")
+    p.add_argument(
+        "--login",
+        default="unknown",
+        choices=["unknown", "subscriber", "enterprise", "api_key"],
+        help="how the session's account signs in (decides what a retried limit means)",
+    )
     p = add("hook", cmd_hook, "called by the agent's hooks: record a signal file")
     p.add_argument("event")
     p.add_argument("--state-dir")
