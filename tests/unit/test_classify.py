@@ -87,7 +87,7 @@ def test_corpus_sample_is_classified_as_labelled(name: str) -> None:
     if label.get("channel") == "transcript":
         reading: PaneReading | SignalReading = classify_transcript(_sample(name).splitlines())
     else:
-        reading = classify_pane(_sample(name), login=Login(label.get("login", "unknown")))
+        reading = classify_pane(_sample(name), login=Login(str(label.get("login", "unknown"))))
     assert reading.kind is _expected_kind(label)
     if reading.kind is Kind.QUOTA:
         assert reading.reset_text == label["reset"]
