@@ -68,8 +68,9 @@ _SPINNER_ACTIVE = re.compile(
     r"…|\.\.\.|Retrying in|esc to interrupt|Waiting for \d+ background (?:agent|task)",
     re.IGNORECASE,
 )
-# What is left on screen once the CLI has exited (2.1.x prints how to resume).
-_EXITED = re.compile(r"^(?:Resume this session with:|claude --resume [0-9a-f-]{36}\s*$)")
+# What is left on screen once the CLI has exited: how to resume (2.1.332 repeats the flags the
+# session was started with: "claude --dangerously-skip-permissions --resume <uuid>").
+_EXITED = re.compile(r"^(?:Resume this session with:|claude(?: \S+)* --resume [0-9a-f-]{36}\s*$)")
 _CANCELLED_FOOTER = re.compile(r"\s{2,}automatic continue cancelled\s*$", re.IGNORECASE)
 _FOOTER_CHUNK = re.compile(r"\s{3,}")
 _NOT_FOUND = re.compile(r"^No conversation found with session ID:")
