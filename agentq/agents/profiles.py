@@ -30,6 +30,9 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 #: offline on 2.1.197 and 2.1.332).
 POOL_SETTINGS = json.dumps({"autoContinueAtUsageLimit": False})
 CREDENTIALS_FILE = ".credentials.json"
+#: The Claude Code versions agentq is tested against, oldest and newest (the e2e matrix;
+#: docs/compatibility.md says what differs). ``agentq doctor`` checks the installed one.
+TESTED_CLAUDE_CODE = ("2.1.197", "2.1.332")
 
 
 def check_uuid(value: str) -> str:

@@ -101,6 +101,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from agentq.cli.doctor import run_doctor
+
+    raw = args.config or os.environ.get("AGENTQ_CONFIG") or DEFAULT_CONFIG
+    path = Path(os.path.expanduser(raw))
+    return run_doctor(path, dict(os.environ), sys.stdout, as_json=args.json)
+
+
 def _delegation_warnings(config: Config, env: dict[str, str]) -> list[str]:
     """Providers that are configured but disabled (no key), as ``agentq validate`` reports them."""
     from agentq.core.errors import ConfigError
@@ -291,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=int, default=3, help="pool size (default 3)")
     p = add("validate", cmd_validate, "check a configuration file, listing every problem")
     p.add_argument("--config")
+    p = add("doctor", cmd_doctor, "check tmux, the agent CLI, hooks, links, limits and the API")
+    p.add_argument("--config")
+    p.add_argument("--json", action="store_true", help="the checks as JSON")
     p = add("accounts", cmd_accounts, "manage account homes: 'init' adopts the shared layout")
     p.add_argument("action", choices=["init"])
     p.add_argument("--dry-run", action="store_true", help="print every step, change nothing")

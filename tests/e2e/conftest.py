@@ -27,11 +27,12 @@ from typing import Any
 import pytest
 import yaml
 
+from agentq.agents.profiles import TESTED_CLAUDE_CODE
 from tests.support.anthropic_mock import MockAnthropic
 from tests.support.wait import wait_until
 
-#: The Claude Code versions agentq is tested against (oldest first).
-CLAUDE_VERSIONS = ("2.1.197", "2.1.332")
+#: The Claude Code versions agentq is tested against (oldest first; .ci/run installs them).
+CLAUDE_VERSIONS = TESTED_CLAUDE_CODE
 BINS_VARIABLE = "AGENTQ_CLAUDE_BINS"
 YEAR_MS = 365 * 24 * 3600 * 1000
 
