@@ -21,6 +21,8 @@ from agentq.agents.classify import (
     classify_pane,
     classify_transcript,
     classify_transcript_entry,
+    has_exited,
+    pending_input,
 )
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
@@ -596,6 +598,25 @@ FRAGMENTS = [
     "╰",
     "(",
     ")",
+    # 2.1.332
+    "● Usage limit reached · set to continue automatically at ",
+    "● Usage limit reset · Continuing automatically",
+    "● Automatic continue cancelled · /rate-limit-options to wait again",
+    "  ⚠ Usage limit reached · limit resets 4:32pm",
+    "    Continuing shortly · Esc to cancel",
+    "You've hit your 5-hour limit",
+    " · your 5-hour limit resets ",
+    "✻ 5-hour limit reached · retrying in 2s (4:44pm) · attempt 2/3",
+    "✻ 429 Rate limited · retrying in 2s · attempt 2/2",
+    "You've used 92% of your 5-hour limit",
+    "Over 75% of your weekly limit used",
+    "❯ /usage",
+    "  ⎿  Queued · ctrl+x ctrl+s to send now",
+    f"❯{NBSP}Resend your message to try again",
+    "✻ Waiting for 1 background agent to finish",
+    "  ◯ general-purpose  slow helper  1s",
+    "Resume this session with:",
+    "user@host:~$",
 ]
 PANE_TEXT = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=10)), max_size=30).map(
     "".join
@@ -609,6 +630,11 @@ def test_classifiers_never_raise(text: str, title: str | None) -> None:
     """Any text and title give a reading, never an exception."""
     reading = classify_pane(text, title)
     assert reading.kind in set(Kind)
+    assert reading.kind is Kind.QUOTA or reading.window is None
+    for login in Login:
+        assert classify_pane(text, title, login=login).kind in set(Kind)
+    assert isinstance(pending_input(text), str)
+    assert has_exited(text) in (True, False)
     assert classify_activity(text, title) in set(Activity)
     entry = _error_entry("rate_limit", 429, text)
     assert classify_transcript_entry(entry).kind in set(Kind)
