@@ -302,8 +302,10 @@ def parse_retry(text: str, *, spinner: bool, login: Login = Login.UNKNOWN) -> St
     """Read a retry line ("✻ API error · Retrying in 19s · attempt 6/10"); never final.
 
     A retried limit ("5-hour limit reached · retrying …", "429 … · retrying …") is a limit in
-    progress only for a login whose 429s Claude Code retries (:class:`Login`); for anyone else
-    it is a 5xx carrying a claim header or a throttle: a server error.
+    progress only for a login whose 429s Claude Code retries (API key, Enterprise: see
+    :class:`Login`); for a subscriber it is a 5xx carrying a claim header or a throttle, a
+    server error. With the login unknown, "… limit reached" stays a provisional quota and a
+    bare "429 …" a server error.
     """
     line = flat(text).strip()
     found = _RETRY.search(line)
@@ -313,7 +315,10 @@ def parse_retry(text: str, *, spinner: bool, login: Login = Login.UNKNOWN) -> St
     evidence = _evidence(text)
     quota = parse_quota(headline) if headline else None
     if quota is not None or _RATE_LIMIT_HEADLINE.match(headline):
-        if not login.retries_rate_limits:
+        # Without the login the pane cannot tell: a retried limit stays a provisional quota
+        # and a retried bare 429 a server error, as they always read.
+        unsure = login is Login.UNKNOWN and quota is not None
+        if not (login.retries_rate_limits or unsure):
             return Status(Kind.SERVER_ERROR, None, evidence, retrying=True)
         reset = _RETRY_RESET.search(line)
         reset_text = quota.reset_text if quota else None

@@ -256,12 +256,6 @@ def _turn(body: str, box: str = IDLE_BOX) -> str:
             id="an API-key 429 being retried is provisional quota",
         ),
         pytest.param(
-            "✻ 5-hour limit reached · retrying in 2s (4:44pm) · attempt 2/3",
-            Kind.SERVER_ERROR,
-            None,
-            id="a retried 5-hour limit is a 5xx with a claim header, not the limit",
-        ),
-        pytest.param(
             "● Bash(cat notes.txt)\n  ⎿  You've hit your limit · resets 10pm (UTC)\n\n"
             "● Read it.\n\n❯ /cost\n  ⎿  Total cost: $0.0000",
             Kind.OK,
@@ -283,17 +277,20 @@ def test_only_the_agents_own_status_lines_count(body: str, kind: Kind, reset: st
         pytest.param(Login.ENTERPRISE, Kind.QUOTA, id="Enterprise retries its 429s: a limit"),
         pytest.param(Login.API_KEY, Kind.QUOTA, id="an API key retries its 429s: a limit"),
         pytest.param(Login.SUBSCRIBER, Kind.SERVER_ERROR, id="a subscriber's is a 5xx"),
-        pytest.param(Login.UNKNOWN, Kind.SERVER_ERROR, id="unknown login: never a limit"),
+        pytest.param(Login.UNKNOWN, Kind.QUOTA, id="unknown login: a provisional limit"),
     ],
 )
 def test_a_retried_limit_is_provisional_and_only_a_limit_where_429s_are_retried(
     login: Login, kind: Kind
 ) -> None:
     """ "Session limit reached · Retrying" is never final; a limit only for a retrying login."""
-    body = "✻ Session limit reached · Retrying in 5s (11:30pm) · attempt 5/10"
-    reading = classify_pane(_turn(body, BUSY_BOX), login=login)
-    assert (reading.kind, reading.retrying, reading.activity) == (kind, True, Activity.BUSY)
-    assert reading.reset_text == ("11:30pm" if kind is Kind.QUOTA else None)
+    for body in (
+        "✻ Session limit reached · Retrying in 5s (11:30pm) · attempt 5/10",
+        "✻ 5-hour limit reached · retrying in 2s (11:30pm) · attempt 2/3",
+    ):
+        reading = classify_pane(_turn(body, BUSY_BOX), login=login)
+        assert (reading.kind, reading.retrying, reading.activity) == (kind, True, Activity.BUSY)
+        assert reading.reset_text == ("11:30pm" if kind is Kind.QUOTA else None)
 
 
 def test_limit_text_above_the_last_prompt_echo_is_history() -> None:

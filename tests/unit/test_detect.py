@@ -102,11 +102,13 @@ def test_run_detect_reads_a_naive_now_in_the_zone() -> None:
     assert json.loads(out)["reset_at"] == "2025-11-20T20:00:00+01:00"
 
 
-def test_detect_without_the_login_never_reads_a_retried_limit_as_quota() -> None:
-    """The same Enterprise retry line reads as a provisional server error for an unknown login."""
-    text = (CORPUS / "real_15_enterprise_retrying_session_limit.txt").read_text("utf-8")
-    result = detect(text, NOW, "UTC")
-    assert (result["kind"], result["retrying"], result.get("reset_at")) == (
+def test_detect_reads_a_retried_limit_by_the_login() -> None:
+    """The same retry line: provisional quota when the login is unknown, a 5xx for a subscriber."""
+    text = (CORPUS / "real_50_500_with_claim_header_retrying_attempt6.txt").read_text("utf-8")
+    unknown = detect(text, NOW, "UTC")
+    assert (unknown["kind"], unknown["retrying"]) == ("quota", True)
+    subscriber = detect(text, NOW, "UTC", login=Login.SUBSCRIBER)
+    assert (subscriber["kind"], subscriber["retrying"], subscriber.get("reset_at")) == (
         "server_error",
         True,
         None,

@@ -272,15 +272,20 @@ RETRY_HEADLINES = [
 def test_a_retry_line_is_never_a_final_limit(
     headline: str, word: str, seconds: int, reset: str, attempt: int, login: Login
 ) -> None:
-    """Whatever the headline says, a retry line is provisional; only a retrying login's 429s
-    and retried limits read as quota, and a subscriber's never do."""
+    """Whatever the headline says, a retry line is provisional; a subscriber's is never a
+    limit, a retrying login's 429s and limits always are."""
     line = f"✻ {headline} · {word} in {seconds}s{reset} · attempt {attempt}/10"
     reading = classify_pane(_turn(line, f"{FOOTER} · esc to interrupt"), login=login)
     assert reading.retrying is True
     assert reading.activity is Activity.BUSY
-    if reading.kind is Kind.QUOTA:
-        assert login is not Login.SUBSCRIBER
-        assert login.retries_rate_limits or headline == "Request rejected (429)"
+    limit = "limit reached" in headline or "429" in headline
+    if login is Login.SUBSCRIBER:
+        assert reading.kind is Kind.SERVER_ERROR
+    elif login.retries_rate_limits:
+        assert reading.kind is (Kind.QUOTA if limit else Kind.SERVER_ERROR)
+    else:
+        unsure = "limit reached" in headline or headline == "Request rejected (429)"
+        assert reading.kind is (Kind.QUOTA if unsure else Kind.SERVER_ERROR)
 
 
 def test_the_2332_api_key_429_retry_is_a_limit_only_for_an_api_key() -> None:
@@ -295,7 +300,8 @@ def test_the_2332_api_key_429_retry_is_a_limit_only_for_an_api_key() -> None:
 
 def test_a_structured_rate_limit_makes_a_retried_limit_quota() -> None:
     """The pane's retry line says server error; a StopFailure ``rate_limit`` overrules it."""
-    pane = classify_pane(_sample("real_50_500_with_claim_header_retrying_attempt6.txt"))
+    text = _sample("real_50_500_with_claim_header_retrying_attempt6.txt")
+    pane = classify_pane(text, login=Login.SUBSCRIBER)
     assert (pane.kind, pane.retrying) == (Kind.SERVER_ERROR, True)
     hook = classify_hook_payload(_hook("2.1.197", "StopFailure.json"))
     combined = combine_readings(hook=hook, pane_reading=pane)
