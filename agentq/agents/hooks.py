@@ -66,6 +66,9 @@ _PAYLOAD_FIELDS = (
     "source",
     "reason",
 )
+#: A Stop payload's running background tasks are kept (a few fields each, a few dozen at most).
+TASK_FIELDS = ("id", "type", "status", "description", "agent_type")
+MAX_TASKS = 50
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,23 @@ class Signal:
     reason: str | None
     received_at: float
     path: Path
+    #: ``Stop``/``SubagentStop``: the background tasks listed (None when the payload had none).
+    background_tasks: tuple[Mapping[str, str], ...] | None = None
+
+    def payload(self) -> dict[str, object]:
+        """The hook payload as far as the signal kept it, for the classifiers.
+
+        ``classify_hook_payload(signal.payload())`` reads quota, server errors and the
+        auto-continue; ``stop_ends_task(signal.payload())`` whether a Stop ends the task.
+        """
+        data: dict[str, object] = {"hook_event_name": self.event}
+        for name in _PAYLOAD_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        if self.background_tasks is not None:
+            data["background_tasks"] = [dict(task) for task in self.background_tasks]
+        return data
 
 
 # -- installing ----------------------------------------------------------------
@@ -202,7 +222,22 @@ def build_signal(
     for name in _PAYLOAD_FIELDS:
         limit = PROMPT_CHARS if name == "prompt" else MESSAGE_CHARS
         record[name] = _text(payload.get(name), limit)
+    tasks = _tasks(payload.get("background_tasks"))
+    if tasks is not None:
+        record["background_tasks"] = tasks
     return record
+
+
+def _tasks(value: object) -> list[dict[str, str]] | None:
+    """A payload's ``background_tasks``, each cut to :data:`TASK_FIELDS` as short strings."""
+    if not isinstance(value, list):
+        return None
+    tasks = []
+    for task in value[:MAX_TASKS]:
+        if isinstance(task, Mapping):
+            kept = {k: str(task[k])[:200] for k in TASK_FIELDS if task.get(k) is not None}
+            tasks.append(kept)
+    return tasks
 
 
 def _parse_payload(stdin: bytes) -> dict[str, Any]:
@@ -253,6 +288,7 @@ def _signal_from(path: Path, data: Mapping[str, Any]) -> Signal:
         return value if isinstance(value, str) else None
 
     received = data.get("received_at")
+    tasks = data.get("background_tasks")
     return Signal(
         session=opt("session"),
         session_id=opt("session_id"),
@@ -267,6 +303,15 @@ def _signal_from(path: Path, data: Mapping[str, Any]) -> Signal:
         reason=opt("reason"),
         received_at=float(received) if isinstance(received, int | float) else 0.0,
         path=path,
+        background_tasks=(
+            tuple(
+                {str(k): str(v) for k, v in task.items()}
+                for task in tasks
+                if isinstance(task, dict)
+            )
+            if isinstance(tasks, list)
+            else None
+        ),
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agentq.agents.classify import classify_pane
+from agentq.agents.classify import Login, classify_pane
 from agentq.agents.resets import parse_reset
 
 logger = logging.getLogger(__name__)
@@ -24,14 +24,23 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-def detect(text: str, now: datetime, tz: str, title: str | None = None) -> dict[str, object]:
-    """The pane reading as a dict, with ``reset_at`` (ISO 8601) when the reset resolves."""
-    reading = classify_pane(text, title)
+def detect(
+    text: str, now: datetime, tz: str, title: str | None = None, login: Login = Login.UNKNOWN
+) -> dict[str, object]:
+    """The pane reading as a dict, with ``reset_at`` (ISO 8601) when the reset resolves.
+
+    A usage warning's reset resolves into ``warning.reset_at`` the same way.
+    """
+    reading = classify_pane(text, title, login=login)
     result = reading.to_dict()
     if reading.reset_text:
         reset_at = parse_reset(reading.reset_text, now, tz)
         if reset_at is not None:
             result["reset_at"] = reset_at.isoformat()
+    if reading.warning is not None and reading.warning.reset_text:
+        warned_at = parse_reset(reading.warning.reset_text, now, tz)
+        if warned_at is not None and isinstance(result["warning"], dict):
+            result["warning"]["reset_at"] = warned_at.isoformat()
     return result
 
 
@@ -44,14 +53,18 @@ def run_detect(
     *,
     stderr: TextIO | None = None,
     agent: str = "claude-code",
+    login: str = "unknown",
 ) -> int:
     """Read a pane capture from ``source`` (a path, or ``-``/None for stdin) and print its reading.
 
-    Returns 0 on success, 1 when the file cannot be read, 2 for a bad ``--now``/``--tz``/agent.
+    Returns 0 on success, 1 when the file cannot be read, 2 for a bad ``--now``/``--tz``/agent
+    or ``--login``.
     """
     errors = stderr if stderr is not None else stdout
     zone = tz or "UTC"
     problem = _check_options(agent, zone)
+    if problem is None and login not in set(Login):
+        problem = f"--login: unknown login {login!r} (known: {', '.join(Login)})"
     now = None
     if problem is None:
         now = _parse_now(now_iso, zone) if now_iso else datetime.now(UTC)
@@ -65,7 +78,8 @@ def run_detect(
     except OSError as exc:
         errors.write(f"agentq detect: cannot read {source}: {exc.strerror or exc}\n")
         return EXIT_FAILURE
-    stdout.write(json.dumps(detect(text, now, zone), ensure_ascii=False) + "\n")
+    reading = detect(text, now, zone, login=Login(login))
+    stdout.write(json.dumps(reading, ensure_ascii=False) + "\n")
     return EXIT_OK
 
 

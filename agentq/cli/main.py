@@ -101,6 +101,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from agentq.cli.doctor import run_doctor
+
+    raw = args.config or os.environ.get("AGENTQ_CONFIG") or DEFAULT_CONFIG
+    path = Path(os.path.expanduser(raw))
+    return run_doctor(path, dict(os.environ), sys.stdout, as_json=args.json)
+
+
 def _delegation_warnings(config: Config, env: dict[str, str]) -> list[str]:
     """Providers that are configured but disabled (no key), as ``agentq validate`` reports them."""
     from agentq.core.errors import ConfigError
@@ -252,7 +260,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from agentq.cli.detect import run_detect
 
-    return run_detect(args.file, args.now, args.tz, sys.stdin, sys.stdout)
+    return run_detect(args.file, args.now, args.tz, sys.stdin, sys.stdout, login=args.login)
 
 
 def cmd_hook(args: argparse.Namespace) -> int:
@@ -291,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=int, default=3, help="pool size (default 3)")
     p = add("validate", cmd_validate, "check a configuration file, listing every problem")
     p.add_argument("--config")
+    p = add("doctor", cmd_doctor, "check tmux, the agent CLI, hooks, links, limits and the API")
+    p.add_argument("--config")
+    p.add_argument("--json", action="store_true", help="the checks as JSON")
     p = add("accounts", cmd_accounts, "manage account homes: 'init' adopts the shared layout")
     p.add_argument("action", choices=["init"])
     p.add_argument("--dry-run", action="store_true", help="print every step, change nothing")
@@ -330,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", default="claude-code", choices=["claude-code"])
     p.add_argument("--now")
     p.add_argument("--tz", default="UTC")
+    p.add_argument(
+        "--login",
+        default="unknown",
+        choices=["unknown", "subscriber", "enterprise", "api_key"],
+        help="how the session's account signs in (decides what a retried limit means)",
+    )
     p = add("hook", cmd_hook, "called by the agent's hooks: record a signal file")
     p.add_argument("event")
     p.add_argument("--state-dir")

@@ -1,8 +1,12 @@
 """Fixtures for the e2e tests: the real Claude Code CLI, the mock Anthropic API, the daemon.
 
-The CLI comes from ``$AGENTQ_CLAUDE_BIN`` (``.ci/run`` installs the pinned version and exports
-it) or ``claude`` on PATH; without either the tests fail, they do not skip. Every account home,
-project and tmux server lives under the test's ``tmp_path`` or on a private ``-L`` socket.
+Every test that takes ``claude_bin`` runs once per Claude Code version of the tested range
+(:data:`CLAUDE_VERSIONS`, test ids ``cc2.1.197``, ``cc2.1.332``). The binaries come from
+``$AGENTQ_CLAUDE_BINS`` (``2.1.197=/path/to/claude:2.1.332=/path/to/claude``; ``.ci/run``
+installs both versions and exports it), else from ``$AGENTQ_CLAUDE_BIN`` or ``claude`` on PATH
+when that binary is the version wanted. A version without its binary fails its tests, never
+skips them. Every account home, project and tmux server lives under the test's ``tmp_path`` or
+on a private ``-L`` socket.
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ from typing import Any
 import pytest
 import yaml
 
+from agentq.agents.profiles import TESTED_CLAUDE_CODE
 from tests.support.anthropic_mock import MockAnthropic
 from tests.support.wait import wait_until
 
-CLAUDE_VERSION = "2.1.197"
+#: The Claude Code versions agentq is tested against (oldest first; .ci/run installs them).
+CLAUDE_VERSIONS = TESTED_CLAUDE_CODE
+BINS_VARIABLE = "AGENTQ_CLAUDE_BINS"
 YEAR_MS = 365 * 24 * 3600 * 1000
 
 
@@ -40,17 +47,61 @@ class ClaudeHome:
     env: dict[str, str]
 
 
-@pytest.fixture(scope="session")
-def claude_bin() -> str:
-    """The Claude Code executable; the test fails (never skips) when there is none."""
-    found = os.environ.get("AGENTQ_CLAUDE_BIN") or shutil.which("claude")
-    if not found or not os.access(found, os.X_OK):
-        pytest.fail(
-            "the Claude Code CLI is required for the e2e tests: set AGENTQ_CLAUDE_BIN to the "
-            f"claude binary (version {CLAUDE_VERSION}; .ci/run installs it) or put claude on "
-            f"PATH (AGENTQ_CLAUDE_BIN={os.environ.get('AGENTQ_CLAUDE_BIN')!r})"
+def claude_bins(value: str) -> dict[str, str]:
+    """``$AGENTQ_CLAUDE_BINS`` as {version: path}: ``version=path`` items joined by ``:``."""
+    bins = {}
+    for item in value.split(":"):
+        version, sep, path = item.partition("=")
+        if sep and version.strip() and path.strip():
+            bins[version.strip()] = path.strip()
+    return bins
+
+
+def claude_version_of(path: str, home: Path) -> str | None:
+    """What ``claude --version`` says (``2.1.332``), run offline with a throwaway home."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    try:
+        done = subprocess.run(
+            [path, "--version"], env=env, capture_output=True, text=True, timeout=60, check=False
         )
-    return found
+    except OSError:
+        return None
+    words = done.stdout.split()
+    return words[0] if done.returncode == 0 and words else None
+
+
+@pytest.fixture(
+    scope="session", params=CLAUDE_VERSIONS, ids=[f"cc{version}" for version in CLAUDE_VERSIONS]
+)
+def claude_version(request: pytest.FixtureRequest) -> str:
+    """The Claude Code version this test runs against (one run per tested version)."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def claude_bin(claude_version: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The Claude Code executable of ``claude_version``; the test fails (never skips) without."""
+    home = tmp_path_factory.mktemp(f"claude-version-{claude_version}")
+    listed = claude_bins(os.environ.get(BINS_VARIABLE, "")).get(claude_version)
+    candidates = [listed] if listed else []
+    candidates += [os.environ.get("AGENTQ_CLAUDE_BIN") or "", shutil.which("claude") or ""]
+    seen = {}
+    for path in filter(None, candidates):
+        if os.access(path, os.X_OK):
+            seen[path] = claude_version_of(path, home)
+            if seen[path] == claude_version:
+                return path
+    pytest.fail(
+        f"Claude Code {claude_version} is required for the e2e tests: set {BINS_VARIABLE} to"
+        f" 'VERSION=/path/to/claude' items joined by ':' (.ci/run installs every tested version"
+        f" and exports it); found {seen or 'no claude binary'}"
+        f" ({BINS_VARIABLE}={os.environ.get(BINS_VARIABLE)!r})"
+    )
 
 
 @pytest.fixture
@@ -73,9 +124,15 @@ def agent_env(mock_api: MockAnthropic) -> dict[str, str]:
 
 
 def write_claude_home(
-    root: Path, name: str, token: str, trusted: Sequence[Path], env: dict[str, str]
+    root: Path,
+    name: str,
+    token: str,
+    trusted: Sequence[Path],
+    env: dict[str, str],
+    version: str = CLAUDE_VERSIONS[0],
 ) -> ClaudeHome:
-    """Write a ready-to-run subscriber config dir: onboarded, trusted folders, bypass accepted."""
+    """Write a ready-to-run subscriber config dir: onboarded (for ``version``), trusted
+    folders, bypass accepted."""
     home = root / f"claude-{name}"
     home.mkdir(parents=True, exist_ok=True)
     projects = {
@@ -83,7 +140,7 @@ def write_claude_home(
     }
     state = {
         "hasCompletedOnboarding": True,
-        "lastOnboardingVersion": CLAUDE_VERSION,
+        "lastOnboardingVersion": version,
         "theme": "dark",
         "projects": projects,
     }
@@ -105,16 +162,18 @@ def write_claude_home(
 
 
 @pytest.fixture
-def claude_home(agent_env: dict[str, str]) -> Callable[..., ClaudeHome]:
+def claude_home(agent_env: dict[str, str], claude_version: str) -> Callable[..., ClaudeHome]:
     """A factory ``claude_home(root, name, token=None, trusted=())`` for account homes.
 
-    The token defaults to the subscriber OAuth token ``sk-ant-oat01-<name>``.
+    The token defaults to the subscriber OAuth token ``sk-ant-oat01-<name>``; the home is
+    onboarded for the version under test.
     """
 
     def make(
         root: Path, name: str, token: str | None = None, trusted: Sequence[Path] = ()
     ) -> ClaudeHome:
-        return write_claude_home(root, name, token or f"sk-ant-oat01-{name}", trusted, agent_env)
+        token = token or f"sk-ant-oat01-{name}"
+        return write_claude_home(root, name, token, trusted, agent_env, claude_version)
 
     return make
 

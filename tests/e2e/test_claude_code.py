@@ -17,9 +17,11 @@ import yaml
 
 from agentq.agents.classify import (
     Activity,
+    AutoContinue,
     Kind,
     PaneReading,
     SignalReading,
+    Window,
     classify_activity,
     classify_hook_payload,
     classify_pane,
@@ -179,11 +181,15 @@ def _start_claude(driver: TmuxDriver, claude_bin: str, home: Any, project: Path)
 def test_subscriber_429_is_quota_with_its_reset_from_hook_transcript_and_pane(
     tmp_path: Path,
     claude_bin: str,
+    claude_version: str,
     mock_api: MockAnthropic,
     claude_home: Callable[..., Any],
     tmux_socket: str,
 ) -> None:
-    """A subscriber 429 with unified headers reads as quota, reset time included, three ways."""
+    """A subscriber 429 with unified headers reads as quota, reset time included, three ways.
+
+    Started by hand (not as a pool session), 2.1.332 arms its auto-continue: the pane says so.
+    """
     project = tmp_path / "proj"
     project.mkdir()
     home = claude_home(tmp_path, "sub", trusted=[project])
@@ -212,7 +218,19 @@ def test_subscriber_429_is_quota_with_its_reset_from_hook_transcript_and_pane(
     for source, reading in (("hook", hook), ("transcript", transcript), ("pane", pane)):
         assert reading is not None and reading.kind is Kind.QUOTA, f"{source}: {reading}"
         assert reading.reset_text, f"{source}: no reset text in {reading}"
+        assert reading.window is Window.FIVE_HOUR, f"{source}: {reading}"
         parsed = parse_reset(reading.reset_text, now, "UTC")
         assert parsed == reset_at, f"{source}: {reading.reset_text!r} -> {parsed} != {reset_at}"
+    assert transcript is not None and pane is not None
+    if claude_version == "2.1.197":
+        assert (transcript.resets_at, pane.auto_continue) == (None, None)
+    else:
+        # 2.1.332 records the claim's exact reset (quotaLimits), and arms its auto-continue.
+        assert transcript.resets_at == reset_at
+        wait_until(
+            lambda: classify_pane(driver.capture(SESSION)).auto_continue is AutoContinue.ARMED,
+            10,
+            message="the auto-continue armed on the pane",
+        )
     rejected = [entry for entry in mock_api.messages() if entry["status"] == 429]
     assert rejected and {entry["token"] for entry in rejected} == {home.token}

@@ -12,13 +12,17 @@ from hypothesis import strategies as st
 from agentq.agents.classify import (
     Activity,
     Kind,
+    Login,
     PaneReading,
     SignalReading,
+    Window,
     classify_activity,
     classify_hook_payload,
     classify_pane,
     classify_transcript,
     classify_transcript_entry,
+    has_exited,
+    pending_input,
 )
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
@@ -43,39 +47,15 @@ ACTIVITY = {
     "real_30": Activity.BUSY,
     "real_34": Activity.BUSY,
     "real_40": Activity.BUSY,
+    "real_50": Activity.BUSY,
     "real_35": Activity.PERMISSION,
 }
 
 
-# Captures of Claude Code 2.1.332 that the classifier reads wrongly today (see
-# docs/compatibility.md). Strict xfails: fixing the classifier turns them into failures to remove.
-KNOWN_MISREADS = {
-    **dict.fromkeys(
-        (
-            "v2332_07_five_hour_limit_autocontinue_armed.txt",
-            "v2332_10_autocontinue_continuing_shortly.txt",
-            "v2332_16_overage_limit_autocontinue_armed.txt",
-            "v2332_18_weekly_limit_autocontinue_armed.txt",
-            "v2332_20_limit_menu_wait_and_continue_chosen.txt",
-            "v2332_22_five_hour_limit_out_of_usage_credits.txt",
-            "v2332_23_monthly_spend_limit_with_window_reset.txt",
-            "v2332_24_overage_out_of_usage_credits.txt",
-        ),
-        "the auto-continue footer banner 'Usage limit reached · limit resets 4:32pm' wins and "
-        "yields no reset; the ⎿ line names it with its zone",
-    ),
-    "v2332_11_autocontinue_resumed_turn_done.txt": "the turn that continued by itself after "
-    "'Usage limit reset · Continuing automatically' still reads as quota",
-    "v2332_35_http_500_with_claim_header_retrying.txt": "a 5xx carrying a claim header retries "
-    "as '5-hour limit reached · retrying in …'; the pane alone reads a provisional quota",
-    "v2332_37_apikey_429_retrying.txt": "an API-key 429 retry line '429 <message> · retrying in "
-    "…' reads as a server error",
-}
-KNOWN_ACTIVITY_MISREADS = {
-    "v2332_44_exit_resume_hint.txt": "Claude Code has exited but tmux keeps its last title ✳",
-    "v2332_46_background_agent_running_after_stop.txt": "'✻ Waiting for 1 background agent to "
-    "finish' and the agents panel are not read as busy",
-}
+# Captures the classifier reads wrongly, as strict xfails (fixing the classifier turns them into
+# failures to remove). Every known misread of the 2.1.332 captures has been fixed.
+KNOWN_MISREADS: dict[str, str] = {}
+KNOWN_ACTIVITY_MISREADS: dict[str, str] = {}
 
 
 def _sample(name: str) -> str:
@@ -109,18 +89,26 @@ def test_corpus_sample_is_classified_as_labelled(name: str) -> None:
     if label.get("channel") == "transcript":
         reading: PaneReading | SignalReading = classify_transcript(_sample(name).splitlines())
     else:
-        reading = classify_pane(_sample(name))
+        reading = classify_pane(_sample(name), login=Login(str(label.get("login", "unknown"))))
     assert reading.kind is _expected_kind(label)
     if reading.kind is Kind.QUOTA:
         assert reading.reset_text == label["reset"]
+        assert reading.window == Window(str(label["window"]))
     else:
         assert reading.reset_text is None
+        assert reading.window is None
+    assert reading.auto_continue == label.get("auto_continue")
+    if label.get("channel") != "transcript":
+        shown = reading.warning.to_dict() if reading.warning else {}
+        assert {k: v for k, v in shown.items() if k in ("window", "percent", "over")} == (
+            label.get("warning") or {}
+        )
 
 
 def test_corpus_is_complete() -> None:
-    """The corpus copy holds all 112 labelled samples (55 of them from Claude Code 2.1.332)."""
-    assert len(LABELS) == 112
-    assert len([name for name in LABELS if name.startswith("v2332_")]) == 55
+    """The corpus copy holds all 115 labelled samples (56 of them from Claude Code 2.1.332)."""
+    assert len(LABELS) == 115
+    assert len([name for name in LABELS if name.startswith("v2332_")]) == 56
     assert all((CORPUS / name).is_file() for name in LABELS)
 
 
@@ -148,14 +136,26 @@ def test_labelled_activity_with_the_captured_title(name: str) -> None:
 
 def test_reading_to_dict_is_plain_json() -> None:
     """to_dict gives JSON-ready values with the documented keys."""
-    reading = classify_pane(_sample("real_15_enterprise_retrying_session_limit.txt"))
+    reading = classify_pane(_sample("v2332_22_five_hour_limit_out_of_usage_credits.txt"))
     data = reading.to_dict()
     assert json.loads(json.dumps(data)) == {
         "kind": "quota",
-        "reset_text": "11:30pm",
-        "activity": "busy",
-        "evidence": "Session limit reached · Retrying in 5s (11:30pm) · attempt 5/10",
-        "retrying": True,
+        "reset_text": "4:54pm (UTC)",
+        "activity": "idle",
+        "evidence": "You've hit your 5-hour limit · resets 4:54pm (UTC) · out of usage credits",
+        "retrying": False,
+        "window": "five_hour",
+        "warning": None,
+        "auto_continue": "armed",
+    }
+    warned = classify_pane(_sample("v2332_26_warning_over_75pct_weekly.txt")).to_dict()
+    assert json.loads(json.dumps(warned))["warning"] == {
+        "window": "seven_day",
+        "percent": 75,
+        "over": True,
+        "reset_text": "Dec 8, 3:37am (UTC)",
+        "evidence": "Over 75% of your weekly limit used · resets Dec 8, 3:37am (UTC) · try /model"
+        " sonnet · ~2× runway",
     }
 
 
@@ -255,6 +255,13 @@ def _turn(body: str, box: str = IDLE_BOX) -> str:
             None,
             id="an API-key 429 being retried is provisional quota",
         ),
+        pytest.param(
+            "● Bash(cat notes.txt)\n  ⎿  You've hit your limit · resets 10pm (UTC)\n\n"
+            "● Read it.\n\n❯ /cost\n  ⎿  Total cost: $0.0000",
+            Kind.OK,
+            None,
+            id="a slash command under a tool's output changes nothing",
+        ),
     ],
 )
 def test_only_the_agents_own_status_lines_count(body: str, kind: Kind, reset: str | None) -> None:
@@ -264,11 +271,26 @@ def test_only_the_agents_own_status_lines_count(body: str, kind: Kind, reset: st
     assert reading.reset_text == reset
 
 
-def test_a_retry_line_alone_is_marked_provisional() -> None:
-    """A "Session limit reached · Retrying" spinner is quota but flagged as still retrying."""
-    body = "✻ Session limit reached · Retrying in 5s (11:30pm) · attempt 5/10"
-    reading = classify_pane(_turn(body, BUSY_BOX))
-    assert (reading.kind, reading.retrying, reading.activity) == (Kind.QUOTA, True, Activity.BUSY)
+@pytest.mark.parametrize(
+    ("login", "kind"),
+    [
+        pytest.param(Login.ENTERPRISE, Kind.QUOTA, id="Enterprise retries its 429s: a limit"),
+        pytest.param(Login.API_KEY, Kind.QUOTA, id="an API key retries its 429s: a limit"),
+        pytest.param(Login.SUBSCRIBER, Kind.SERVER_ERROR, id="a subscriber's is a 5xx"),
+        pytest.param(Login.UNKNOWN, Kind.QUOTA, id="unknown login: a provisional limit"),
+    ],
+)
+def test_a_retried_limit_is_provisional_and_only_a_limit_where_429s_are_retried(
+    login: Login, kind: Kind
+) -> None:
+    """ "Session limit reached · Retrying" is never final; a limit only for a retrying login."""
+    for body in (
+        "✻ Session limit reached · Retrying in 5s (11:30pm) · attempt 5/10",
+        "✻ 5-hour limit reached · retrying in 2s (11:30pm) · attempt 2/3",
+    ):
+        reading = classify_pane(_turn(body, BUSY_BOX), login=login)
+        assert (reading.kind, reading.retrying, reading.activity) == (kind, True, Activity.BUSY)
+        assert reading.reset_text == ("11:30pm" if kind is Kind.QUOTA else None)
 
 
 def test_limit_text_above_the_last_prompt_echo_is_history() -> None:
@@ -309,7 +331,12 @@ def test_auto_continue_banner_under_the_box_and_its_end() -> None:
     waiting = classify_pane(
         turn + box + "  Usage limit reached · continuing automatically at 3:45pm · esc to cancel"
     )
-    assert (waiting.kind, waiting.reset_text) == (Kind.QUOTA, "3:45pm")
+    # The limit line above names the zone; the banner only repeats the time.
+    assert (waiting.kind, waiting.reset_text) == (Kind.QUOTA, "3:45pm (UTC)")
+    banner_only = classify_pane(
+        "❯ go\n\n● Working.\n" + box + "  ⚠ Usage limit reached · limit resets 3:45pm"
+    )
+    assert (banner_only.kind, banner_only.reset_text) == (Kind.QUOTA, "3:45pm")
     done = classify_pane(turn + box + "  Usage limit reset · continuing automatically")
     assert done.kind is Kind.OK
 
@@ -568,6 +595,25 @@ FRAGMENTS = [
     "╰",
     "(",
     ")",
+    # 2.1.332
+    "● Usage limit reached · set to continue automatically at ",
+    "● Usage limit reset · Continuing automatically",
+    "● Automatic continue cancelled · /rate-limit-options to wait again",
+    "  ⚠ Usage limit reached · limit resets 4:32pm",
+    "    Continuing shortly · Esc to cancel",
+    "You've hit your 5-hour limit",
+    " · your 5-hour limit resets ",
+    "✻ 5-hour limit reached · retrying in 2s (4:44pm) · attempt 2/3",
+    "✻ 429 Rate limited · retrying in 2s · attempt 2/2",
+    "You've used 92% of your 5-hour limit",
+    "Over 75% of your weekly limit used",
+    "❯ /usage",
+    "  ⎿  Queued · ctrl+x ctrl+s to send now",
+    f"❯{NBSP}Resend your message to try again",
+    "✻ Waiting for 1 background agent to finish",
+    "  ◯ general-purpose  slow helper  1s",
+    "Resume this session with:",
+    "user@host:~$",
 ]
 PANE_TEXT = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=10)), max_size=30).map(
     "".join
@@ -581,6 +627,11 @@ def test_classifiers_never_raise(text: str, title: str | None) -> None:
     """Any text and title give a reading, never an exception."""
     reading = classify_pane(text, title)
     assert reading.kind in set(Kind)
+    assert reading.kind is Kind.QUOTA or reading.window is None
+    for login in Login:
+        assert classify_pane(text, title, login=login).kind in set(Kind)
+    assert isinstance(pending_input(text), str)
+    assert has_exited(text) in (True, False)
     assert classify_activity(text, title) in set(Activity)
     entry = _error_entry("rate_limit", 429, text)
     assert classify_transcript_entry(entry).kind in set(Kind)

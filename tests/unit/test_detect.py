@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agentq.agents.classify import Login
 from agentq.cli.detect import detect, run_detect
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
@@ -35,7 +36,7 @@ def test_detect_adds_reset_at_when_the_reset_resolves() -> None:
 def test_detect_uses_the_configured_zone_for_zone_less_resets() -> None:
     """The retry line's "(11:30pm)" is read in --tz."""
     text = (CORPUS / "real_15_enterprise_retrying_session_limit.txt").read_text("utf-8")
-    result = detect(text, NOW, "Asia/Tokyo")
+    result = detect(text, NOW, "Asia/Tokyo", login=Login.ENTERPRISE)
     assert result["reset_at"] == "2025-11-21T23:30:00+09:00"
     assert result["retrying"] is True
 
@@ -49,6 +50,9 @@ def test_detect_has_no_reset_at_without_a_reset() -> None:
         "activity": "idle",
         "evidence": None,
         "retrying": False,
+        "window": None,
+        "warning": None,
+        "auto_continue": None,
     }
     no_reset = detect("You've hit your usage limit.", NOW, "UTC")
     assert no_reset["kind"] == "quota"
@@ -96,3 +100,40 @@ def test_run_detect_reads_a_naive_now_in_the_zone() -> None:
     )
     assert code == 0
     assert json.loads(out)["reset_at"] == "2025-11-20T20:00:00+01:00"
+
+
+def test_detect_reads_a_retried_limit_by_the_login() -> None:
+    """The same retry line: provisional quota when the login is unknown, a 5xx for a subscriber."""
+    text = (CORPUS / "real_50_500_with_claim_header_retrying_attempt6.txt").read_text("utf-8")
+    unknown = detect(text, NOW, "UTC")
+    assert (unknown["kind"], unknown["retrying"]) == ("quota", True)
+    subscriber = detect(text, NOW, "UTC", login=Login.SUBSCRIBER)
+    assert (subscriber["kind"], subscriber["retrying"], subscriber.get("reset_at")) == (
+        "server_error",
+        True,
+        None,
+    )
+
+
+def test_detect_resolves_a_warnings_reset() -> None:
+    """A usage warning keeps the kind ok and resolves its own reset."""
+    text = (CORPUS / "v2332_25_warning_92pct_five_hour.txt").read_text("utf-8")
+    result = detect(text, NOW, "UTC")
+    assert result["kind"] == "ok"
+    assert result["warning"] == {
+        "window": "five_hour",
+        "percent": 92,
+        "over": False,
+        "reset_text": "8:06pm (UTC)",
+        "evidence": "You've used 92% of your 5-hour limit · resets 8:06pm (UTC) · /upgrade to keep"
+        " using Claude Code",
+        "reset_at": "2025-11-21T20:06:00+00:00",
+    }
+
+
+def test_run_detect_refuses_an_unknown_login() -> None:
+    """``--login`` must name a known login: exit 2 and one line on stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    code = run_detect("-", None, "UTC", io.StringIO(""), out, stderr=err, login="oauth")
+    assert (code, out.getvalue()) == (2, "")
+    assert err.getvalue().startswith("agentq detect: --login: unknown login 'oauth'")
