@@ -23,6 +23,7 @@ from tests.support.daemon import (
     results,
     wait_until,
 )
+from tests.support.launch import POISON_EXIT, POISON_LINE
 
 pytestmark = pytest.mark.integration
 
@@ -145,24 +146,22 @@ def test_poison_task_fails_after_max_attempts_and_others_complete(tmp_path: Path
     names = {f"{projects[i % 2].name}/n{i:03d}.md" for i in range(200)}
     for i in range(200):
         drop(projects[i % 2], f"n{i:03d}.md", f"normal {i}")
-    drop(projects[0], "poison.md", "instant: crash", priority=10)
-    daemon = Daemon(tmp_path, _config(tmp_path, max_attempts=3))
-    starts = 0
+    drop(projects[0], "poison.md", POISON_LINE, priority=10)
+    daemon = Daemon(tmp_path, _config(tmp_path, max_attempts=3), tweaks=["poison-instant"])
+    deaths: list[int] = []
     try:
-        while True:
+        # The poison task is first (priority) in the start-up pass, before READY: each
+        # start either dies of it or, once its attempts are spent, becomes ready.
+        daemon.start()
+        while not daemon.wait_ready():
+            deaths.append(daemon.wait_exit())
+            assert len(deaths) <= 10, "the poison task keeps killing the daemon"
             daemon.start()
-            starts += 1
-            assert starts <= 10, "the poison task keeps killing the daemon"
-            if daemon.wait_ready() and daemon.proc is not None and daemon.proc.poll() is None:
-                try:
-                    daemon.wait_exit(3)
-                except subprocess.TimeoutExpired:
-                    break
         wait_until(lambda: not inbox_left(projects), 60)
         assert daemon.stop() == 0
     finally:
         daemon.close()
-    assert starts <= 3 + 1
+    assert deaths == [POISON_EXIT] * 3, daemon.log()
     failed = results(projects)["failed"]
     assert [f.name for f in failed] == ["poison.md"]
     assert "attempts exceeded (3 of 3)" in failed[0].read_text()

@@ -170,19 +170,21 @@ def test_writer_that_never_closes_is_reported_incomplete(tmp_path: Path) -> None
 
 
 def test_inbox_whose_watch_cannot_be_added_is_polled(tmp_path: Path) -> None:
-    """inotify refusing a watch (injected ENOSPC) degrades to polling, reported in status."""
+    """inotify refusing every watch (ENOSPC) degrades to polling, reported in status."""
     projects = make_projects(tmp_path / "projects", 2)
-    daemon = Daemon(
-        tmp_path, _config(tmp_path, rescan_interval="30s"), env={"AGENTQ_FAULT_WATCH": "ENOSPC"}
-    )
+    daemon = Daemon(tmp_path, _config(tmp_path, rescan_interval="1h"), tweaks=["watch-enospc"])
     try:
         daemon.start()
         assert daemon.wait_ready()
         drop(projects[1], "polled.md")
         wait_until(lambda: _done_count(projects) == 1, 10)
-        watches = _status_json(daemon)["watches"]
-        assert isinstance(watches, dict)
-        assert {w["mode"] for w in watches.values()} == {"polling"}
+        watches = daemon.status()["watches"]
+        inboxes = {str(p / ".agent-queue" / "inbox") for p in projects}
+        assert {k: w["mode"] for k, w in watches.items() if k in inboxes} == dict.fromkeys(
+            inboxes, "polling"
+        )
+        assert all("No space left on device" in w["reason"] for w in watches.values())
+        assert daemon.counter("rescans") == 0
     finally:
         daemon.close()
 
