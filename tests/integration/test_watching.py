@@ -120,7 +120,7 @@ def test_burst_beyond_the_inotify_queue_overflows_and_is_fully_processed(tmp_pat
         finally:
             os.kill(pid, signal.SIGCONT)
         began = time.monotonic()
-        wait_until(lambda: _done_count(projects) == filling + lost, 300, interval=1)
+        wait_until(lambda: _done_count(projects) == filling + lost, 500, interval=1)
         took = time.monotonic() - began
         counters = daemon.status()["counters"]
     finally:
