@@ -19,9 +19,6 @@ from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKin
 from agentq.queue.protocol import Claim
 from agentq.queue.taskfile import Task
 
-#: A body line that makes the instant executor kill the daemon (the poison-task tests).
-INSTANT_CRASH_LINE = "instant: crash"
-
 
 @dataclass
 class InstantExecutor:
@@ -38,8 +35,6 @@ class InstantExecutor:
 
     def start(self, job: Job) -> None:
         """Record the execution in the ledger and finish the job."""
-        if any(line.strip() == INSTANT_CRASH_LINE for line in job.task.body.splitlines()):
-            os._exit(3)  # the poison task of the crash tests: dies mid-execution every time
         record = {
             "task": job.claim.task_id,
             "attempt": job.claim.record.attempts,

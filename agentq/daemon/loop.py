@@ -42,6 +42,7 @@ from agentq.daemon.wiring import (
     LocalFactory,
     PoolExecutor,
     RemoteFactory,
+    WatcherFactory,
     build_notifier,
     default_local,
     default_remote,
@@ -77,6 +78,7 @@ class Daemon:
         remote_executor: RemoteFactory | None = None,
         clock: Clock | None = None,
         account_links: AccountLinks | None = None,
+        watcher: WatcherFactory | None = None,
     ) -> None:
         self.config = config
         self.env = env
@@ -84,7 +86,7 @@ class Daemon:
         self.state_dir = config.state_dir
         self.wake = threading.Event()
         self.stopping = False
-        self.watcher = InboxWatcher(self.wake, env)
+        self.watcher = (watcher or InboxWatcher)(self.wake)
         self.notifier = Notifier(env, os.getpid())
         self.state_file = StateFile(self.state_dir)
         self.state: dict[str, Any] = {}
@@ -373,7 +375,13 @@ class Daemon:
             self.state.update(self.switcher.book.to_dict())
 
     def _pass(self) -> None:
-        if self.clock.monotonic() >= self._next_rescan:
+        overflows = self.watcher.take_overflows()
+        if overflows:
+            # The kernel dropped events, nobody knows which: list every inbox now.
+            self.counters.bump("overflows", overflows)
+            self.scanner.rescan(periodic=False)
+            self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
+        elif self.clock.monotonic() >= self._next_rescan:
             self.scanner.rescan()
             self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
         self._take_requests()

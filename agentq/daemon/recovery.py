@@ -78,8 +78,15 @@ class Recovery:
             )
             dispatcher.fail(claim, reason, None)
             return
-        executor = dispatcher.executor_named(record.executor)
-        if executor is None or record.executor not in (executor.name, ""):
+        if suffix == DELEGATED_SUFFIX:
+            # A marker is the provider's whatever its record says: a record rolled back by a
+            # power cut (records are saved without fsync) may predate the delegation.
+            executor = dispatcher.remote
+        else:
+            executor = dispatcher.executor_named(record.executor)
+            if executor is not None and record.executor not in (executor.name, ""):
+                executor = None
+        if executor is None:
             logger.warning(
                 "no executor for an in-flight task; requeued", extra={"task": claim.task_id}
             )

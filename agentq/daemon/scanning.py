@@ -104,8 +104,12 @@ class ProjectScanner:
         self._locks.append(lock)
         return None
 
-    def rescan(self) -> None:
-        """The safety net: find new projects, re-watch and re-list every inbox."""
+    def rescan(self, *, periodic: bool = True) -> None:
+        """The safety net: find new projects, re-watch and re-list every inbox.
+
+        ``periodic`` rescans are counted as ``rescans``; one forced by an inotify
+        overflow is counted by the caller, as ``overflows``.
+        """
         self.discover()
         for project in self.projects.values():
             try:
@@ -118,7 +122,8 @@ class ProjectScanner:
             self._watcher.watch(project.inbox)
             self._watcher.mark(project.inbox)
         self._watcher.check_health()
-        self._counters.bump("rescans")
+        if periodic:
+            self._counters.bump("rescans")
 
     def project_of(self, inbox: Path) -> q.Project | None:
         """The served project whose inbox is ``inbox``."""

@@ -2,16 +2,17 @@
 
 The default factories for the local executor (the ``instant`` executor, or a pool
 of agent sessions in tmux, which the account swap also drives as a pool) and the
-remote one (delegation to providers, when any is configured). Tests hand the daemon
-other factories (and other account links) instead of switching behaviour through the
-environment. Also the notifier with its targets, and the
-switcher's old ``notify(event, message)`` callable.
+remote one (delegation to providers, when any is configured), and the type of the
+watcher's. Tests hand the daemon other factories (and other account links) instead of
+switching behaviour through the environment. Also the notifier with its targets, and
+the switcher's old ``notify(event, message)`` callable.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -24,6 +25,7 @@ from agentq.core.clock import Clock
 from agentq.core.errors import ConfigError
 from agentq.daemon.instant import InstantExecutor
 from agentq.queue.jobs import Executor
+from agentq.queue.watcher import InboxWatcher
 
 if TYPE_CHECKING:
     from agentq.daemon.notify.notifier import Notifier, Sender
@@ -70,6 +72,8 @@ class Local:
 
 LocalFactory = Callable[[Context], Local]
 RemoteFactory = Callable[[Context], Remote]
+#: Builds the inbox watcher around the loop's wake-up event (tests hand in a failing one).
+WatcherFactory = Callable[[threading.Event], InboxWatcher]
 
 
 def default_remote(ctx: Context) -> Remote:

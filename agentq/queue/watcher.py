@@ -1,10 +1,13 @@
 """Inbox watching: one watchdog observer for every inbox, handlers that only mark folders dirty.
 
 Events are hints (reliability R8): a handler records "this inbox is dirty" and
-wakes the main loop, which lists the folder. Watch health is checked on every
-rescan: an inbox deleted and recreated is watched again, a dead emitter is
-replaced, and an inbox whose watch cannot be added (ENOSPC, EMFILE…) is polled.
-This is the only module importing watchdog.
+wakes the main loop, which lists the folder. Besides each inbox its queue folder
+is watched, so an inbox deleted and recreated is watched again at once (the
+periodic rescan is only the safety net). A kernel queue overflow (events were
+lost) is counted and wakes the loop, which then rescans everything. Watch health
+is also checked on every rescan: a dead emitter is replaced, and an inbox whose
+watch cannot be added (ENOSPC, EMFILE…) is polled. This is the only module
+importing watchdog.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -28,7 +31,9 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
+from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
+from watchdog.observers.inotify import InotifyEmitter
+from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,77 @@ _EVENTS: list[type[FileSystemEvent]] = [
     DirCreatedEvent,
     DirMovedEvent,
 ]
+#: In a queue folder only an inbox (re)appearing matters.
+_PARENT_EVENTS: list[type[FileSystemEvent]] = [DirCreatedEvent, DirMovedEvent]
+
+
+class WatchObserver(Protocol):
+    """The part of a watchdog observer :class:`InboxWatcher` uses (tests hand in a refusing one)."""
+
+    daemon: bool
+
+    @property
+    def emitters(self) -> Iterable[Any]:
+        """The emitter threads, one per scheduled watch."""
+        ...
+
+    def start(self) -> None:
+        """Start the observer thread."""
+
+    def stop(self) -> None:
+        """Ask the observer thread to stop."""
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the observer thread to end."""
+
+    def schedule(
+        self,
+        event_handler: Any,
+        path: str,
+        *,
+        recursive: bool = False,
+        event_filter: list[type[FileSystemEvent]] | None = None,
+    ) -> Any:
+        """Watch ``path``; raises OSError when the kernel refuses (ENOSPC, EMFILE…)."""
+
+    def unschedule(self, watch: Any) -> None:
+        """Stop one watch."""
+
+
+class _OverflowReportingFD(InotifyFD):
+    """watchdog's inotify reader, which also reports a kernel queue overflow.
+
+    watchdog reads IN_Q_OVERFLOW and hands it to each watch group's
+    ``on_queue_overflow``, which for a non-recursive watch only discards pending
+    move halves: no event reaches any handler, so the lost events would be lost
+    silently (watchdog#654). This reader calls ``on_overflow`` first.
+    """
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_overflow = on_overflow
+
+    def handle_event(self, event: InotifyEvent) -> None:
+        if event.is_queue_overflow:
+            try:
+                self._on_overflow()
+            except Exception:  # the reader thread must survive whatever the callback does
+                logger.exception("overflow callback failed")
+        super().handle_event(event)
+
+
+class _InotifyObserver(BaseObserver):
+    """watchdog's ``InotifyObserver`` with an overflow-reporting reader."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        self._reader = _OverflowReportingFD(on_overflow)
+        self._reader.start()
+        super().__init__(InotifyEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self._reader)
+
+    def on_thread_stop(self) -> None:
+        super().on_thread_stop()
+        self._reader.stop()
+        self._reader.join()
 
 
 @dataclass
@@ -67,17 +143,37 @@ class _DirtyHandler(FileSystemEventHandler):
             logger.exception("watch handler failed")
 
 
+class _ParentHandler(FileSystemEventHandler):
+    """Notices an inbox (re)appearing in its queue folder; never raises, never blocks."""
+
+    def __init__(self, inbox: Path, suspect: Callable[[Path], None]) -> None:
+        self._inbox = os.fsencode(inbox)
+        self._path = inbox
+        self._suspect = suspect
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        try:
+            paths = {os.fsencode(event.src_path), os.fsencode(event.dest_path or b"")}
+            if self._inbox in paths:
+                self._suspect(self._path)
+        except Exception:  # a handler must never kill the emitter thread
+            logger.exception("watch handler failed")
+
+
 class InboxWatcher:
     """Watches a changing set of inbox folders and reports which are dirty."""
 
-    def __init__(self, wake: threading.Event, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, wake: threading.Event, *, observer: WatchObserver | None = None) -> None:
+        """``observer`` replaces the overflow-aware inotify observer (tests use it)."""
         self._wake = wake
         self._lock = threading.Lock()
         self._dirty: set[Path] = set()
-        self._observer: Any = Observer()
+        self._suspects: set[Path] = set()
+        self._overflows = 0
+        self._observer: WatchObserver = observer or _InotifyObserver(self._note_overflow)
         self._watches: dict[Path, Any] = {}
+        self._parents: dict[Path, Any] = {}
         self.states: dict[Path, WatchState] = {}
-        self._fault = (env or {}).get("AGENTQ_FAULT_WATCH", "")
         self._started = False
 
     def start(self) -> None:
@@ -87,9 +183,9 @@ class InboxWatcher:
         self._started = True
 
     def stop(self) -> None:
-        """Stop the observer thread."""
+        """Stop the observer thread (and the inotify reader with it)."""
+        self._observer.stop()
         if self._started:
-            self._observer.stop()
             self._observer.join(timeout=5)
 
     def mark(self, inbox: Path) -> None:
@@ -98,8 +194,34 @@ class InboxWatcher:
             self._dirty.add(inbox)
         self._wake.set()
 
+    def _suspect(self, inbox: Path) -> None:
+        """An inbox appeared in its queue folder: watch it again on the loop's thread."""
+        with self._lock:
+            self._suspects.add(inbox)
+        self._wake.set()
+
+    def _note_overflow(self) -> None:
+        with self._lock:
+            self._overflows += 1
+        logger.warning("inotify queue overflowed: events were lost; rescanning")
+        self._wake.set()
+
+    def take_overflows(self) -> int:
+        """How many kernel queue overflows happened since the last call (each means: rescan)."""
+        with self._lock:
+            count, self._overflows = self._overflows, 0
+        return count
+
     def take_dirty(self) -> set[Path]:
-        """Return and clear the dirty set; polled inboxes are always included."""
+        """Return and clear the dirty set; polled inboxes are always included.
+
+        An inbox seen (re)appearing is watched again first, then reported dirty:
+        listing it after the new watch is in place misses nothing written between.
+        """
+        with self._lock:
+            suspects, self._suspects = self._suspects, set()
+        for inbox in suspects:
+            self._recheck(inbox)
         with self._lock:
             dirty, self._dirty = self._dirty, set()
         dirty.update(p for p, s in self.states.items() if s.mode == "polling")
@@ -110,17 +232,22 @@ class InboxWatcher:
         return any(s.mode == "polling" for s in self.states.values())
 
     def watch(self, inbox: Path) -> None:
-        """Watch ``inbox`` (idempotent); fall back to polling when inotify refuses."""
+        """Watch ``inbox`` and its queue folder (idempotent); poll when inotify refuses."""
         if inbox in self._watches:
             return
         try:
             ino = os.stat(inbox).st_ino
-            if self._fault:
-                raise OSError(28, f"injected fault ({self._fault})")
+            if inbox not in self._parents:
+                self._parents[inbox] = self._observer.schedule(
+                    _ParentHandler(inbox, self._suspect),
+                    str(inbox.parent),
+                    event_filter=_PARENT_EVENTS,
+                )
             handle = self._observer.schedule(
-                _DirtyHandler(inbox, self.mark), str(inbox), recursive=False, event_filter=_EVENTS
+                _DirtyHandler(inbox, self.mark), str(inbox), event_filter=_EVENTS
             )
         except OSError as exc:
+            self._unschedule(self._parents.pop(inbox, None))
             reason = exc.strerror or str(exc)
             self.states[inbox] = WatchState("polling", f"inotify unavailable: {reason}")
             logger.warning(
@@ -134,36 +261,50 @@ class InboxWatcher:
         )
 
     def unwatch(self, inbox: Path) -> None:
-        """Stop watching ``inbox``."""
-        handle = self._watches.pop(inbox, None)
-        if handle is not None:
-            # The emitter may already have died with its folder.
-            with contextlib.suppress(KeyError, OSError):
-                self._observer.unschedule(handle)
+        """Stop watching ``inbox`` and its queue folder."""
+        self._unschedule(self._watches.pop(inbox, None))
+        self._unschedule(self._parents.pop(inbox, None))
+
+    def _unschedule(self, handle: Any) -> None:
+        if handle is None:
+            return
+        # The emitter may already have died with its folder.
+        with contextlib.suppress(KeyError, OSError):
+            self._observer.unschedule(handle)
 
     def check_health(self) -> list[Path]:
         """Re-watch inboxes that were recreated or whose emitter died; return them."""
+        return [inbox for inbox in list(self.states) if self._recheck(inbox)]
+
+    def _recheck(self, inbox: Path) -> bool:
+        """Watch ``inbox`` again if it was recreated or an emitter died; True if it was.
+
+        A missing inbox keeps its queue folder's watch, which notices it coming back.
+        """
+        state = self.states.get(inbox)
+        if state is None or state.mode != "inotify":
+            return False
         alive = {e.watch.path for e in list(self._observer.emitters) if e.is_alive()}
-        rewatched = []
-        for inbox, state in list(self.states.items()):
-            if state.mode != "inotify":
-                continue
-            try:
-                ino = os.stat(inbox).st_ino
-            except FileNotFoundError:
-                ino = -1
-            if ino == state.ino and str(inbox) in alive:
-                continue
-            self.unwatch(inbox)
-            if ino == -1:
+        try:
+            ino = os.stat(inbox).st_ino
+        except FileNotFoundError:
+            ino = -1
+        parent_alive = str(inbox.parent) in alive
+        if ino == state.ino and str(inbox) in alive and parent_alive:
+            return False
+        self._unschedule(self._watches.pop(inbox, None))
+        if not parent_alive:
+            self._unschedule(self._parents.pop(inbox, None))
+        if ino == -1:
+            state.ino = -1
+            if not parent_alive:  # the queue folder went too: only a rescan brings it back
                 self.states.pop(inbox, None)
-                continue
-            state.rewatched += 1
-            self.watch(inbox)
-            rewatched.append(inbox)
-            self.mark(inbox)
-            logger.info("inbox watched again", extra={"inbox": str(inbox)})
-        return rewatched
+            return False
+        state.rewatched += 1
+        self.watch(inbox)
+        self.mark(inbox)
+        logger.info("inbox watched again", extra={"inbox": str(inbox)})
+        return True
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Watch state per inbox for status output."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -21,6 +22,13 @@ def _error_of(path: Path) -> str:
     assert footer is not None, f"{path} has no footer"
     assert footer.error is not None
     return footer.error
+
+
+def _original_name(path: Path) -> str:
+    """The inbox name a failed/ file stands for: a refusal stub says it, else its own name."""
+    _, footer = taskfile.split_footer(path.read_bytes().decode(errors="replace"))
+    assert footer is not None, f"{path} has no footer"
+    return dict(footer.details).get("original name", path.name)
 
 
 def _bad_entries(inbox: Path, canary: Path, outside: Path) -> dict[str, str]:
@@ -75,7 +83,9 @@ def test_bad_entries_fail_with_one_line_reasons_and_normal_tasks_complete(tmp_pa
     config = {
         "agent": {"profile": "instant"},
         "projects": {"roots": [str(tmp_path / "projects")]},
-        "dispatch": {"rescan_interval": "2s", "quiet_period": "0.2s"},
+        # No rescan is due during the test: the normal tasks arrive through inotify, so
+        # the watch survived every bad entry (T19).
+        "dispatch": {"rescan_interval": "1h", "quiet_period": "0.2s"},
     }
     daemon = Daemon(tmp_path, config)
     try:
@@ -85,35 +95,45 @@ def test_bad_entries_fail_with_one_line_reasons_and_normal_tasks_complete(tmp_pa
             drop(projects[0], f"ok-{i:02d}.md")
         wait_until(lambda: not inbox_left(projects), 30, message="entries left in inbox")
         assert daemon.proc is not None and daemon.proc.poll() is None, "the daemon died"
-        found = results(projects)
-        assert len(found["done"]) == 50
-        failed = {f.name: f for f in found["failed"]}
-        assert len(failed) == len(expected)
-        errors = [_error_of(f) for f in failed.values()]
-        assert all("\n" not in e for e in errors)
-        for name, fragment in expected.items():
-            hits = [e for e in errors if fragment in e]
-            assert hits, f"no failure mentions {fragment!r} (for {name!r})"
-        # Nothing hostile ran, nothing leaked, the canary is intact.
-        assert not outside.exists()
-        assert not (tmp_path / "pwn").exists() and not Path("pwn").exists()
-        assert canary.read_text() == CANARY
-        assert canary.stat().st_mtime_ns == canary_stat.st_mtime_ns
-        for path in [
-            *found["done"],
-            *found["failed"],
-            daemon.state_dir / "state.json",
-            daemon.log_path,
-        ]:
-            assert CANARY not in path.read_text(errors="replace"), f"canary leaked into {path}"
-        # Refused entries are kept (moved, not deleted) in quarantine.
-        quarantine = projects[0] / ".agent-queue" / "quarantine"
-        assert {"evil.md", "hardlink.md", "fifo.md", "dir.md"} <= {
-            p.name for p in quarantine.iterdir()
-        }
-        assert not any(re.match(r"^-", f) for f in failed)
+        status = json.dumps(daemon.status())
     finally:
         daemon.close()
+    found = results(projects)
+    assert sorted(f.name for f in found["done"]) == [f"ok-{i:02d}.md" for i in range(50)]
+    reasons = {_original_name(f): _error_of(f) for f in found["failed"]}
+    assert sorted(reasons) == sorted(expected), "not exactly one failure per bad entry"
+    assert [n for n, e in reasons.items() if "\n" in e] == []
+    wrong = {n: reasons[n] for n, fragment in expected.items() if fragment not in reasons[n]}
+    assert wrong == {}, f"entries whose own reason lacks the expected words: {wrong}"
+    # Nothing hostile ran, nothing leaked, the canary is intact.
+    assert not outside.exists()
+    assert not (tmp_path / "pwn").exists() and not Path("pwn").exists()
+    assert canary.read_text() == CANARY
+    assert canary.stat().st_mtime_ns == canary_stat.st_mtime_ns
+    queue = projects[0] / ".agent-queue"
+    for path in [
+        *found["done"],
+        *found["failed"],
+        *(p for p in queue.rglob("*") if p.is_file() and "quarantine" not in p.parts),
+        daemon.state_dir / "state.json",
+        daemon.log_path,
+    ]:
+        assert CANARY not in path.read_text(errors="replace"), f"canary leaked into {path}"
+    assert CANARY not in status
+    # Refused entries are moved untouched to quarantine: the link still a link to the
+    # canary, the hard link still the canary's own inode, and no copy of it anywhere.
+    quarantine = {p.name: p for p in (queue / "quarantine").iterdir()}
+    assert {"evil.md", "hardlink.md", "fifo.md", "dir.md"} <= set(quarantine)
+    assert os.readlink(quarantine["evil.md"]) == str(canary)
+    assert quarantine["hardlink.md"].stat().st_ino == canary_stat.st_ino
+    holding = {
+        name
+        for name, p in quarantine.items()
+        if p.is_file() and not p.is_symlink() and CANARY in p.read_text(errors="replace")
+    }
+    copies = {n for n in holding if quarantine[n].stat().st_ino != canary_stat.st_ino}
+    assert copies == set(), f"the canary was copied into quarantine: {copies}"
+    assert not any(re.match(r"^-", f.name) for f in found["failed"])
 
 
 def test_name_colliding_with_done_file_keeps_the_old_one_byte_identical(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -130,6 +131,29 @@ class Daemon:
         """Wait for the daemon to exit on its own."""
         assert self.proc is not None
         return self.proc.wait(timeout=timeout)
+
+    def status(self) -> dict[str, Any]:
+        """``agentq status --json`` for this daemon's configuration."""
+        out = subprocess.run(
+            [sys.executable, "-m", "agentq", "status", "--json", "--config", str(self.config_path)],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        doc: dict[str, Any] = json.loads(out.stdout)
+        return doc
+
+    def state(self) -> dict[str, Any]:
+        """The daemon's ``state.json`` (empty before the first save)."""
+        path = self.state_dir / "state.json"
+        doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        return doc
+
+    def counter(self, name: str) -> int:
+        """One of the daemon's cumulative counters from ``state.json`` (0 when unset)."""
+        return int(self.state().get("counters", {}).get(name, 0))
 
     def log(self) -> str:
         """The daemon's combined output so far."""

@@ -12,12 +12,15 @@ Add a tweak: a function from :class:`Parts` to :class:`Parts`, registered in :da
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from agentq.accounts.links import SharedLinks
 from agentq.accounts.switcher import AccountLinks
@@ -26,11 +29,26 @@ from agentq.config.models import Config
 from agentq.core.errors import AccountError
 from agentq.daemon.instant import InstantExecutor
 from agentq.daemon.loop import Daemon
-from agentq.daemon.wiring import LEDGER_FILENAME, Context, Local, LocalFactory, RemoteFactory
+from agentq.daemon.wiring import (
+    LEDGER_FILENAME,
+    Context,
+    Local,
+    LocalFactory,
+    Remote,
+    RemoteFactory,
+    WatcherFactory,
+)
 from agentq.queue.jobs import Job, Outcome
+from agentq.queue.watcher import InboxWatcher
 
 #: Under the ``wedge`` tweak, the main loop hangs for good once this file is in the state dir.
 WEDGE_FILENAME = "wedge"
+#: A task whose body has this line kills the daemon under the ``poison-instant`` tweak.
+POISON_LINE = "poison: exit"
+#: The exit status of a daemon killed by a poison task.
+POISON_EXIT = 3
+#: Retry waits under ``fast-retries``: the first wait of a retried request, in seconds.
+FAST_BACKOFF_BASE = 0.001
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,7 @@ class Parts:
     remote_executor: RemoteFactory | None = None
     #: Builds the account-links adapter the swap uses, from the daemon's configuration.
     account_links: Callable[[Config], AccountLinks] | None = None
+    watcher: WatcherFactory | None = None
 
 
 # -- wedge ----------------------------------------------------------------------------------
@@ -143,11 +162,93 @@ def _failing_links(rollback_fails: bool) -> Callable[[Parts], Parts]:
     return tweak
 
 
+# -- poison-instant -------------------------------------------------------------------------
+
+
+class PoisonInstantExecutor(InstantExecutor):
+    """The instant executor, except that a task whose body says :data:`POISON_LINE` kills us."""
+
+    def start(self, job: Job) -> None:
+        """Exit the process on a poison task (a crash mid-execution), else run it at once."""
+        if POISON_LINE in (line.strip() for line in job.task.body.splitlines()):
+            os._exit(POISON_EXIT)
+        super().start(job)
+
+
+def _poison_instant(parts: Parts) -> Parts:
+    def make(ctx: Context) -> Local:
+        ledger = ctx.config.state_dir / LEDGER_FILENAME
+        return Local(PoisonInstantExecutor(ledger, ctx.config.agent.answer))
+
+    return dataclasses.replace(parts, local_executor=make)
+
+
+# -- fast-retries ---------------------------------------------------------------------------
+
+
+def _fast_retries(parts: Parts) -> Parts:
+    """Delegation whose retry waits are milliseconds (the waits are not what such tests test)."""
+
+    def make(ctx: Context) -> Remote:
+        if not ctx.config.delegation.providers:
+            return Remote()
+        from agentq.delegation.manager import build_delegation
+
+        executor, available, warnings = build_delegation(
+            ctx.config, ctx.env, wake=ctx.wake, backoff_base=FAST_BACKOFF_BASE
+        )
+        return Remote(executor, available, warnings)
+
+    return dataclasses.replace(parts, remote_executor=make)
+
+
+# -- watch-enospc ---------------------------------------------------------------------------
+
+
+class RefusingObserver:
+    """An inotify observer whose every watch fails the way a full watch table does (ENOSPC)."""
+
+    def __init__(self, code: int = errno.ENOSPC) -> None:
+        self.daemon = True
+        self._code = code
+
+    @property
+    def emitters(self) -> Iterable[Any]:
+        """No watch ever succeeds, so there are no emitters."""
+        return ()
+
+    def start(self) -> None:
+        """Nothing runs."""
+
+    def stop(self) -> None:
+        """Nothing runs."""
+
+    def join(self, timeout: float | None = None) -> None:
+        """Nothing runs."""
+
+    def schedule(self, event_handler: Any, path: str, **options: Any) -> Any:
+        """Refuse, as ``inotify_add_watch`` does when ``max_user_watches`` is reached."""
+        raise OSError(self._code, os.strerror(self._code), path)
+
+    def unschedule(self, watch: Any) -> None:
+        """Nothing was scheduled."""
+
+
+def _watch_enospc(parts: Parts) -> Parts:
+    def make(wake: threading.Event) -> InboxWatcher:
+        return InboxWatcher(wake, observer=RefusingObserver())
+
+    return dataclasses.replace(parts, watcher=make)
+
+
 #: Every tweak by name.
 TWEAKS: dict[str, Callable[[Parts], Parts]] = {
+    "fast-retries": _fast_retries,
     "hold": _hold,
+    "poison-instant": _poison_instant,
     "swap-ensure-fails": _failing_links(rollback_fails=False),
     "swap-rollback-fails": _failing_links(rollback_fails=True),
+    "watch-enospc": _watch_enospc,
     "wedge": _wedge,
 }
 
@@ -184,6 +285,7 @@ def main(argv: Sequence[str]) -> int:
             local_executor=parts.local_executor,
             remote_executor=parts.remote_executor,
             account_links=links,
+            watcher=parts.watcher,
         )
 
     args.func = lambda a: cmd_run(a, make_daemon)
