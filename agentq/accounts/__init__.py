@@ -1,1 +1,1 @@
-"""accounts."""
+"""Accounts: the book (active, exhausted until, holds), the swap planner, the switcher, shared-state links."""

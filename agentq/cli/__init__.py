@@ -1,1 +1,1 @@
-"""cli."""
+"""The agentq command line: one module per command group."""
