@@ -1,1 +1,3 @@
-"""Accounts: the book (active, exhausted until, holds), the swap planner, the switcher, shared-state links."""
+"""Accounts: the book (active, exhausted until, holds), the swap planner, the switcher, shared-
+state links.
+"""

@@ -1,1 +1,3 @@
-"""What agentq knows about agent CLIs: profiles, pane/transcript/hook classifiers, reset times, hooks."""
+"""What agentq knows about agent CLIs: profiles, pane/transcript/hook classifiers, reset times,
+hooks.
+"""

@@ -1,1 +1,3 @@
-"""The ground floor: errors, durations, atomic writes, crash points, secrets, locks, the clock, the event log."""
+"""The ground floor: errors, durations, atomic writes, crash points, secrets, locks, the clock,
+the event log.
+"""

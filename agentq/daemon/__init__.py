@@ -1,1 +1,3 @@
-"""The daemon: the main loop and its collaborators (scanning, dispatch, recovery, wiring, notify, view)."""
+"""The daemon: the main loop and its collaborators (scanning, dispatch, recovery, wiring,
+notify, view).
+"""

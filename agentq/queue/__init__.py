@@ -1,1 +1,3 @@
-"""The queue protocol on a project's .agent-queue/ folder: vet, claim, finish, records, routing, watching, the janitor."""
+"""The queue protocol on a project's .agent-queue/ folder: vet, claim, finish, records,
+routing, watching, the janitor.
+"""
