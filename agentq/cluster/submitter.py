@@ -126,8 +126,7 @@ class ClusterExecutor:
     def start(self, job: Job) -> None:
         """Persist the intent, then start the workflow in the background."""
         claim = job.claim
-        wid = workflow_id(claim.project.path.name, claim.name, claim.record.claim_id)
-        queue = task_queue(self._settings.prefix, claim.project.path.name)
+        wid, queue = self._names(claim)
         claim.record.executor = self.name
         claim.record.data[RECORD_KEY] = {
             "workflow_id": wid,
@@ -173,31 +172,30 @@ class ClusterExecutor:
         return Recovery(RecoveryKind.REQUEUE, "nothing was handed to the fleet")
 
     def adopt(self, job: Job) -> None:
-        """Re-attach to a task's workflow after a restart (starting it again is idempotent)."""
+        """Re-attach to a task's workflow after a restart (starting it again is idempotent).
+
+        The workflow id is computed again from the task and its claim, never taken from
+        storage alone: the same claim always means the same workflow.
+        """
         claim = job.claim
-        wid = self._workflow_of(job)
-        if wid is None:
-            logger.error("fleet task without a workflow id", extra={"task": claim.task_id})
+        if not claim.record.claim_id:
+            logger.error("fleet task without a claim id", extra={"task": claim.task_id})
             return
+        wid, queue = self._names(claim)
         if wid in self._entries:
             return
-        claim_id = claim.record.claim_id or wid.rsplit("/", 1)[-1]
-        if claim.project.find_result(claim.name, claim_id) is not None:
+        if claim.project.find_result(claim.name, claim.record.claim_id) is not None:
             claim.project.drop(claim)  # finished before the crash: only the marker goes
             logger.info("stale fleet marker removed", extra={"task": claim.task_id})
             return
-        if claim.record.data.get(RECORD_KEY, {}).get("workflow_id") != wid:
+        data = claim.record.data.get(RECORD_KEY)
+        if not isinstance(data, dict) or data.get("workflow_id") != wid:
             claim.record.executor = self.name
-            claim.record.claim_id = claim_id
-            queue = task_queue(self._settings.prefix, claim.project.path.name)
             claim.record.data[RECORD_KEY] = {"workflow_id": wid, "task_queue": queue}
             claim.project.save_record(claim.record)
         logger.info("fleet task re-attached", extra={"task": claim.task_id, "workflow_id": wid})
         self._counts["reattached"] += 1
-        queue = str(claim.record.data[RECORD_KEY].get("task_queue") or "")
-        self._track(
-            _Entry(job, wid, queue or task_queue(self._settings.prefix, claim.project.path.name))
-        )
+        self._track(_Entry(job, wid, queue))
 
     def next_poll(self) -> float | None:
         """0 when a call finished (its callback also wakes the loop), else nothing to do."""
@@ -330,15 +328,13 @@ class ClusterExecutor:
             details=(("workflow id", wid),),
         )
 
-    def _workflow_of(self, job: Job) -> str | None:
-        """The workflow id from the control record, or from the marker if the record is lost."""
-        data = job.claim.record.data.get(RECORD_KEY)
-        if isinstance(data, dict) and data.get("workflow_id"):
-            return str(data["workflow_id"])
-        info = read_info(job.task.meta.model_extra)
-        if info is not None and info.provider == MARKER_PROVIDER:
-            return info.job_id
-        return None
+    def _names(self, claim: Claim) -> tuple[str, str]:
+        """The workflow id of this claim and its project's task queue."""
+        project = claim.project.path.name
+        return (
+            workflow_id(project, claim.name, claim.record.claim_id),
+            task_queue(self._settings.prefix, project),
+        )
 
 
 def _describe(failure: BaseException) -> str:
