@@ -78,7 +78,7 @@ def _prompts(root: Path, host: str) -> list[str]:
 def test_a_host_lost_mid_run_hands_its_tasks_to_the_other_and_each_task_ends_once(
     tmp_path: Path, temporal_server: TemporalServer
 ) -> None:
-    """40 tasks on h1 and h2; h1 SIGKILLed with its tmux server: all end once, the cut ones on h2."""
+    """40 tasks on h1 and h2; h1 SIGKILLed with its tmux server: all end once, cut ones on h2."""
     prefix = _prefix()
     submitter, project = _submitter(tmp_path / "submitter", temporal_server, prefix)
     h1, h2 = (_host(tmp_path, n, temporal_server, prefix) for n in ("h1", "h2"))

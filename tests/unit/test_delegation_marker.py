@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentq.queue.marker import DelegationInfo, read_info, with_delegation
 from agentq.queue import taskfile
+from agentq.queue.marker import DelegationInfo, read_info, with_delegation
 
 INFO = DelegationInfo("jobs", "job-000042", "2026-11-21T10:00:00+00:00", "agentq-0123abcd")
 
