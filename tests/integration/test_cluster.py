@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,60 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.integration
 
 PROJECT = "proj00"
+
+
+#: Runs ``agentq ARGS…`` as ``python -m agentq`` would and records, at exit, which
+#: temporalio modules the process had imported.
+_MODULES_PROBE = """
+import atexit, json, os, runpy, sys
+
+def report():
+    names = sorted(m for m in sys.modules if m.split(".")[0] == "temporalio")
+    with open(os.environ["MODULES_OUT"], "a") as out:
+        out.write(json.dumps({"argv": sys.argv[1:3], "temporalio": names}) + "\\n")
+
+atexit.register(report)
+sys.argv = ["agentq", *sys.argv[1:]]
+runpy.run_module("agentq", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_without_a_cluster_section_nothing_imports_temporalio(tmp_path: Path) -> None:
+    """agentq run (a task done), status, validate and the hook never load temporalio."""
+    project = make_projects(tmp_path / "projects", 1)[0]
+    drop(project, "plain.md", "runs on the instant executor")
+    out = tmp_path / "modules.jsonl"
+    daemon = Daemon(
+        tmp_path,
+        {"agent": {"profile": "instant"}, "projects": {"roots": [str(tmp_path / "projects")]}},
+        env={"MODULES_OUT": str(out)},
+    )
+    env = daemon.env()
+
+    def agentq(*args: str, wait: bool = True) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _MODULES_PROBE, *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if wait:
+            proc.wait(timeout=60)
+        return proc
+
+    run = agentq("run", "--config", str(daemon.config_path), wait=False)
+    try:
+        wait_until(lambda: "plain.md" in _done(project), 30, message="the task was not done")
+    finally:
+        run.terminate()
+        assert run.wait(timeout=30) == 0
+    agentq("status", "--config", str(daemon.config_path))
+    agentq("validate", "--config", str(daemon.config_path))
+    agentq("hook", "Stop", "--state-dir", str(daemon.state_dir))
+    seen = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [s["argv"][0] for s in seen] == ["run", "status", "validate", "hook"]
+    assert all(s["temporalio"] == [] for s in seen), seen
 
 
 def _prefix() -> str:
