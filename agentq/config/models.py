@@ -75,7 +75,7 @@ _MINUTE = 60.0
 _HOUR = 3600.0
 _DAY = 86400.0
 LOCAL_EXECUTOR = "local"
-RESERVED_PROVIDER_NAMES = frozenset({"local", "claude-code"})
+RESERVED_PROVIDER_NAMES = frozenset({"local", "claude-code", "cluster"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 MAX_POOL_SIZE = 64
 #: A host name (or IPv4 address) with an optional port, for ``api.allowed_hosts``.
@@ -287,7 +287,8 @@ class ProviderConfig(_Section):
     @classmethod
     def _not_reserved(cls, name: str) -> str:
         if name.lower() in RESERVED_PROVIDER_NAMES:
-            raise ValueError(f"{name!r} is reserved for the local executor")
+            owner = "the fleet" if name.lower() == "cluster" else "the local executor"
+            raise ValueError(f"{name!r} is reserved for {owner}")
         return name
 
     @field_validator("api_key_file")

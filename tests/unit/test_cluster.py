@@ -306,3 +306,16 @@ def test_a_bad_cluster_section_is_refused_naming_the_key(
     with pytest.raises(ConfigError) as caught:
         config_from_dict({"cluster": section}, {"HOME": str(tmp_path)}, tmp_path)
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_the_documented_cluster_example_is_valid(tmp_path: Path) -> None:
+    """The commented cluster: block of config.yaml loads once uncommented."""
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "config.yaml").read_text()
+    block = text[text.index("# cluster:") :]
+    lines = [line[2:] for line in block.splitlines() if line.startswith("# ")]
+    section = yaml.safe_load("\n".join(lines))
+    config = config_from_dict(section, {"HOME": str(tmp_path)}, tmp_path)
+    assert config.cluster is not None and config.cluster.tls is not None
+    assert config.cluster.tls.cert_file == tmp_path / ".config/agentq/temporal-client.pem"
