@@ -123,6 +123,24 @@ def _workflows(server: TemporalServer, prefix: str) -> list[dict[str, Any]]:
     return server.workflows(f"TaskQueue = '{prefix}.{PROJECT}'")
 
 
+def _listed(server: TemporalServer, prefix: str, at_least: int) -> list[dict[str, Any]]:
+    """The test's workflows, once Temporal lists ``at_least`` (visibility lags a little)."""
+
+    def enough() -> list[dict[str, Any]]:
+        found = _workflows(server, prefix)
+        return found if len(found) >= at_least else []
+
+    try:
+        return wait_until(enough, 20)
+    except TimeoutError:
+        return _workflows(server, prefix)  # fewer: the assertions say which
+
+
+def _footer_workflows(project: Path) -> list[str]:
+    """The workflow id each result's footer names (one per claim, all different)."""
+    return [str(_detail(_footer(p), "workflow id")) for p in _done(project).values()]
+
+
 def _prompts(root: Path, host: str) -> list[str]:
     path = root / host / "prompts.jsonl"
     if not path.exists():
@@ -174,9 +192,7 @@ def test_a_host_lost_mid_run_hands_its_tasks_to_the_other_and_each_task_ends_onc
         recovered = time.monotonic() - killed
         wait_until(lambda: len(_done(project)) == len(names), 240, interval=0.5)
         wait_until(lambda: not inbox_left([project]), 30)
-        workflows = wait_until(
-            lambda: (w := _workflows(temporal_server, prefix)) and len(w) >= len(names) and w, 30
-        )
+        workflows = _listed(temporal_server, prefix, len(names))
     finally:
         for daemon in (submitter, h1, h2):
             daemon.close()
@@ -229,16 +245,15 @@ def test_the_submitter_killed_mid_run_reattaches_without_a_second_workflow_or_fo
         wait_started(submitter)
         expected = [*names, "again.1.md", "again.md"]
         wait_until(lambda: sorted(_done(project)) == sorted(expected), 180, interval=0.5)
-        workflows = wait_until(
-            lambda: (w := _workflows(temporal_server, prefix)) and len(w) >= len(expected) and w,
-            30,
-        )
+        workflows = _listed(temporal_server, prefix, len(expected))
     finally:
         submitter.close()
         h1.close()
     assert in_flight, "nothing was in flight when the submitter died"
     assert results([project])["failed"] == []
     assert all(footer_count(path) == 1 for path in _done(project).values())
+    in_footers = _footer_workflows(project)
+    assert len(set(in_footers)) == len(in_footers), "two claims share a workflow"
     ids = [w["execution"]["workflowId"] for w in workflows]
     assert len(ids) == len(set(ids)) == len(expected), ids
     prompts = _prompts(tmp_path, "h1")
@@ -281,15 +296,14 @@ def test_a_submitter_crash_at_each_step_of_a_handover_makes_one_workflow_per_cla
         submitter.start()
         wait_started(submitter)
         wait_until(lambda: sorted(_done(project)) == names, 120, interval=0.3)
-        workflows = wait_until(
-            lambda: (w := _workflows(temporal_server, prefix)) and len(w) >= len(names) and w, 30
-        )
+        workflows = _listed(temporal_server, prefix, len(names))
     finally:
         submitter.close()
         h1.close()
     assert results([project])["failed"] == []
     assert all(footer_count(path) == 1 for path in _done(project).values())
     ids = [w["execution"]["workflowId"] for w in workflows]
+    assert sorted(ids) == sorted(_footer_workflows(project)), "another workflow than the claims'"
     assert len(ids) == len(set(ids)) == len(names), ids
     ledger = h1.state_dir / "instant-ledger.jsonl"
     runs = [json.loads(line) for line in ledger.read_text().splitlines()]
