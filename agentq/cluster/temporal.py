@@ -43,10 +43,18 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ApplicationError,
+    ApplicationErrorCategory,
     CancelledError,
     TerminatedError,
     TimeoutError,
     WorkflowAlreadyStartedError,
+)
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
 )
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from temporalio.worker import (
@@ -104,6 +112,24 @@ CANCEL_WAIT = 30.0
 STOP_WAIT = 30.0
 
 
+_runtime: Runtime | None = None
+
+
+def _sdk_runtime() -> Runtime:
+    """One SDK runtime per process, its core's log lines sent through agentq's logging.
+
+    Only the core's errors: its retries while Temporal is away are reported once, by us.
+    """
+    global _runtime
+    if _runtime is None:
+        forward = LogForwardingConfig(logger=logging.getLogger(f"{__name__}.core"))
+        quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+        _runtime = Runtime(
+            telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet, forwarding=forward))
+        )
+    return _runtime
+
+
 @dataclass(frozen=True)
 class Connection:
     """Where and how to reach Temporal."""
@@ -122,6 +148,7 @@ class Connection:
             tls=self.tls if self.tls is not None else bool(self.api_key),
             api_key=self.api_key,
             identity=self.identity,
+            runtime=_sdk_runtime(),
         )
 
 
@@ -429,6 +456,7 @@ class _Activities:
                 f"host {self._host} handed the task back unrun: {why}",
                 type=HOST_UNAVAILABLE,
                 next_retry_delay=HANDBACK_DELAY,
+                category=ApplicationErrorCategory.BENIGN,  # expected: logged at DEBUG only
             )
         # Recorded at once: if this host dies, the next attempt knows it ran here.
         activity.heartbeat(Progress(hosts=ticket.hosts(), phase="starting"))
@@ -459,6 +487,7 @@ class _Activities:
                 f"host {self._host} stopped; the task goes back to the fleet",
                 type=HOST_UNAVAILABLE,
                 next_retry_delay=HANDBACK_DELAY,
+                category=ApplicationErrorCategory.BENIGN,
             )
         return report.result()
 

@@ -393,3 +393,48 @@ def test_a_cancelled_workflow_interrupts_the_agent_and_fails_the_task(
 
 def _busy(host: WorkerHost) -> bool:
     return any(s.get("state") == "busy" for s in host.state().get("sessions", []))
+
+
+@pytest.mark.slow
+def test_tasks_stay_delegated_while_temporal_is_away_and_resume_when_it_returns(
+    tmp_path: Path,
+) -> None:
+    """Temporal stopped mid-run (tasks dropped meanwhile), started again: every task ends once."""
+    server = TemporalServer(tmp_path / "temporal")
+    server.start()
+    prefix = _prefix()
+    submitter, project = _submitter(tmp_path / "submitter", server, prefix)
+    h1 = _host(tmp_path, "h1", server, prefix)
+    before = [f"b{i}.md" for i in range(4)]
+    during = [f"d{i}.md" for i in range(3)]
+    try:
+        submitter.start()
+        wait_started(submitter)
+        h1.start()
+        wait_started(h1)
+        for name in before:
+            drop(project, name, f"{name}\nsim: work 1s")
+        wait_until(lambda: _done(project), 60, interval=0.2, message="nothing done before")
+        server.stop()
+        for name in during:
+            drop(project, name, f"{name}\nsim: work 0.5s")
+        inbox = project / ".agent-queue" / "inbox"
+
+        def waiting() -> set[str]:
+            claimed = {p.name.rsplit(".", 1)[0] for p in inbox.glob("*.md.*")}
+            return claimed if set(during) <= claimed else set()
+
+        wait_until(waiting, 30, message="the new tasks were not claimed")
+        assert h1.proc is not None and h1.proc.poll() is None, "the worker gave up"
+        server.start()
+        everything = sorted(before + during)
+        wait_until(lambda: sorted(_done(project)) == everything, 180, interval=0.5)
+        workflows = _listed(server, prefix, len(everything))
+    finally:
+        submitter.close()
+        h1.close()
+        server.stop()
+    assert results([project])["failed"] == []
+    assert all(footer_count(path) == 1 for path in _done(project).values())
+    ids = [w["execution"]["workflowId"] for w in workflows]
+    assert sorted(ids) == sorted(_footer_workflows(project))
