@@ -36,7 +36,7 @@ from agentq.config.models import Config
 from agentq.core.clock import Clock, SystemClock
 from agentq.core.errors import AgentqError, ConfigError, TaskFileError
 from agentq.core.lock import InstanceLock
-from agentq.daemon.sdnotify import Notifier
+from agentq.daemon.sdnotify import Notifier, forget_environment
 from agentq.daemon.state import StateFile
 from agentq.daemon.wiring import Context, LocalFactory, default_local, host_name
 from agentq.queue import protocol as q
@@ -113,7 +113,7 @@ class Worker:
         self.stopping = False
         self.state: dict[str, Any] = {}
         self.state_file = StateFile(config.state_dir)
-        self.notifier = Notifier(env)
+        self.notifier = Notifier(env, os.getpid())
         self.watcher = InboxWatcher(self.wake, env)
         self._make_local = local_executor or default_local
         self.local: Executor | None = None
@@ -142,12 +142,14 @@ class Worker:
         for step in ensure_accounts(self.config):  # raises AccountError listing every problem
             logger.info("account set-up: %s", step)
         self._install_signals()
+        # The tmux server and every agent pane inherit our environment: no notify socket.
+        forget_environment(os.environ)
         code = 0
         try:
             self.start()
             code = self._loop()
         finally:
-            self.notifier.send("STOPPING=1")
+            self.notifier.stopping()
             self._shutdown()
             lock.release()
         logger.info("agentq worker stopped")
@@ -197,19 +199,18 @@ class Worker:
         self._publish()
         self.fleet.start()
         self._save_state(force=True)
-        self.notifier.send(f"READY=1\nSTATUS=working for {len(queues)} task queue(s)")
+        self.notifier.ready(f"working for {len(queues)} task queue(s)")
         logger.info("agentq worker ready", extra={"host": self.host, "queues": ",".join(queues)})
 
     def _start_switcher(self, local: object) -> None:
         """Quota failover for this host's accounts, as the daemon wires it."""
         from agentq.accounts.switcher import Switcher
-        from agentq.daemon.notify import Notifier as EventNotifier
+        from agentq.daemon.wiring import switcher_notify
         from agentq.sessions.executor import SessionExecutor
 
         if not isinstance(local, SessionExecutor):
             return
-        notify = EventNotifier(self.config.notifications, self.state)
-        self.switcher = Switcher(self.config, local, self.state, notify, self.env)
+        self.switcher = Switcher(self.config, local, self.state, switcher_notify(), self.env)
         home = {a.name: a.home for a in self.config.accounts}.get(self.switcher.active)
         if home is not None:
             local.set_account(self.switcher.active, home)
@@ -229,6 +230,8 @@ class Worker:
                 # The worker must outlive one failure (a tmux hiccup): log it and go on.
                 logger.exception("worker pass failed; retrying")
                 self.wake.wait(1.0)
+            else:
+                self._ping()
             fleet_up = self.fleet is not None and self.fleet.alive()
             if deadline is not None and (not fleet_up or self.clock.monotonic() > deadline):
                 return 0
@@ -236,6 +239,11 @@ class Worker:
                 error = self.fleet.last_error if self.fleet is not None else None
                 logger.error("the fleet connection ended; stopping", extra={"error": error})
                 return 1
+
+    def _ping(self) -> None:
+        """``WATCHDOG=1`` after each good pass (systemd restarts a wedged worker)."""
+        if self.notifier.watchdog_bound is not None:
+            self.notifier.watchdog()
 
     def _shutdown(self) -> None:
         if self.fleet is not None:
