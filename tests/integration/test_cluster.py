@@ -438,3 +438,32 @@ def test_tasks_stay_delegated_while_temporal_is_away_and_resume_when_it_returns(
     assert all(footer_count(path) == 1 for path in _done(project).values())
     ids = [w["execution"]["workflowId"] for w in workflows]
     assert sorted(ids) == sorted(_footer_workflows(project))
+
+
+@pytest.mark.slow
+def test_a_stopped_worker_hands_its_running_task_back_to_the_fleet(
+    tmp_path: Path, temporal_server: TemporalServer
+) -> None:
+    """SIGTERM on a busy worker: it exits 0, its agent interrupted; the task then ends on h2."""
+    prefix = _prefix()
+    submitter, project = _submitter(tmp_path / "submitter", temporal_server, prefix)
+    h1, h2 = (_host(tmp_path, n, temporal_server, prefix) for n in ("h1", "h2"))
+    try:
+        submitter.start()
+        wait_started(submitter)
+        h1.start()
+        wait_started(h1)
+        drop(project, "moved.md", "started on h1, finished elsewhere\nsim: work 8s")
+        wait_until(lambda: _busy(h1), 60, message="h1 never busy")
+        assert h1.stop(timeout=60) == 0
+        h2.start()
+        wait_started(h2)
+        done = wait_until(lambda: _done(project).get("moved.md"), 120, message="never done")
+    finally:
+        for daemon in (submitter, h1, h2):
+            daemon.close()
+    footer = _footer(done)
+    assert footer.target == "h2"
+    assert _detail(footer, "hosts") == "h1 → h2"
+    assert results([project])["failed"] == []
+    assert "stopped" in h1.log() or "handed back" in h1.log() or "interrupted" in h1.log()
