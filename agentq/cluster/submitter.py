@@ -296,6 +296,7 @@ class ClusterExecutor:
             self._finish(entry, self._failed(entry.job, _describe(failure), entry.workflow_id))
             return
         report = future.result()
+        self._count_runs(entry.job, report)
         status = OutcomeStatus.DONE if report.status == "done" else OutcomeStatus.FAILED
         outcome = Outcome(
             entry.job,
@@ -310,6 +311,17 @@ class ClusterExecutor:
         )
         crashpoints.hit("mid_reap")
         self._finish(entry, outcome)
+
+    @staticmethod
+    def _count_runs(job: Job, report: TaskReport) -> None:
+        """Each run on the fleet is an attempt: a lost host's run counts, as a claim does."""
+        extra = len(report.hosts) - 1
+        if extra > 0:
+            job.claim.record.attempts += extra
+            try:
+                job.claim.project.save_record(job.claim.record)
+            except OSError as exc:  # the footer still shows them; a restart may count fewer
+                logger.warning("cannot persist the fleet's runs", extra={"error": str(exc)})
 
     def _finish(self, entry: _Entry, outcome: Outcome) -> None:
         self._entries.pop(entry.workflow_id, None)

@@ -182,6 +182,17 @@ def test_a_host_lost_mid_run_hands_its_tasks_to_the_other_and_each_task_ends_onc
         unfinished = cut - set(_done(project))
         moved = {wid for wid in running_at_kill if wid.split("/")[1] in unfinished}
 
+        def rescheduled(wid: str) -> bool:
+            """Temporal scheduled the activity again (or the workflow is over already)."""
+            described = json.loads(
+                temporal_server.cli("workflow", "describe", "-w", wid, "-o", "json").stdout
+            )
+            pending = described.get("pendingActivities") or []
+            return not pending or int(pending[0].get("attempt", 1)) >= 2
+
+        wait_until(lambda: all(rescheduled(w) for w in moved), 60, interval=0.2, message="retry")
+        detected = time.monotonic() - killed
+
         def rerun_on_h2() -> bool:
             running = set(h2.state().get("fleet", {}).get("running", []))
             return bool(moved & running) or unfinished <= set(_done(project))
@@ -207,14 +218,15 @@ def test_a_host_lost_mid_run_hands_its_tasks_to_the_other_and_each_task_ends_onc
     for name in retried:
         assert footers[name].target == "h2"
         assert _detail(footers[name], "hosts") == "h1 → h2"
+        assert footers[name].attempts == 2, "the run lost on h1 is not counted"
     assert {f.target for f in footers.values()} == {"h1", "h2"}
     assert {f.executor for f in footers.values()} == {"cluster"}
     assert all(_detail(f, "session") and f.account for f in footers.values())
     assert len(workflows) == len(names), "Temporal lists another number of workflows than tasks"
     assert unfinished <= retried
     print(
-        f"\nhost loss: {len(retried)} task(s) cut on h1; running again on h2 {rerun:.1f}s and "
-        f"done {recovered:.1f}s after the kill"
+        f"\nhost loss: {len(retried)} task(s) cut on h1; retry scheduled {detected:.1f}s, "
+        f"running again on h2 {rerun:.1f}s and done {recovered:.1f}s after the kill"
     )
 
 

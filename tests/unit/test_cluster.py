@@ -208,6 +208,7 @@ def test_the_intent_is_on_disk_before_the_workflow_starts_and_the_marker_after(
     assert outcome.status is OutcomeStatus.DONE
     assert (outcome.target, outcome.account, outcome.result) == ("h2", "a", "fixed")
     assert dict(outcome.details)["hosts"] == "h1 → h2"
+    assert outcome.job.claim.record.attempts == 2, "the lost run on h1 counts as an attempt"
     assert outcome.job.claim.suffix == ".delegated"
     assert executor.capacity() == 4
 
