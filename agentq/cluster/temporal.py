@@ -28,7 +28,7 @@ import os
 import random
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -137,8 +137,8 @@ class Connection:
     address: str
     namespace: str
     identity: str
-    tls: TLSConfig | None = None
-    api_key: str | None = None
+    tls: TLSConfig | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)  # never in a log line
 
     async def connect(self) -> Client:
         """A client (raises at once when the server cannot be reached)."""

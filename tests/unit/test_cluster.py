@@ -320,3 +320,29 @@ def test_the_documented_cluster_example_is_valid(tmp_path: Path) -> None:
     config = config_from_dict(section, {"HOME": str(tmp_path)}, tmp_path)
     assert config.cluster is not None and config.cluster.tls is not None
     assert config.cluster.tls.cert_file == tmp_path / ".config/agentq/temporal-client.pem"
+
+
+def test_tls_files_and_the_api_key_file_are_read_and_the_key_never_shown(tmp_path: Path) -> None:
+    """mTLS material is read at start; the key comes from a 0600 file and stays out of repr."""
+    from agentq.cluster.temporal import connection_from_config
+
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (tmp_path / name).write_bytes(f"-----{name}-----\n".encode())
+    key = tmp_path / "temporal.key"
+    key.write_text("tmprl-key-0123456789abcdef\n")
+    key.chmod(0o600)
+    section = {
+        "address": "ns.acct.example:7233",
+        "tls": {"ca_file": "ca.pem", "cert_file": "client.pem", "key_file": "client.key"},
+        "api_key_file": str(key),
+    }
+    config = config_from_dict({"cluster": section}, {"HOME": str(tmp_path)}, tmp_path)
+    assert config.cluster is not None
+    connection = connection_from_config(config.cluster, {}, "h1")
+    assert connection.tls is not None
+    assert connection.tls.client_cert == b"-----client.pem-----\n"
+    assert connection.api_key == "tmprl-key-0123456789abcdef"
+    assert "tmprl-key" not in repr(connection)
+    key.chmod(0o644)
+    with pytest.raises(ConfigError):
+        connection_from_config(config.cluster, {}, "h1")
