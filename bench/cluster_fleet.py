@@ -3,7 +3,8 @@
 Measures, for ``python -m bench`` to report as one row:
 
 - **pickup → activity start**: from the daemon's claim of a task (its footer's ``started``)
-  to the ``ActivityTaskStarted`` event of its workflow on a worker, median and p95;
+  to the ``ActivityTaskStarted`` event of its workflow on a worker, median and p95, for
+  tasks dropped one at a time (and the steps in between, from the workflow's history);
 - **tasks/s**: tasks dropped at once, from the drop to the last ``done/`` file.
 
 Usage: ``python bench/cluster_fleet.py [N] [--address HOST:PORT]``; without an address a
@@ -86,10 +87,12 @@ async def _milestones(address: str, prefix: str) -> dict[str, dict[str, float]]:
     return found
 
 
-def measure(workspace: Path, address: str, tasks: int = 200) -> dict[str, float]:
-    """Run ``tasks`` through a daemon and two instant workers on ``address``; the figures.
+def measure(workspace: Path, address: str, tasks: int = 200, probes: int = 20) -> dict[str, float]:
+    """A daemon and two instant workers on ``address``: latency, then throughput.
 
-    ``workspace`` is an empty folder for the projects, state folders and logs.
+    ``probes`` tasks go one at a time (pickup → activity start, per step), then ``tasks``
+    at once (tasks/s from the drop to the last result). ``workspace`` is an empty folder
+    for the projects, state folders and logs.
     """
     prefix = f"bench{os.getpid()}"
     cluster = {"address": address, "task_queue_prefix": prefix, "heartbeat_timeout": "10s"}
@@ -117,13 +120,21 @@ def measure(workspace: Path, address: str, tasks: int = 200) -> dict[str, float]
         procs.append(_start(workspace / "submitter", "run", config))
         done = projects / PROJECT / ".agent-queue" / "done"
         _wait((workspace / "submitter" / "state" / "state.json").exists, 60, "daemon")
-        tmp = projects / PROJECT / ".agent-queue" / "tmp"
-        inbox = projects / PROJECT / ".agent-queue" / "inbox"
+        queue = projects / PROJECT / ".agent-queue"
+
+        def drop(name: str) -> None:
+            (queue / "tmp" / name).write_text(f"{name}\n")
+            os.rename(queue / "tmp" / name, queue / "inbox" / name)
+
+        # Latency: one task at a time on an idle fleet (the first one warms it up).
+        for i in range(probes + 1):
+            drop(f"p{i:05d}.md")
+            _wait((done / f"p{i:05d}.md").exists, 60, "probe done")
+        # Throughput: every task at once.
         began = time.monotonic()
         for i in range(tasks):
-            (tmp / f"t{i:05d}.md").write_text(f"task {i}\n")
-            os.rename(tmp / f"t{i:05d}.md", inbox / f"t{i:05d}.md")
-        _wait(lambda: len(os.listdir(done)) >= tasks, 600, "all tasks done")
+            drop(f"t{i:05d}.md")
+        _wait(lambda: len(os.listdir(done)) >= tasks + probes + 1, 600, "all tasks done")
         elapsed = time.monotonic() - began
         milestones = asyncio.run(_milestones(address, prefix))
     finally:
@@ -137,6 +148,8 @@ def measure(workspace: Path, address: str, tasks: int = 200) -> dict[str, float]
     steps: dict[str, list[float]] = {"pickup_to_activity": [], "pickup_to_workflow": []}
     steps |= {"workflow_to_scheduled": [], "scheduled_to_activity": []}
     for path in done.iterdir():
+        if not path.name.startswith("p") or path.name == "p00000.md":
+            continue
         _, footer = taskfile.split_footer(path.read_text())
         wid = dict(footer.details).get("workflow id") if footer else None
         times = milestones.get(wid or "", {})
