@@ -2,8 +2,9 @@
 
 Per task, as the delegation manager does for a provider (reliability R13):
 
-1. persist the *intent* (workflow id ``<project>/<name>/<claim id>``, task queue) in the
-   task's control record before anything leaves the machine;
+1. persist the *intent* in the task's control record (its delegation, provider ``cluster``,
+   job id = the workflow id ``<project>/<name>/<claim id>``) before anything leaves the
+   machine;
 2. start the workflow with that id: a second start of the same id (after a restart, or a
    retry after a lost answer) returns the existing run, never a new one;
 3. write ``inbox/<name>.md.delegated`` atomically with a ``delegation:`` block naming the
@@ -43,14 +44,13 @@ from agentq.core.secrets import redact
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
 from agentq.queue.marker import DelegationInfo, idempotency_key, read_info, with_delegation
 from agentq.queue.protocol import Claim
+from agentq.queue.records import DelegationIntent, DelegationPhase
 from agentq.queue.taskfile import Task
 from agentq.queue.vetting import DELEGATED_SUFFIX, WORKING_SUFFIX
 
 logger = logging.getLogger(__name__)
 
 EXECUTOR_NAME = "cluster"
-#: The control record's key for a fleet task.
-RECORD_KEY = "cluster"
 
 
 class Fleet(Protocol):
@@ -128,12 +128,8 @@ class ClusterExecutor:
         claim = job.claim
         wid, queue = self._names(claim)
         claim.record.executor = self.name
-        claim.record.data[RECORD_KEY] = {
-            "workflow_id": wid,
-            "task_queue": queue,
-            "phase": "intent",
-            "intent_at": self._utcnow().isoformat(),
-        }
+        claim.record.delegation = self._intent(claim, wid)
+        claim.record.delegation.intent_at = self._utcnow().isoformat()
         try:
             claim.project.save_record(claim.record)
         except OSError as exc:
@@ -161,13 +157,14 @@ class ClusterExecutor:
 
     def recover(self, claim: Claim, task: Task | None, now: datetime) -> Recovery:
         """A marker or a persisted intent is adopted (the start is idempotent); else requeue."""
-        data = claim.record.data.get(RECORD_KEY)
+        intent = claim.record.delegation
+        ours = intent is not None and intent.provider == MARKER_PROVIDER
         if claim.suffix == DELEGATED_SUFFIX:
             info = read_info(task.meta.model_extra) if task is not None else None
-            if task is None or not ((isinstance(data, dict) and data.get("workflow_id")) or info):
+            if task is None or not (ours or info):
                 return Recovery(RecoveryKind.FAIL, "fleet marker unreadable: no workflow id")
             return Recovery(RecoveryKind.ADOPT)
-        if task is not None and isinstance(data, dict) and data.get("workflow_id"):
+        if task is not None and ours:
             return Recovery(RecoveryKind.ADOPT)
         return Recovery(RecoveryKind.REQUEUE, "nothing was handed to the fleet")
 
@@ -188,10 +185,10 @@ class ClusterExecutor:
             claim.project.drop(claim)  # finished before the crash: only the marker goes
             logger.info("stale fleet marker removed", extra={"task": claim.task_id})
             return
-        data = claim.record.data.get(RECORD_KEY)
-        if not isinstance(data, dict) or data.get("workflow_id") != wid:
+        intent = claim.record.delegation
+        if intent is None or intent.provider != MARKER_PROVIDER or intent.job_id != wid:
             claim.record.executor = self.name
-            claim.record.data[RECORD_KEY] = {"workflow_id": wid, "task_queue": queue}
+            claim.record.delegation = self._intent(claim, wid)
             claim.project.save_record(claim.record)
         logger.info("fleet task re-attached", extra={"task": claim.task_id, "workflow_id": wid})
         self._counts["reattached"] += 1
@@ -273,10 +270,11 @@ class ClusterExecutor:
         """Record the workflow in the control record and as the ``.delegated`` marker."""
         job = entry.job
         claim, task = job.claim, job.task
-        data = claim.record.data.setdefault(RECORD_KEY, {"workflow_id": entry.workflow_id})
-        submitted_at = str(data.get("submitted_at") or self._utcnow().isoformat())
-        if data.get("phase") != "submitted":
-            data.update(phase="submitted", submitted_at=submitted_at)
+        intent = claim.record.delegation or self._intent(claim, entry.workflow_id)
+        submitted_at = intent.submitted_at or self._utcnow().isoformat()
+        if intent.phase is not DelegationPhase.SUBMITTED:
+            intent.phase, intent.submitted_at = DelegationPhase.SUBMITTED, submitted_at
+            claim.record.delegation = intent
             claim.project.save_record(claim.record)
         if claim.suffix != WORKING_SUFFIX:
             return job
@@ -339,6 +337,12 @@ class ClusterExecutor:
             error=redact(reason),
             details=(("workflow id", wid),),
         )
+
+    @staticmethod
+    def _intent(claim: Claim, wid: str) -> DelegationIntent:
+        """The record's delegation intent for a fleet task: the job id is the workflow id."""
+        key = idempotency_key(claim.record.claim_id)
+        return DelegationIntent(provider=MARKER_PROVIDER, key=key, job_id=wid)
 
     def _names(self, claim: Claim) -> tuple[str, str]:
         """The workflow id of this claim and its project's task queue."""

@@ -38,14 +38,23 @@ from agentq.core.errors import AgentqError, ConfigError, TaskFileError
 from agentq.core.lock import InstanceLock
 from agentq.daemon.sdnotify import Notifier, forget_environment
 from agentq.daemon.state import StateFile
-from agentq.daemon.wiring import Context, LocalFactory, default_local, host_name
+from agentq.daemon.wiring import (
+    Context,
+    LocalFactory,
+    PoolExecutor,
+    default_local,
+    host_name,
+    switcher_notify,
+)
 from agentq.queue import protocol as q
 from agentq.queue import taskfile
 from agentq.queue.jobs import Executor, Job, Outcome, OutcomeStatus
+from agentq.queue.records import ControlRecord
 from agentq.queue.router import RouteDecision
 from agentq.queue.watcher import InboxWatcher
 
 if TYPE_CHECKING:
+    from agentq.accounts.switcher import Switcher
     from agentq.cluster.temporal import FleetWorker
 
 logger = logging.getLogger(__name__)
@@ -82,14 +91,13 @@ def worker_projects(config: Config) -> dict[str, Path]:
     return found
 
 
-def held_until(switcher: Any) -> str | None:
+def held_until(switcher: Switcher | None) -> str | None:
     """When the host's accounts come back, while every one is exhausted (None otherwise).
 
-    The one place that reads the accounts' hold (the switcher's state today; the account
-    book after the accounts rewrite).
+    The one place that reads the accounts' hold (the switcher's account book).
     """
-    hold = switcher.state.get("hold") if switcher is not None else None
-    return str(hold["until"]) if isinstance(hold, dict) and hold.get("until") else None
+    hold = switcher.book.hold if switcher is not None else None
+    return hold.until.isoformat() if hold is not None else None
 
 
 class Worker:
@@ -117,7 +125,9 @@ class Worker:
         self.watcher = InboxWatcher(self.wake, env)
         self._make_local = local_executor or default_local
         self.local: Executor | None = None
-        self.switcher: Any = None
+        #: The local executor as a session pool (its quota readings go to the switcher).
+        self.pool: PoolExecutor | None = None
+        self.switcher: Switcher | None = None
         self.bridge = Bridge(
             self.wake.set, stale_after=max(1.0, self.cluster.heartbeat_timeout / 2)
         )
@@ -186,8 +196,9 @@ class Worker:
             self.projects[name] = q.Project(path, control=control)
         if not self.projects:
             raise ConfigError(["agentq worker found no project checkout under projects:"])
-        self.local = self._make_local(Context(self.config, self.env, self.clock, self.wake.set))
-        self._start_switcher(self.local)
+        local = self._make_local(Context(self.config, self.env, self.clock, self.wake.set))
+        self.local, self.pool = local.executor, local.pool
+        self._start_switcher()
         self.watcher.start()
         signals = self.config.state_dir / "signals"
         signals.mkdir(mode=0o700, exist_ok=True)
@@ -202,18 +213,15 @@ class Worker:
         self.notifier.ready(f"working for {len(queues)} task queue(s)")
         logger.info("agentq worker ready", extra={"host": self.host, "queues": ",".join(queues)})
 
-    def _start_switcher(self, local: object) -> None:
+    def _start_switcher(self) -> None:
         """Quota failover for this host's accounts, as the daemon wires it."""
+        if self.pool is None:
+            return  # no agent sessions (the instant executor): no accounts to swap
+        from agentq.accounts.book import AccountBook
         from agentq.accounts.switcher import Switcher
-        from agentq.daemon.wiring import switcher_notify
-        from agentq.sessions.executor import SessionExecutor
 
-        if not isinstance(local, SessionExecutor):
-            return
-        self.switcher = Switcher(self.config, local, self.state, switcher_notify(), self.env)
-        home = {a.name: a.home for a in self.config.accounts}.get(self.switcher.active)
-        if home is not None:
-            local.set_account(self.switcher.active, home)
+        book = AccountBook.from_dict(self.state, [a.name for a in self.config.accounts])
+        self.switcher = Switcher(self.config, self.pool, book, switcher_notify())
 
     def _loop(self) -> int:
         deadline: float | None = None
@@ -277,8 +285,11 @@ class Worker:
                 self._cancel(message)
         for outcome in local.poll(self.clock.now()):
             self._finish(outcome)
-        if self.switcher is not None:
-            self.switcher.tick(self.clock.now())
+        if self.switcher is not None and self.pool is not None:
+            now = self.clock.now()
+            self.switcher.observe(self.pool.take_readings(), now)
+            self.switcher.tick(now)
+            self.state.update(self.switcher.book.to_dict())
         self._publish()
         self._save_state()
 
@@ -305,7 +316,7 @@ class Worker:
         if task.meta.session:
             task = dataclasses.replace(task, meta=task.meta.model_copy(update={"session": None}))
         now = self.clock.now()
-        record = q.ControlRecord(
+        record = ControlRecord(
             name=spec.name,
             ino=0,
             attempts=spec.attempt,

@@ -141,14 +141,15 @@ class _Fleet:
 
     def __init__(self, project: q.Project) -> None:
         self.project = project
-        self.starts: list[tuple[str, str, dict[str, object]]] = []
+        self.starts: list[tuple[str, str, str | None]] = []
         self.waits: dict[str, Future[TaskReport]] = {}
         self.started: dict[str, Future[None]] = {}
         self.cancelled: list[str] = []
 
     def start_workflow(self, spec: TaskSpec, workflow_id: str, task_queue: str) -> Future[None]:
         record = self.project.load_record(spec.name)
-        self.starts.append((workflow_id, task_queue, dict(record.data) if record else {}))
+        intent = record.delegation if record is not None else None
+        self.starts.append((workflow_id, task_queue, intent.phase.value if intent else None))
         self.started[workflow_id] = Future()
         return self.started[workflow_id]
 
@@ -193,7 +194,7 @@ def test_the_intent_is_on_disk_before_the_workflow_starts_and_the_marker_after(
     executor.start(job)
     wid = f"web/fix.md/{job.claim.record.claim_id}"
     assert [(w, tq) for w, tq, _ in fleet.starts] == [(wid, "agentq.web")]
-    assert fleet.starts[0][2]["cluster"]["phase"] == "intent"  # type: ignore[index]
+    assert fleet.starts[0][2] == "intent", "the intent was not on disk before the start"
     assert executor.capacity() == 3
     fleet.started[wid].set_result(None)
     assert executor.poll(NOW) == []
