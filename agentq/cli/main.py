@@ -93,10 +93,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not problems:
         from agentq.accounts.setup import account_problems
         from agentq.config.load import load_config
-        from agentq.daemon.wiring import notification_problems
+        from agentq.daemon.wiring import cluster_problems, notification_problems
 
         config = load_config(path, env)
         problems = account_problems(config) + notification_problems(config)
+        problems += cluster_problems(config, env)
         warnings = _delegation_warnings(config, env)
     for warning in warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)

@@ -92,14 +92,55 @@ def host_name(config: Config) -> str:
     return named or socket.gethostname()
 
 
+#: What to install when ``cluster:`` is configured but the Temporal SDK is missing.
+CLUSTER_EXTRA_HINT = "cluster: needs the Temporal SDK: pip install 'agentq[cluster]'"
+
+
+def cluster_problems(config: Config, env: Mapping[str, str]) -> list[str]:
+    """What keeps ``cluster:`` from working here (``agentq validate``), without loading it."""
+    import importlib.util
+
+    cluster = config.cluster
+    if cluster is None:
+        return []
+    problems = []
+    try:
+        installed = importlib.util.find_spec("temporalio") is not None
+    except (ImportError, ValueError):  # blocked in sys.modules: as good as missing
+        installed = False
+    if not installed:
+        problems.append(CLUSTER_EXTRA_HINT)
+    tls = cluster.tls
+    files = [tls.ca_file, tls.cert_file, tls.key_file] if tls is not None else []
+    for path in (f for f in files if f is not None):
+        if not path.is_file():
+            problems.append(f"cluster.tls: {path} is not a readable file")
+    if cluster.api_key_file is not None:
+        from agentq.core.secrets import resolve_key
+
+        try:
+            resolve_key(None, cluster.api_key_file, env)
+        except ConfigError as exc:
+            problems += [f"cluster.api_key_file: {p}" for p in exc.problems]
+    return problems
+
+
+def missing_sdk(exc: ImportError) -> ConfigError:
+    """The configuration error for ``cluster:`` without the optional extra installed."""
+    return ConfigError([f"{CLUSTER_EXTRA_HINT} ({exc})"])
+
+
 def fleet_submitter(ctx: Context) -> Local:
     """The executor that hands local tasks to the fleet (``cluster.submit: true``)."""
     cluster = ctx.config.cluster
     if cluster is None:
         raise ValueError("the fleet needs a cluster: section")
-    # Imported here: without `cluster:` nothing loads temporalio.
     from agentq.cluster.submitter import ClusterExecutor, FleetSettings
-    from agentq.cluster.temporal import FleetClient, connection_from_config
+
+    try:  # imported here: without `cluster:` nothing loads temporalio
+        from agentq.cluster.temporal import FleetClient, connection_from_config
+    except ImportError as exc:
+        raise missing_sdk(exc) from None
 
     host = host_name(ctx.config)
     client = FleetClient(connection_from_config(cluster, ctx.env, host), wake=ctx.wake)

@@ -44,6 +44,7 @@ from agentq.daemon.wiring import (
     PoolExecutor,
     default_local,
     host_name,
+    missing_sdk,
     switcher_notify,
 )
 from agentq.queue import protocol as q
@@ -179,7 +180,10 @@ class Worker:
 
     def start(self) -> None:
         """Build the pool and the switcher, find the checkouts, connect to the fleet."""
-        from agentq.cluster.temporal import FleetWorker, connection_from_config
+        try:
+            from agentq.cluster.temporal import FleetWorker, connection_from_config
+        except ImportError as exc:
+            raise missing_sdk(exc) from None
 
         self.state = self.state_file.load()
         self.state["worker"] = {

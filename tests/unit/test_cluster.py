@@ -347,3 +347,47 @@ def test_tls_files_and_the_api_key_file_are_read_and_the_key_never_shown(tmp_pat
     key.chmod(0o644)
     with pytest.raises(ConfigError):
         connection_from_config(config.cluster, {}, "h1")
+
+
+def test_validate_names_what_keeps_the_fleet_from_working(tmp_path: Path) -> None:
+    """Missing TLS files and an unsafe API key file are reported, each with its key."""
+    from agentq.daemon.wiring import cluster_problems
+
+    key = tmp_path / "temporal.key"
+    key.write_text("tmprl-key-0123456789abcdef\n")
+    key.chmod(0o644)
+    section = {"tls": {"ca_file": "missing-ca.pem"}, "api_key_file": str(key)}
+    config = config_from_dict({"cluster": section}, {"HOME": str(tmp_path)}, tmp_path)
+    problems = cluster_problems(config, {})
+    assert [p.split(":")[0] for p in problems] == ["cluster.tls", "cluster.api_key_file"]
+    assert cluster_problems(config_from_dict({}, {"HOME": str(tmp_path)}, tmp_path), {}) == []
+
+
+def test_without_the_extra_a_worker_and_validate_say_what_to_install(tmp_path: Path) -> None:
+    """temporalio missing: agentq worker exits 2 and validate reports the extra to install."""
+    import subprocess
+    import sys
+
+    (tmp_path / "checkouts" / "web").mkdir(parents=True)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        f"projects: {{roots: [{tmp_path / 'checkouts'}]}}\n"
+        "agent: {profile: instant}\n"
+        "cluster: {address: '127.0.0.1:1'}\n"
+    )
+    blocked = "import sys; sys.modules['temporalio'] = None; from agentq.cli.main import main; "
+    for command in ("worker", "validate"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                blocked + f"sys.exit(main(['{command}', '--config', '{config}']))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "pip install 'agentq[cluster]'" in done.stderr, done.stderr
