@@ -123,7 +123,7 @@ class Worker:
         self.state: dict[str, Any] = {}
         self.state_file = StateFile(config.state_dir)
         self.notifier = Notifier(env, os.getpid())
-        self.watcher = InboxWatcher(self.wake, env)
+        self.watcher = InboxWatcher(self.wake)
         self._make_local = local_executor or default_local
         self.local: Executor | None = None
         #: The local executor as a session pool (its quota readings go to the switcher).
