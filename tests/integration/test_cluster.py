@@ -163,16 +163,19 @@ def test_a_host_lost_mid_run_hands_its_tasks_to_the_other_and_each_task_ends_onc
         for host in (h1, h2):
             host.start()
             wait_started(host)
+        # Every fifth task works long enough to be surely cut when h1 is seen busy with it.
+        long = {name for i, name in enumerate(names) if i % 5 == 4}
         for i, name in enumerate(names):
-            drop(project, name, f"task {i}\nsim: work 2s")
+            drop(project, name, f"task {i}\nsim: work {'8s' if name in long else '2s'}")
 
         def h1_busy() -> list[str]:
-            """h1's tasks, once some are done and one of its agents just went busy."""
+            """h1's tasks, once some are done and one of its agents works on a long task."""
             state = h1.state()
             busy = [s.get("task") for s in state.get("sessions", []) if s.get("state") == "busy"]
-            fresh = [t for t in busy if t and t.split("/")[1] not in _done(project)]
+            names_busy = {str(t).split("/")[1] for t in busy if t}
+            cut_long = (names_busy & long) - set(_done(project))
             running = state.get("fleet", {}).get("running", [])
-            return running if len(_done(project)) >= 6 and fresh else []
+            return running if len(_done(project)) >= 6 and cut_long else []
 
         running_at_kill = set(wait_until(h1_busy, 180, interval=0.2, message="h1 never busy"))
         killed = time.monotonic()
