@@ -28,9 +28,10 @@ from agentq.config.models import Config
 from agentq.core.errors import AgentqError, ProviderError
 from agentq.core.secrets import redact
 from agentq.delegation.http import Transport
-from agentq.delegation.manager import KEY_PREFIX, build_clients
+from agentq.delegation.manager import build_clients
 from agentq.delegation.pricing import format_cost
 from agentq.delegation.providers import JobResult, ProviderClient
+from agentq.queue.marker import KEY_PREFIX
 from agentq.queue.router import RoutingPolicy, route
 from agentq.queue.taskfile import parse_task
 

@@ -74,6 +74,14 @@ def cmd_install_service(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from agentq.daemon.worker import run_worker
+
+    config = _load_config(args.config)
+    setup_logging("DEBUG" if args.debug else config.logging.level, config.logging.format)
+    return run_worker(config, dict(os.environ))
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from agentq.config.load import validate_config_file
 
@@ -85,10 +93,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not problems:
         from agentq.accounts.setup import account_problems
         from agentq.config.load import load_config
-        from agentq.daemon.wiring import notification_problems
+        from agentq.daemon.wiring import cluster_problems, notification_problems
 
         config = load_config(path, env)
         problems = account_problems(config) + notification_problems(config)
+        problems += cluster_problems(config, env)
         warnings = _delegation_warnings(config, env)
     for warning in warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
@@ -293,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("run", cmd_run, "run the daemon in the foreground")
+    p.add_argument("--config")
+    p = add("worker", cmd_worker, "work for the fleet: this host's pool takes tasks from Temporal")
     p.add_argument("--config")
     p = add("demo", cmd_demo, "run the simulated agent pool on the sample queues")
     p.add_argument("--dir", help="workspace folder (default: a new temp folder)")

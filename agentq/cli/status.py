@@ -89,6 +89,7 @@ def collect_status(config: Config, now: float) -> dict[str, Any]:
         "swaps": state.get("swaps", [])[-5:],
         "delegation": state.get("delegation", {}),
         "notifications": state.get("notifications", [])[-5:],
+        "fleet": state.get("fleet", {}),
     }
 
 
@@ -138,6 +139,10 @@ def render_status(doc: dict[str, Any]) -> str:
     if doc["delegation"]:
         d = doc["delegation"]
         lines.append("delegation: " + ", ".join(f"{k}={v}" for k, v in sorted(d.items())))
+    fleet = doc.get("fleet") or {}
+    if fleet:
+        shown = {k: v for k, v in sorted(fleet.items()) if not isinstance(v, list | dict)}
+        lines.append("fleet: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     for sent in doc.get("notifications", []):
         outcome = "sent" if sent.get("ok") else f"FAILED ({sent.get('error')})"
         lines.append(

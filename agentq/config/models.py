@@ -48,6 +48,8 @@ __all__ = [
     "AccountConfig",
     "AgentConfig",
     "ApiConfig",
+    "ClusterConfig",
+    "ClusterTlsConfig",
     "CompletionConfig",
     "Config",
     "DedicatedSession",
@@ -73,7 +75,7 @@ _MINUTE = 60.0
 _HOUR = 3600.0
 _DAY = 86400.0
 LOCAL_EXECUTOR = "local"
-RESERVED_PROVIDER_NAMES = frozenset({"local", "claude-code"})
+RESERVED_PROVIDER_NAMES = frozenset({"local", "claude-code", "cluster"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 MAX_POOL_SIZE = 64
 #: A host name (or IPv4 address) with an optional port, for ``api.allowed_hosts``.
@@ -285,7 +287,8 @@ class ProviderConfig(_Section):
     @classmethod
     def _not_reserved(cls, name: str) -> str:
         if name.lower() in RESERVED_PROVIDER_NAMES:
-            raise ValueError(f"{name!r} is reserved for the local executor")
+            owner = "the fleet" if name.lower() == "cluster" else "the local executor"
+            raise ValueError(f"{name!r} is reserved for {owner}")
         return name
 
     @field_validator("api_key_file")
@@ -495,6 +498,63 @@ class JanitorConfig(_Section):
     interval: Duration = Field(default=_HOUR, gt=0)
 
 
+class ClusterTlsConfig(_Section):
+    """TLS towards the Temporal frontend; a client certificate and key make it mutual TLS."""
+
+    #: The CA that signed the server's certificate (PEM); unset: the system's roots.
+    ca_file: ConfigPath | None = None
+    #: This host's client certificate and key (PEM) for mTLS; both or neither.
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
+    #: The name to check the server's certificate against (and send as SNI), when it is
+    #: not the host of ``cluster.address``.
+    server_name: str | None = Field(default=None, pattern=_HOST_PATTERN)
+
+    @field_validator("key_file")
+    @classmethod
+    def _cert_and_key(cls, key: Path | None, info: ValidationInfo) -> Path | None:
+        if (key is None) != (info.data.get("cert_file") is None):
+            raise ValueError("set cert_file and key_file together (mutual TLS), or neither")
+        return key
+
+
+class ClusterConfig(_Section):
+    """A fleet of hosts on Temporal: this daemon submits tasks to it, or works for it.
+
+    Absent (the default), nothing of the fleet is loaded and the daemon runs its own pool.
+    """
+
+    engine: Literal["temporal"] = "temporal"
+    #: The Temporal frontend, ``host:port``.
+    address: str = "127.0.0.1:7233"
+    namespace: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+    #: This host's name in footers and heartbeats (default: the machine's host name).
+    host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    #: null: plain TCP (or TLS when an API key is set); a mapping: TLS as described.
+    tls: ClusterTlsConfig | None = None
+    #: A file holding only an API key (Temporal Cloud); never read from the environment,
+    #: which every agent pane inherits.
+    api_key_file: ConfigPath | None = None
+    #: A worker silent this long is taken for lost and its task is run again elsewhere.
+    heartbeat_timeout: Duration = Field(default=30.0, ge=1)
+    #: Task queues are ``<prefix>.<project folder name>``.
+    task_queue_prefix: str = Field(default="agentq", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    #: true: tasks routed to a local agent go to the fleet instead of this daemon's pool.
+    submit: bool = False
+    #: The most tasks this daemon keeps on the fleet at once (the rest wait in the inbox).
+    max_in_flight: int = Field(default=256, ge=1)
+    #: How many hosts may start one claim of a task (a lost host's run counts).
+    max_runs: int = Field(default=3, ge=1)
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, address: str) -> str:
+        host, port = _split_listen(address)
+        if not host or port == 0:
+            raise ValueError(f"{address!r} is not host:port (e.g. temporal.example.com:7233)")
+        return address
+
+
 def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
@@ -530,6 +590,7 @@ class Config(_Section):
     notifications: list[NotificationConfig] = Field(default_factory=list)
     janitor: JanitorConfig = Field(default_factory=_unset)
     logging: LoggingConfig = Field(default_factory=_unset)
+    cluster: ClusterConfig | None = None
 
     @field_validator("accounts")
     @classmethod

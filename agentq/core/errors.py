@@ -15,7 +15,8 @@
     ├── AccountError         an account home or its shared-state links are wrong
     ├── ProviderError        a remote AI provider failed (see ``agentq.delegation``)
     ├── ServiceFileError     a systemd unit cannot be rendered or installed
-    └── NotificationError    a notification target did not take a message (named, never its URL)
+    ├── NotificationError    a notification target did not take a message (named, never its URL)
+    └── ClusterError         the fleet's workflow engine (Temporal) refused or lost a task
 
 Errors carry structured fields and build their one-line message in ``__init__`` so
 the daemon can put ``str(exc)`` into a footer or a log line as it is.
@@ -146,3 +147,12 @@ class NotificationError(AgentqError):
         self.target = target
         self.reason = reason
         super().__init__(f"notification target {target!r}: {reason}")
+
+
+class ClusterError(AgentqError):
+    """The fleet (Temporal) failed; ``terminal`` errors end the task, others are retried."""
+
+    def __init__(self, message: str, *, workflow_id: str = "", terminal: bool = False) -> None:
+        self.workflow_id = workflow_id
+        self.terminal = terminal
+        super().__init__(message)

@@ -485,6 +485,9 @@ class Daemon:
                 status = getattr(executor, "status", None)
                 if callable(status):
                     self.state[key] = status()
+            fleet = getattr(self.dispatcher.local, "fleet_status", None)
+            if callable(fleet):
+                self.state["fleet"] = fleet()
         snapshot = json.dumps(self.state, sort_keys=True, default=str)
         if not force and not self.counters.changed and snapshot == self._last_saved:
             return

@@ -141,6 +141,11 @@ class Operator:
                 return Answer(False, f"{name} cannot be cancelled by its executor", 409)
             return Answer(True, f"{name} cancelled: the agent was interrupted", 200)
         if os.path.lexists(project.inbox / (name + DELEGATED_SUFFIX)):
+            task_id = f"{request.project}/{name}"
+            for executor in dispatcher.executors():
+                # The fleet cancels its workflow (the agent on its host is interrupted).
+                if isinstance(executor, Cancels) and executor.cancel(task_id):
+                    return Answer(True, f"{name} cancellation requested from the fleet", 200)
             return Answer(False, "cancelling a delegated task is not supported yet", 409)
         return Answer(False, f"no pending or working task {name!r} in {request.project}", 404)
 

@@ -61,8 +61,7 @@ class Recovery:
                 stale.unlink()  # the marker was written; the working copy is redundant
         if record is None and suffix == DELEGATED_SUFFIX:
             record = claim.record
-            record.executor = "provider"
-            record.claim_id = self._claim_id_from_marker(claim)
+            record.executor, record.claim_id = self._from_marker(claim)
         if record is None or not record.claim_id:
             project.requeue(claim)  # claimed but no attempt began: nothing was done yet
             return
@@ -71,17 +70,16 @@ class Recovery:
             self._counters.bump("recovered_completed")
             return
         dispatcher = self._dispatcher
-        if suffix == DELEGATED_SUFFIX and dispatcher.remote is None:
-            reason = (
-                "delegated to a provider, but delegation is no longer configured; the job may "
-                "still run at the provider (see the delegation block)"
-            )
-            dispatcher.fail(claim, reason, None)
-            return
         if suffix == DELEGATED_SUFFIX:
-            # A marker is the provider's whatever its record says: a record rolled back by a
-            # power cut (records are saved without fsync) may predate the delegation.
-            executor = dispatcher.remote
+            # The marker decides whatever its record says: a record rolled back by a power cut
+            # (records are saved without fsync) may predate the handover. A fleet workflow
+            # goes back to the fleet's executor, a provider's job to the provider executor.
+            owner = self._from_marker(claim)[0]
+            executor = dispatcher.executor_named(owner)
+            if executor is None or executor.name != owner:
+                dispatcher.fail(claim, _gone_reason(owner), None)
+                return
+            record.executor = owner
         else:
             executor = dispatcher.executor_named(record.executor)
             if executor is not None and record.executor not in (executor.name, ""):
@@ -109,14 +107,29 @@ class Recovery:
         )
 
     @staticmethod
-    def _claim_id_from_marker(claim: q.Claim) -> str:
-        """A marker whose record was lost still names its claim in its idempotency key."""
-        from agentq.delegation.manager import claim_id_of
-        from agentq.delegation.marker import read_info
+    def _from_marker(claim: q.Claim) -> tuple[str, str]:
+        """The executor and claim id of a marker whose record was lost (from its block)."""
+        from agentq.queue.marker import claim_id_of, read_info
 
         task = _parse_quietly(claim)
         info = read_info(task.meta.model_extra) if task is not None else None
-        return claim_id_of(info.idempotency_key) if info is not None else ""
+        if info is None:
+            return "provider", ""
+        executor = "cluster" if info.provider == "cluster" else "provider"
+        return executor, claim_id_of(info.idempotency_key)
+
+
+def _gone_reason(executor: str) -> str:
+    """Why a ``.delegated`` task fails when the executor that handed it away is not wired."""
+    if executor == "cluster":
+        return (
+            "handed to the fleet, but this daemon no longer submits to it (cluster.submit); "
+            "the workflow may still run (see the delegation block)"
+        )
+    return (
+        "delegated to a provider, but delegation is no longer configured; the job may "
+        "still run at the provider (see the delegation block)"
+    )
 
 
 def _parse_quietly(claim: q.Claim) -> taskfile.Task | None:

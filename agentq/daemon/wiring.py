@@ -1,11 +1,11 @@
 """Building the daemon's collaborators from the configuration.
 
-The default factories for the local executor (the ``instant`` executor, or a pool
-of agent sessions in tmux, which the account swap also drives as a pool) and the
-remote one (delegation to providers, when any is configured), and the type of the
-watcher's. Tests hand the daemon other factories (and other account links) instead of
-switching behaviour through the environment. Also the notifier with its targets, and
-the switcher's old ``notify(event, message)`` callable.
+The default factories for the local executor (the ``instant`` executor, a pool of agent
+sessions in tmux, which the account swap also drives as a pool, or the fleet when
+``cluster.submit`` is on) and the remote one (delegation to providers, when any is
+configured), and the type of the watcher's. Tests hand the daemon other factories (and
+other account links) instead of switching behaviour through the environment. Also the
+notifier with its targets, and the switcher's old ``notify(event, message)`` callable.
 """
 
 from __future__ import annotations
@@ -86,9 +86,79 @@ def default_remote(ctx: Context) -> Remote:
     return Remote(executor, available, warnings)
 
 
+def host_name(config: Config) -> str:
+    """This host's name on the fleet: ``cluster.host``, else the machine's host name."""
+    named = config.cluster.host if config.cluster is not None else None
+    return named or socket.gethostname()
+
+
+#: What to install when ``cluster:`` is configured but the Temporal SDK is missing.
+CLUSTER_EXTRA_HINT = "cluster: needs the Temporal SDK: pip install 'agentq[cluster]'"
+
+
+def cluster_problems(config: Config, env: Mapping[str, str]) -> list[str]:
+    """What keeps ``cluster:`` from working here (``agentq validate``), without loading it."""
+    import importlib.util
+
+    cluster = config.cluster
+    if cluster is None:
+        return []
+    problems = []
+    try:
+        installed = importlib.util.find_spec("temporalio") is not None
+    except (ImportError, ValueError):  # blocked in sys.modules: as good as missing
+        installed = False
+    if not installed:
+        problems.append(CLUSTER_EXTRA_HINT)
+    tls = cluster.tls
+    files = [tls.ca_file, tls.cert_file, tls.key_file] if tls is not None else []
+    for path in (f for f in files if f is not None):
+        if not path.is_file():
+            problems.append(f"cluster.tls: {path} is not a readable file")
+    if cluster.api_key_file is not None:
+        from agentq.core.secrets import resolve_key
+
+        try:
+            resolve_key(None, cluster.api_key_file, env)
+        except ConfigError as exc:
+            problems += [f"cluster.api_key_file: {p}" for p in exc.problems]
+    return problems
+
+
+def missing_sdk(exc: ImportError) -> ConfigError:
+    """The configuration error for ``cluster:`` without the optional extra installed."""
+    return ConfigError([f"{CLUSTER_EXTRA_HINT} ({exc})"])
+
+
+def fleet_submitter(ctx: Context) -> Local:
+    """The executor that hands local tasks to the fleet (``cluster.submit: true``)."""
+    cluster = ctx.config.cluster
+    if cluster is None:
+        raise ValueError("the fleet needs a cluster: section")
+    from agentq.cluster.submitter import ClusterExecutor, FleetSettings
+
+    try:  # imported here: without `cluster:` nothing loads temporalio
+        from agentq.cluster.temporal import FleetClient, connection_from_config
+    except ImportError as exc:
+        raise missing_sdk(exc) from None
+
+    host = host_name(ctx.config)
+    client = FleetClient(connection_from_config(cluster, ctx.env, host), wake=ctx.wake)
+    settings = FleetSettings(
+        host=host,
+        prefix=cluster.task_queue_prefix,
+        heartbeat_timeout=cluster.heartbeat_timeout,
+        max_in_flight=cluster.max_in_flight,
+        max_runs=cluster.max_runs,
+    )
+    return Local(ClusterExecutor(client, settings))
+
+
 def default_local(ctx: Context) -> Local:
-    """The ``instant`` executor, or the pool of agent sessions the config describes."""
+    """The fleet (``cluster.submit``), the ``instant`` executor, or the configured session pool."""
     config = ctx.config
+    if config.cluster is not None and config.cluster.submit:
+        return fleet_submitter(ctx)
     if config.agent.profile == "instant":
         return Local(InstantExecutor(config.state_dir / LEDGER_FILENAME, config.agent.answer))
     from agentq.sessions.executor import SessionExecutor

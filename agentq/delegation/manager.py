@@ -42,10 +42,16 @@ from agentq.core.errors import ConfigError, ProviderError
 from agentq.core.secrets import redact, resolve_key
 from agentq.delegation.counters import DelegationCounters
 from agentq.delegation.http import DEFAULT_BACKOFF_BASE, Transport
-from agentq.delegation.marker import DelegationInfo, read_info, with_delegation
 from agentq.delegation.pricing import format_cost
 from agentq.delegation.providers import JobResult, JobStatus, ProviderClient, make_client
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
+from agentq.queue.marker import (
+    DelegationInfo,
+    claim_id_of,
+    idempotency_key,
+    read_info,
+    with_delegation,
+)
 from agentq.queue.protocol import Claim
 from agentq.queue.records import DelegationIntent, DelegationPhase
 from agentq.queue.taskfile import Task
@@ -56,23 +62,12 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EXECUTOR_NAME = "provider"
-KEY_PREFIX = "agentq-"
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_WORKERS = 8
 #: Consecutive failed status polls (each after its own retries) before a job is given up.
 MAX_POLL_FAILURES = 5
 #: How often the daemon should look at in-flight calls when nobody wakes it.
 IN_FLIGHT_RECHECK = 0.05
-
-
-def idempotency_key(claim_id: str) -> str:
-    """The idempotency key of one claim of one task."""
-    return f"{KEY_PREFIX}{claim_id}"
-
-
-def claim_id_of(key: str) -> str:
-    """The claim id an idempotency key embeds ('' for a key agentq did not make)."""
-    return key.removeprefix(KEY_PREFIX) if key.startswith(KEY_PREFIX) else ""
 
 
 def _utcnow() -> datetime:

@@ -118,14 +118,16 @@ class Claim:
 class Project:
     """One project's queue folder and the protocol operations on it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, control: Path | None = None) -> None:
+        """``control`` puts the control records elsewhere (a fleet worker keeps them in its
+        own state folder, out of its checkout of the project)."""
         self.path = path
         self.queue = path / QUEUE_DIRNAME
         self.inbox = self.queue / "inbox"
         self.tmp = self.queue / "tmp"
         self.done = self.queue / "done"
         self.failed = self.queue / "failed"
-        self.control = self.queue / CONTROL_DIRNAME
+        self.control = control or self.queue / CONTROL_DIRNAME
         self.quarantine = self.queue / QUARANTINE_DIRNAME
         self._uid = os.getuid()
 

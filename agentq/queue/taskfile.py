@@ -403,7 +403,7 @@ def _footer_rows(footer: Footer) -> list[tuple[str, str]]:
 
 
 def _target_label(executor: str) -> str:
-    return "session" if executor == "local" else "provider"
+    return {"local": "session", "cluster": "host"}.get(executor, "provider")
 
 
 def _duration(started: datetime | None, finished: datetime | None) -> str | None:

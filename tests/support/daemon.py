@@ -31,6 +31,9 @@ class Daemon:
     replaced (e.g. ``["poison-instant"]``); without, it is ``python -m agentq run``.
     """
 
+    #: The ``agentq`` sub-command this harness runs (``worker`` for a fleet host).
+    subcommand = "run"
+
     def __init__(
         self,
         root: Path,
@@ -68,7 +71,7 @@ class Daemon:
 
     def command(self) -> list[str]:
         """The daemon's command line (through the test launcher when tweaks are asked for)."""
-        args = ["run", "--config", str(self.config_path)]
+        args = [self.subcommand, "--config", str(self.config_path)]
         if self.tweaks:
             launch = ["-m", "tests.support.launch", ",".join(self.tweaks), "--"]
             return [sys.executable, *launch, *args]

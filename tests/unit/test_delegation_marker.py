@@ -1,11 +1,11 @@
-"""Unit tests for agentq.delegation.marker: the delegation: block of a .delegated marker."""
+"""Unit tests for agentq.queue.marker: the delegation: block of a .delegated marker."""
 
 from __future__ import annotations
 
 import pytest
 
-from agentq.delegation.marker import DelegationInfo, read_info, with_delegation
 from agentq.queue import taskfile
+from agentq.queue.marker import DelegationInfo, read_info, with_delegation
 
 INFO = DelegationInfo("jobs", "job-000042", "2026-11-21T10:00:00+00:00", "agentq-0123abcd")
 

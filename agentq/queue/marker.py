@@ -4,6 +4,10 @@ The marker holds everything needed to find a remote job again after a restart ev
 the control record is gone: provider, job id, submission time and idempotency key, as a
 ``delegation:`` mapping in the task's YAML frontmatter. The rest of the text stays
 byte-identical; a task without frontmatter gets one. Pure: strings in, strings out.
+
+Part of the queue protocol (ARCHITECTURE.md §2): both executors that hand tasks away use
+it, the delegation manager (a provider's job id) and the fleet (a workflow id, provider
+``cluster``).
 """
 
 from __future__ import annotations
@@ -22,9 +26,20 @@ from agentq.queue import taskfile
 logger = logging.getLogger(__name__)
 
 MARKER_KEY = "delegation"
+KEY_PREFIX = "agentq-"
 # The frontmatter delimiter as taskfile (python-frontmatter) recognises it.
 _BOUNDARY = re.compile(r"^-{3,}[ \t\r]*$", re.MULTILINE)
 _TOP_LEVEL_KEY = re.compile(r"^delegation[ \t]*:")
+
+
+def idempotency_key(claim_id: str) -> str:
+    """The idempotency key of one claim of one task."""
+    return f"{KEY_PREFIX}{claim_id}"
+
+
+def claim_id_of(key: str) -> str:
+    """The claim id an idempotency key embeds ('' for a key agentq did not make)."""
+    return key.removeprefix(KEY_PREFIX) if key.startswith(KEY_PREFIX) else ""
 
 
 @dataclass(frozen=True)
