@@ -237,6 +237,7 @@ class CompletionConfig(_Section):
     recycle: bool = True
     permission_timeout: Duration = Field(default=5 * _MINUTE, gt=0)
     task_timeout: Duration | None = Field(default=None, gt=0)
+    stale_after: Duration = Field(default=15 * _MINUTE, gt=0)  # flags only, never fails
 
 
 class QuotaConfig(_Section):
@@ -306,6 +307,7 @@ class DelegationConfig(_Section):
     providers: list[ProviderConfig] = Field(default_factory=list)
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     complexity: dict[Literal["low", "medium", "high"], str] = Field(default_factory=dict)
+    stale_after: Duration = Field(default=2 * _HOUR, gt=0)  # a job this old is flagged
 
     @field_validator("providers")
     @classmethod

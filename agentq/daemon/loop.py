@@ -30,7 +30,14 @@ from agentq.core.clock import Clock, SystemClock
 from agentq.core.events import DAEMON, EventLog
 from agentq.core.lock import InstanceLock
 from agentq.daemon.dispatch import Dispatcher
-from agentq.daemon.health import Health, Summary, assess, probe_write, status_line
+from agentq.daemon.health import (
+    Health,
+    HealthMonitor,
+    Summary,
+    assess,
+    probe_write,
+    status_line,
+)
 from agentq.daemon.notify.notifier import Notifier as EventNotifier
 from agentq.daemon.recovery import Recovery
 from agentq.daemon.scanning import ProjectScanner
@@ -46,7 +53,6 @@ from agentq.daemon.wiring import (
     build_notifier,
     default_local,
     default_remote,
-    switcher_notify,
 )
 from agentq.queue.janitor.plan import Limits
 from agentq.queue.janitor.run import Janitor
@@ -65,6 +71,8 @@ POLL_INTERVAL = 1.0
 ERROR_PAUSE = 1.0
 #: How soon the janitor goes on when its last pass hit its limits (a backlog of old files).
 JANITOR_BACKLOG_PAUSE = 1.0
+#: How often health is checked when systemd's watchdog does not set the pace.
+HEALTH_PERIOD = 5.0
 
 
 class Daemon:
@@ -118,6 +126,7 @@ class Daemon:
         self.api: ApiServer | None = None
         self._reload_requested = False
         self._health = Health()
+        self._monitor = HealthMonitor(self.events.emit)
         #: When the loop next checks its health and, if healthy, pings the watchdog.
         self._next_check = 0.0
 
@@ -317,16 +326,20 @@ class Daemon:
     def _report(self) -> None:
         """After a good pass: ``STATUS=`` when it changed; ``WATCHDOG=1`` only while healthy.
 
-        Health is checked (a disk write included) once per ping period, not every pass.
+        Health is checked (a disk write included) once per ping period, not every pass;
+        the same check reports degraded conditions as ``daemon`` events.
         """
         bound = self.notifier.watchdog_bound
         now = self.clock.monotonic()
-        if bound is not None and now >= self._next_check:
+        if now >= self._next_check:
             # A quarter of WATCHDOG_USEC: half the allowed gap, the other half is margin
             # for a slow pass.
-            self._next_check = now + bound / 2
-            self._set_health(assess(self.watcher.summary(), probe_write(self.state_dir)))
-            if self._health.ok:
+            self._next_check = now + (bound / 2 if bound is not None else HEALTH_PERIOD)
+            watches, probe = self.watcher.summary(), probe_write(self.state_dir)
+            self._set_health(assess(watches, probe))
+            overflows = self.counters.get("overflows")
+            self._monitor.check(watches, probe, overflows, self.view.last_pass_s)
+            if self._health.ok and bound is not None:
                 self.notifier.watchdog()
         self.notifier.status(self._status_line())
 
@@ -363,9 +376,9 @@ class Daemon:
         from agentq.accounts.book import AccountBook
         from agentq.accounts.switcher import Switcher
 
-        notify = switcher_notify()
         book = AccountBook.from_dict(self.state, [a.name for a in self.config.accounts])
-        self.switcher = Switcher(self.config, pool, book, notify, links=self._account_links)
+        emit = self.events.emit
+        self.switcher = Switcher(self.config, pool, book, emit, links=self._account_links)
         self._pool = pool
         self._record_accounts()
 

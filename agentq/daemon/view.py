@@ -6,10 +6,6 @@ around each pass, :meth:`LoopView.take_requests` inside it, and
 :class:`~agentq.api.view.Snapshot` from the daemon's collaborators. API threads
 only read published snapshots and the thread-safe index and event log; anything
 that changes daemon state is queued and answered here, on the loop's thread.
-
-Until the switcher emits its own events, :meth:`publish` emits ``swap``,
-``hold`` (a hold began), ``accounts_available`` (it ended) and ``partial_swap``
-events for the changes it sees in its records (``_bridge_account_events``).
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agentq.api.routes import footer_doc
 from agentq.api.view import Answer, Request, Snapshot, TaskDetail, TaskEntry, TaskPage
-from agentq.core import events as ev
 from agentq.daemon.index import DELIVERED, TaskIndex
 from agentq.daemon.operator import Operator
 from agentq.queue import submit as producer
@@ -72,7 +67,6 @@ class LoopView:
         self._delivered: set[str] = set()
         self._rescans = -1
         self._next_finished = 0.0
-        self._seen: dict[str, Any] = {}
         daemon.events.subscribe(self.index.apply)
 
     # -- DaemonView (any thread) ------------------------------------------------------------
@@ -140,6 +134,11 @@ class LoopView:
             "last_pass_s": round(end - started, 6) if started is not None else 0.0,
         }
 
+    @property
+    def last_pass_s(self) -> float:
+        """How long the last finished pass took (the loop's own lag measure)."""
+        return float(self._loop.get("last_pass_s") or 0.0)
+
     def take_requests(self) -> None:
         """Answer every queued API request (one the API gave up on is skipped)."""
         while True:
@@ -163,7 +162,6 @@ class LoopView:
         self._sync_index(mono)
         sessions = self._sessions(now)
         self._note_deliveries(sessions)
-        self._bridge_account_events(d.state)
         counts = self.index.counts()
         accounts = self._accounts()
         delegation = _status_of(d.dispatcher.remote) if d.dispatcher is not None else {}
@@ -282,29 +280,6 @@ class LoopView:
             for e in self.index.in_flight()
             if now - e.changed > limit
         ]
-
-    def _bridge_account_events(self, state: dict[str, Any]) -> None:
-        """Emit events for the swaps, holds and partial swaps the switcher recorded in state."""
-        emit = self._daemon.events.emit
-        swaps = state.get("swaps", [])
-        seen = self._seen.get("swaps")
-        if seen is not None:
-            for swap in swaps[seen:] if len(swaps) >= seen else swaps[-1:]:
-                emit(ev.SWAP, **{k: str(v) for k, v in swap.items()})
-        self._seen["swaps"] = len(swaps)
-        hold = state.get("hold")
-        if "hold" in self._seen and (hold is None) != (self._seen["hold"] is None):
-            # Only a hold's start and end: pushing its end out is no news.
-            if hold is None:
-                emit(ev.ACCOUNTS_AVAILABLE, account=str(state.get("active_account")))
-            else:
-                emit(ev.HOLD, active=True, **{k: str(v) for k, v in hold.items()})
-        self._seen["hold"] = copy.deepcopy(hold)
-        partial = state.get("partial_swap")
-        if "partial_swap" in self._seen and partial != self._seen["partial_swap"]:
-            fields = {k: str(v) for k, v in (partial or {}).items()}
-            emit(ev.PARTIAL_SWAP, active=partial is not None, **fields)
-        self._seen["partial_swap"] = copy.deepcopy(partial)
 
 
 def _status_of(executor: object) -> Any:

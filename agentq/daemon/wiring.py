@@ -5,7 +5,8 @@ sessions in tmux, which the account swap also drives as a pool, or the fleet whe
 ``cluster.submit`` is on) and the remote one (delegation to providers, when any is
 configured), and the type of the watcher's. Tests hand the daemon other factories (and
 other account links) instead of switching behaviour through the environment. Also the
-notifier with its targets, and the switcher's old ``notify(event, message)`` callable.
+notifier with its targets, and :func:`log_emitter` for the fleet worker's switcher (it has
+no event log).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentq.accounts.pool import SessionPool
 from agentq.agents.readings import Reading
@@ -167,18 +168,14 @@ def default_local(ctx: Context) -> Local:
     return Local(executor, pool=executor)
 
 
-def switcher_notify() -> Callable[[str, str], None]:
-    """The switcher's ``notify(event, message)``: a log line, as before.
+def log_emitter() -> ev.Emit:
+    """An ``emit`` that writes each event as a log line (the fleet worker has no event log)."""
 
-    The notifications themselves come from the event log: the swaps, holds and partial
-    swaps the switcher records are turned into events by the daemon's view
-    (:mod:`agentq.daemon.view`), until the switcher emits its own.
-    """
+    def emit(kind: str, /, **fields: Any) -> None:
+        message = str(fields.get("message", kind))
+        logger.warning("switcher notice: %s", message, extra={"notice": kind})
 
-    def notify(event: str, message: str) -> None:
-        logger.warning("switcher notice: %s", message, extra={"notice": event})
-
-    return notify
+    return emit
 
 
 def build_notifier(config: Config, clock: Clock, events: ev.EventLog) -> Notifier:
