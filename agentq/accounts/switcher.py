@@ -199,9 +199,7 @@ class Switcher:
         )
         return SwapOutcome(True, message)
 
-    def _flip_and_ensure(
-        self, source: str, target: str, trigger: str, now: datetime
-    ) -> str | None:
+    def _flip_and_ensure(self, source: str, target: str, trigger: str, now: datetime) -> str | None:
         """Flip the active link and ensure the target's links; roll back on failure."""
         link, target_home, source_home = (
             self._active_link,

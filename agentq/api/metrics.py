@@ -62,6 +62,14 @@ class _SnapshotCollector(Collector):
         yield from self._accounts(snap.accounts, snap.account_names, snap.tallies)
         yield from self._delegation(snap.delegation)
         yield from self._engine(snap.counters, snap.watches, snap.tallies)
+        stale = GaugeMetricFamily(
+            "agentq_tasks_stale",
+            "Tasks flagged stale: local ones by no progress, delegated ones by job age",
+            labels=["rule"],
+        )
+        for rule in ("no progress", "job age"):
+            stale.add_metric([rule], float(sum(1 for s in snap.stale if s.get("rule") == rule)))
+        yield stale
         lag = GaugeMetricFamily(
             "agentq_main_loop_lag_seconds",
             "How long the main loop's current pass has been running (0 between passes)",

@@ -197,7 +197,7 @@ class Daemon:
         self.state = self.state_file.load()
         self.counters.restore(self.state.get("counters"))
         self.state["daemon"] = {"pid": os.getpid(), "started_at": self.clock.now().isoformat()}
-        ctx = Context(self.config, self.env, self.clock, self.wake.set)
+        ctx = Context(self.config, self.env, self.clock, self.wake.set, self.events.emit)
         local = self._make_local(ctx)
         remote = self._make_remote(ctx)
         for provider in self.config.delegation.providers:

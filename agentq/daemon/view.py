@@ -36,8 +36,6 @@ logger = logging.getLogger(__name__)
 
 #: ``done/`` and ``failed/`` are listed again (for files removed or added by others) this often.
 FINISHED_RECONCILE = 300.0
-#: A task in flight this long past its time limit is reported stale.
-STALE_MARGIN = 60.0
 #: Task files larger than this are not shown whole (footers included).
 MAX_SHOWN_BYTES = 4 * 1024 * 1024
 SWAPS_SHOWN = 20
@@ -184,7 +182,7 @@ class LoopView:
                 "started_at": self._started,
                 "errors": d.counters.get("loop_errors"),
             },
-            stale=self._stale(now),
+            stale=self._stale(now, sessions, delegation),
             tallies=dict(local.tallies()) if isinstance(local, Tallies) else {},
             health={
                 "pid": os.getpid(),
@@ -231,6 +229,7 @@ class LoopView:
                 "session_id": s.get("session_id"),
                 "last_activity": s.get("last_activity"),
                 "waiting_on_permission_s": s.get("waiting_on_permission_s"),
+                "stale_since": s.get("stale_since"),
             }
             out.append(entry)
             if isinstance(task, str) and "/" in task:
@@ -272,14 +271,30 @@ class LoopView:
             "swaps": copy.deepcopy(d.state.get("swaps", [])[-SWAPS_SHOWN:]),
         }
 
-    def _stale(self, now: float) -> list[dict[str, Any]]:
-        completion = self._daemon.config.completion
-        limit = (completion.task_timeout or completion.idle_timeout) + STALE_MARGIN
-        return [
-            {**e.to_dict(now), "limit_s": limit}
-            for e in self.index.in_flight()
-            if now - e.changed > limit
-        ]
+    def _stale(
+        self, now: float, sessions: list[dict[str, Any]], delegation: Any
+    ) -> list[dict[str, Any]]:
+        """Tasks flagged stale: local work by its pane and transcript standing still (the
+        session machine's rule), delegated work by its job's age only."""
+        entries = {(e.project, e.name): e for e in self.index.in_flight()}
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        after = self._daemon.config.completion.stale_after
+        for s in sessions:
+            task, since = s.get("task"), s.get("stale_since")
+            if isinstance(since, int | float) and isinstance(task, str) and "/" in task:
+                project, name = task.split("/", 1)
+                why = {"rule": "no progress", "since": since, "limit_s": after}
+                found.append((project, name, why))
+        jobs = delegation.get("stale", []) if isinstance(delegation, dict) else []
+        for job in jobs:
+            why = {"rule": "job age", "since": job.get("since"), "limit_s": job.get("stale_after")}
+            found.append((str(job.get("project")), str(job.get("task")), why))
+        out = []
+        for project, name, why in found:
+            entry = entries.get((project, name))
+            base = entry.to_dict(now) if entry is not None else {"project": project, "name": name}
+            out.append({**base, **why})
+        return out
 
 
 def _status_of(executor: object) -> Any:

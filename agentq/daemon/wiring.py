@@ -44,6 +44,8 @@ class Context:
     env: Mapping[str, str]
     clock: Clock
     wake: Callable[[], None]
+    #: Where collaborators report events (the daemon's event log); None reports nothing.
+    emit: ev.Emit | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,9 @@ def default_remote(ctx: Context) -> Remote:
         return Remote()
     from agentq.delegation.manager import build_delegation
 
-    executor, available, warnings = build_delegation(ctx.config, ctx.env, wake=ctx.wake)
+    executor, available, warnings = build_delegation(
+        ctx.config, ctx.env, wake=ctx.wake, emit=ctx.emit
+    )
     return Remote(executor, available, warnings)
 
 
@@ -164,7 +168,9 @@ def default_local(ctx: Context) -> Local:
         return Local(InstantExecutor(config.state_dir / LEDGER_FILENAME, config.agent.answer))
     from agentq.sessions.executor import SessionExecutor
 
-    executor = SessionExecutor.from_config(config, ctx.env, config.state_dir, ctx.clock)
+    executor = SessionExecutor.from_config(
+        config, ctx.env, config.state_dir, ctx.clock, emit=ctx.emit
+    )
     return Local(executor, pool=executor)
 
 
