@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ from agentq.daemon.health import (
 )
 from agentq.daemon.notify.notifier import Notifier as EventNotifier
 from agentq.daemon.recovery import Recovery
+from agentq.daemon.reload import Parts, Reloaded, Reloader
 from agentq.daemon.scanning import ProjectScanner
 from agentq.daemon.sdnotify import Notifier, forget_environment
 from agentq.daemon.state import Counters, StateFile
@@ -87,8 +89,12 @@ class Daemon:
         clock: Clock | None = None,
         account_links: AccountLinks | None = None,
         watcher: WatcherFactory | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
+        #: The file a reload re-reads (None: started from a mapping; nothing to re-read).
+        self._config_path = config_path
+        self._reloader: Reloader | None = None
         self.env = env
         self.clock: Clock = clock or SystemClock()
         self.state_dir = config.state_dir
@@ -200,6 +206,15 @@ class Daemon:
         ctx = Context(self.config, self.env, self.clock, self.wake.set, self.events.emit)
         local = self._make_local(ctx)
         remote = self._make_remote(ctx)
+        self._reloader = Reloader(
+            self._config_path,
+            self.env,
+            self.clock,
+            self.wake.set,
+            self.events.emit,
+            remote,
+            self._make_remote,
+        )
         for provider in self.config.delegation.providers:
             if provider.api_key_env:
                 # Keys are in the clients now; tmux and every agent pane inherit our environment.
@@ -276,21 +291,40 @@ class Daemon:
 
         Runs on the loop and tells systemd: ``RELOADING=1`` (with ``MONOTONIC_USEC=``), the
         work, then ``READY=1`` even if the work fails, or systemd would wait for it until its
-        timeout. What a reload applies today: an immediate rescan of every project root;
-        re-reading ``config.yaml`` belongs here when it comes.
+        timeout. The work: re-read the configuration file and apply what can change live
+        (:mod:`agentq.daemon.reload`; an invalid file changes nothing), then rescan every
+        project. Returns whether the file was applied, and what was applied and what needs
+        a restart (or every problem of the file).
         """
         self._reload_requested = False
         self.notifier.reloading()
         logger.info("reload requested")
         try:
+            answer = self._reconfigure()
             self.scanner.rescan()
             self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
         finally:
             self.notifier.ready(self._status_line())
-        return False, (
-            "projects rescanned; this daemon cannot reload its configuration yet; "
-            "restart it instead"
+        return answer.ok, answer.message
+
+    def _reconfigure(self) -> Reloaded:
+        """Re-read the configuration and hand each collaborator its part."""
+        if self._reloader is None or self.notifications is None:
+            return Reloaded(False, "the daemon has not started")
+        parts = Parts(
+            self.scanner,
+            self._dispatcher(),
+            self.notifications,
+            self.janitor,
+            self.switcher,
+            self._pool,
         )
+        answer = self._reloader.reload(self.config, parts)
+        if answer.config is not None:
+            self.config = answer.config
+            soonest = self.clock.monotonic() + self.config.janitor.interval
+            self._next_janitor = min(self._next_janitor, soonest)
+        return answer
 
     def _sweep(self) -> None:
         now = self.clock.now().timestamp()

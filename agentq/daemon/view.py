@@ -199,9 +199,13 @@ class LoopView:
     def _sync_index(self, mono: float) -> None:
         d = self._daemon
         known = self.index.projects()
-        for project in list(d.scanner.projects.values()):
-            if project.path.name not in known:
+        served = {project.path.name: project for project in d.scanner.projects.values()}
+        for name, project in served.items():
+            if name not in known:
                 self.index.load(project)
+        for name in set(known) - set(served):
+            self.index.drop(name)  # released after a reload removed it
+            known.pop(name)
         rescans = d.counters.get("rescans")
         if rescans != self._rescans:
             self._rescans = rescans

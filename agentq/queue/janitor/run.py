@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
-from agentq.config.models import Config
+from agentq.config.models import Config, JanitorConfig
 from agentq.core import crashpoints, durable
 from agentq.core.durations import format_duration
 from agentq.core.errors import AgentqError, LockError
@@ -75,6 +75,10 @@ class Janitor:
         self._config = config
         self._out = out
         self._prune = prune
+
+    def reconfigure(self, janitor: JanitorConfig) -> None:
+        """Keep files and archive by ``janitor`` from the next pass on (a reload)."""
+        self._config = self._config.model_copy(update={"janitor": janitor})
 
     def run(
         self,
