@@ -149,6 +149,8 @@ class Notifier:
             for worker in added:
                 worker.start()
         self._workers = kept + added
+        if not (gone or added):
+            return
         logger.info(
             "notification targets reconfigured",
             extra={
