@@ -65,10 +65,11 @@ class _SnapshotCollector(Collector):
         stale = GaugeMetricFamily(
             "agentq_tasks_stale",
             "Tasks flagged stale: local ones by no progress, delegated ones by job age",
-            labels=["rule"],
+            labels=["executor"],
         )
-        for rule in ("no progress", "job age"):
-            stale.add_metric([rule], float(sum(1 for s in snap.stale if s.get("rule") == rule)))
+        for executor, rule in (("local", "no progress"), ("delegated", "job age")):
+            count = sum(1 for s in snap.stale if s.get("rule") == rule)
+            stale.add_metric([executor], float(count))
         yield stale
         lag = GaugeMetricFamily(
             "agentq_main_loop_lag_seconds",

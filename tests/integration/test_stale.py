@@ -94,7 +94,7 @@ def test_a_hung_task_is_flagged_stale_once_and_never_failed(
             lambda: [s for s in _stale(url) if s["idle_s"] >= 4 * STALE_AFTER], 30, interval=0.2
         )
         stale = _stale(url)
-        gauge = _metric(url, "agentq_tasks_stale", rule="no progress")
+        gauge = _metric(url, "agentq_tasks_stale", executor="local")
         status = subprocess.run(
             [sys.executable, "-m", "agentq", "status", "--config", str(daemon.config_path)],
             env=daemon.env(),
@@ -153,8 +153,8 @@ def test_a_slow_delegated_job_is_judged_by_its_own_age_only(
 
             wait_until(flagged_long_enough, 60, interval=0.2)
             events = _stale_events(sink) or wait_until(lambda: _stale_events(sink), 10)
-            gauge = _metric(url, "agentq_tasks_stale", rule="job age")
-            local = _metric(url, "agentq_tasks_stale", rule="no progress")
+            gauge = _metric(url, "agentq_tasks_stale", executor="delegated")
+            local = _metric(url, "agentq_tasks_stale", executor="local")
             inbox = sorted(p.name for p in (projects[0] / ".agent-queue" / "inbox").iterdir())
         finally:
             daemon.close()
