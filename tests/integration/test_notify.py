@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,34 @@ def test_a_target_that_was_down_gets_the_kept_count_when_it_is_back() -> None:
     assert [i["task"] for i in delivered[0]["items"]][:3] == ["t00.md", "t01.md", "t02.md"]
     failed = [h for h in notifier.history() if not h["ok"]]
     assert failed and all(h["error"] == "HTTP 503" for h in failed)
+
+
+def test_a_reload_keeps_an_unchanged_targets_counts_and_flushes_a_removed_one() -> None:
+    """kept: its waiting count goes out with the next message; removed: flushed at once; added:
+    hears later events only."""
+    with WebhookSink() as kept_sink, WebhookSink() as gone_sink, WebhookSink() as new_sink:
+        kept = replace(_webhook("kept", f"{kept_sink.url}/k"), spec="kept")
+        gone = replace(_webhook("gone", f"{gone_sink.url}/g"), spec="gone")
+        log, notifier = _notifier(kept, gone)
+        try:
+            _fail(log, 0)
+            wait_until(lambda: kept_sink.received and gone_sink.received, 10)
+            _fail(log, 1)  # within min_interval: waits in both targets' coalescers
+            _fail(log, 2)
+            added = replace(_webhook("new", f"{new_sink.url}/n"), spec="new")
+            notifier.reconfigure({"kept"}, [added])
+            wait_until(lambda: len(gone_sink.received) == 2, 10, message="gone not flushed")
+            assert len(kept_sink.received) == 1  # still waiting for its interval
+            _fail(log, 3)
+            wait_until(lambda: new_sink.received, 10, message="the new target heard nothing")
+        finally:
+            notifier.stop()
+        counts = {
+            name: [b["count"] for b in sink.bodies()]
+            for name, sink in (("kept", kept_sink), ("gone", gone_sink), ("new", new_sink))
+        }
+    assert counts == {"kept": [1, 3], "gone": [1, 2], "new": [1]}
+    assert notifier.targets == ["kept", "new"]
 
 
 def test_apprise_delivers_to_a_local_json_target() -> None:

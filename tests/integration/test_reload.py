@@ -229,3 +229,38 @@ def _session(daemon: Daemon, name: str) -> dict[str, Any]:
     path = daemon.state_dir / "state.json"
     state = json.loads(path.read_text()) if path.exists() else {}
     return next((s for s in state.get("sessions", []) if s.get("session") == name), {})
+
+
+def test_a_removed_project_is_released_only_after_its_task_in_flight_finished(
+    tmp_path: Path, socket_name: str
+) -> None:
+    """Its working task ends normally; a pending one is not claimed; then it is let go."""
+    projects = make_projects(tmp_path / "projects", 2)
+    paths = [str(p) for p in projects]
+    daemon = Daemon(tmp_path, _config(tmp_path, socket_name, projects={"paths": paths}))
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        drop(projects[1], "running.md", "in flight during the reload\nsim: work 4s")
+        inbox = projects[1] / ".agent-queue" / "inbox"
+        wait_until((inbox / "running.md.working").exists, 30)
+        _rewrite(daemon, _config(tmp_path, socket_name, projects={"paths": paths[:1]}))
+        _sighup(daemon, "configuration reloaded")
+        drop(projects[1], "left.md", "dropped after the project was removed\nsim: work 0.1s")
+        served = json.loads((daemon.state_dir / "state.json").read_text())["projects"]
+        assert str(projects[1]) in served  # still held while its task runs
+        wait_until(lambda: results(projects)["done"], 60, message="the task in flight was lost")
+        wait_until(lambda: "project released" in daemon.log(), 30)
+        wait_until(
+            lambda: (
+                json.loads((daemon.state_dir / "state.json").read_text())["projects"]
+                == [str(projects[0])]
+            ),
+            30,
+        )
+        drop(projects[0], "kept.md", "the remaining project\nsim: work 0.1s")
+        wait_until(lambda: len(results(projects)["done"]) == 2, 60)
+    finally:
+        daemon.close()
+    assert sorted(p.name for p in results(projects)["done"]) == ["kept.md", "running.md"]
+    assert (projects[1] / ".agent-queue" / "inbox" / "left.md").exists()
