@@ -17,7 +17,7 @@ session pool                pool.min/max (grow: new slots; shrink: idle slots be
                             busy ones finish first), the machine's rules, the time zone
 switcher                    the quota rules
 delegation                  new clients for new tasks; a job in flight keeps its own client
-janitor                     keep_done, keep_failed, archive (interval: the daemon's own)
+janitor                     keep_done, keep_failed, archive, tmp_max_age (interval: the daemon's)
 notifier                    unchanged targets keep their state; others are flushed and rebuilt
 ==========================  ===================================================================
 
@@ -162,7 +162,7 @@ class Reloader:
             parts.pool.reconfigure(pool, settings)
         if parts.switcher is not None:
             parts.switcher.reconfigure(QuotaRules.from_config(config.quota))
-        parts.janitor.reconfigure(config.janitor)
+        parts.janitor.reconfigure(config.janitor, config.dispatch.tmp_max_age)
         parts.notifier.reconfigure(specs & parts.notifier.specs(), targets)
         return warnings
 

@@ -238,8 +238,9 @@ class DelegationExecutor:
             "delegated task adopted",
             extra={"task": claim.task_id, "provider": provider, "job_id": job_id},
         )
-        if provider not in self._clients:  # recover() said so; a reload came in between
-            self._finish(None, self._fallback(job, provider, f"provider '{provider}' is gone"))
+        if provider not in self._clients:  # recover() checks this; never re-run a submitted job
+            reason = f"delegated to provider '{provider}' (job {job_id}), which is not available"
+            self._finish(None, self._failed(job, provider, job_id, reason))
             return
         self._track(_Entry(job, provider, key, self._clients[provider]))
 

@@ -17,6 +17,7 @@ import yaml
 
 from agentq.sessions.tmux import TmuxDriver
 from tests.support.daemon import Daemon, drop, make_projects, results, wait_until
+from tests.support.providers import FakeJobApi
 from tests.support.webhook import WebhookSink
 
 pytestmark = pytest.mark.integration
@@ -264,3 +265,49 @@ def test_a_removed_project_is_released_only_after_its_task_in_flight_finished(
         daemon.close()
     assert sorted(p.name for p in results(projects)["done"]) == ["kept.md", "running.md"]
     assert (projects[1] / ".agent-queue" / "inbox" / "left.md").exists()
+
+
+def test_a_job_in_flight_keeps_its_providers_client_while_new_tasks_use_the_new_one(
+    tmp_path: Path,
+) -> None:
+    """Provider ``jobs`` moves to another URL: the running job ends where it started."""
+    projects = make_projects(tmp_path / "projects", 1)
+
+    def config(base_url: str) -> dict[str, Any]:
+        provider = {"name": "jobs", "kind": "job-api", "base_url": base_url, "poll_interval": 0.1}
+        return {
+            "agent": {"profile": "instant"},
+            "projects": {"paths": [str(projects[0])]},
+            "dispatch": {"quiet_period": "0.2s"},
+            "delegation": {"providers": [provider]},
+        }
+
+    with FakeJobApi(polls_to_complete=40) as old, FakeJobApi(polls_to_complete=2) as new:
+        daemon = Daemon(tmp_path, config(old.base_url))
+        try:
+            daemon.start()
+            assert daemon.wait_ready()
+            drop(
+                projects[0],
+                "first.md",
+                "on the old URL",
+                allow_delegation=True,
+                preferred_ai="jobs",
+            )
+            wait_until(lambda: old.jobs_created, 30)
+            _rewrite(daemon, config(new.base_url))
+            _sighup(daemon, "configuration reloaded")
+            polls = len(old.requests_to("GET", "/jobs/"))
+            drop(
+                projects[0],
+                "second.md",
+                "on the new URL",
+                allow_delegation=True,
+                preferred_ai="jobs",
+            )
+            wait_until(lambda: len(results(projects)["done"]) == 2, 60)
+        finally:
+            daemon.close()
+        assert (old.jobs_created, new.jobs_created) == (1, 1)
+        assert len(old.requests_to("GET", "/jobs/")) > polls  # polled there after the reload
+    assert results(projects)["failed"] == []

@@ -76,9 +76,10 @@ class Janitor:
         self._out = out
         self._prune = prune
 
-    def reconfigure(self, janitor: JanitorConfig) -> None:
-        """Keep files and archive by ``janitor`` from the next pass on (a reload)."""
-        self._config = self._config.model_copy(update={"janitor": janitor})
+    def reconfigure(self, janitor: JanitorConfig, tmp_max_age: float) -> None:
+        """Keep, archive and sweep (``dispatch.tmp_max_age``) so from the next pass (a reload)."""
+        dispatch = self._config.dispatch.model_copy(update={"tmp_max_age": tmp_max_age})
+        self._config = self._config.model_copy(update={"janitor": janitor, "dispatch": dispatch})
 
     def run(
         self,
