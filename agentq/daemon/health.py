@@ -114,7 +114,7 @@ def conditions(
     polled = sorted(inbox for inbox, w in watches.items() if w.get("mode") != WATCHED)
     if polled:
         reasons = sorted({str(watches[i].get("reason") or "not watched") for i in polled})
-        found[POLLED] = f"{len(polled)} inbox(es) polled instead of watched ({'; '.join(reasons)})"
+        found[POLLED] = f"{len(polled)} folder(s) polled instead of watched ({'; '.join(reasons)})"
     if new_overflows > 0:
         found[OVERFLOW] = f"inotify dropped events {new_overflows} time(s); every inbox rescanned"
     if lag > lag_limit:

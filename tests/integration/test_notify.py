@@ -285,3 +285,38 @@ def test_the_daemon_notifies_thirty_failures_and_its_start(tmp_path: Path) -> No
     assert "notification sent" in log_text
     assert token not in log_text
     assert secret not in log_text
+
+
+def test_a_watch_fallback_to_polling_is_notified_once_as_daemon_degraded(tmp_path: Path) -> None:
+    """inotify refuses every watch: one daemon_degraded naming the condition, tasks still flow."""
+    projects = make_projects(tmp_path / "projects", 2)
+    with WebhookSink() as sink:
+        config = {
+            "agent": {"profile": "instant"},
+            "projects": {"roots": [str(tmp_path / "projects")]},
+            "dispatch": {"rescan_interval": "0.5s", "quiet_period": "0.1s"},
+            "notifications": [
+                {
+                    "kind": "webhook",
+                    "url": f"{sink.url}/hook",
+                    "events": ["daemon_degraded"],
+                    "min_interval": "0s",
+                }
+            ],
+        }
+        daemon = Daemon(tmp_path, config, tweaks=["watch-enospc"])
+        try:
+            daemon.start()
+            assert daemon.wait_ready()
+            wait_until(lambda: sink.received, 30, message="the fallback was not notified")
+            rescans = daemon.counter("rescans")
+            # Several more checks (one per pass, at most every 5 s) while it stays degraded.
+            drop(projects[0], "still.md", "polled inboxes still work")
+            wait_until(lambda: daemon.counter("rescans") >= rescans + 20, 60)
+            wait_until(lambda: len(results(projects)["done"]) == 1, 30)
+            bodies = sink.bodies()
+        finally:
+            daemon.close()
+    assert [(b["event"], b["count"]) for b in bodies] == [("daemon_degraded", 1)]
+    [item] = bodies[0]["items"]
+    assert item["condition"] == "watch_polling" and "No space left" in item["reason"]
