@@ -17,9 +17,9 @@ from typing import Any
 
 from agentq.core.errors import ProviderError
 from agentq.core.secrets import redact
-from agentq.delegation.marker import read_info
 from agentq.delegation.providers import JobResult
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus
+from agentq.queue.marker import read_info
 from agentq.queue.records import DelegationIntent, DelegationPhase
 
 logger = logging.getLogger(__name__)
