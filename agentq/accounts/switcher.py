@@ -15,12 +15,18 @@ sit at their shell prompt.
 
 When every account is exhausted the local queue is held until the earliest reset, then the
 swap runs by itself (to the same account when there is only one).
+
+Events (the ``emit`` callable handed in, the daemon's :class:`~agentq.core.events.EventLog`),
+each once, when it happens: ``swap`` (from, to, trigger, resumed; a rolled-back one with
+``rolled_back: true`` and the error), ``partial_swap`` (entered; ``active: false`` when
+cleared), ``hold`` (since, until: every account is exhausted) and ``accounts_available`` (the
+hold ended). The notifications are built from them; nobody else reports these.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,11 +38,10 @@ from agentq.accounts.pool import SessionPool
 from agentq.accounts.quota import Decision, QuotaRules, SwapPlan, plan_swap, plan_target
 from agentq.agents.readings import Reading
 from agentq.config.models import Config
+from agentq.core import events as ev
 from agentq.core.errors import AccountError, AgentqError
 
 logger = logging.getLogger(__name__)
-
-Notify = Callable[[str, str], None]
 
 #: How long to wait before trying again after a swap could not be completed.
 RETRY_AFTER_FAILED_SWAP = timedelta(seconds=60)
@@ -70,12 +75,12 @@ class Switcher:
         config: Config,
         pool: SessionPool,
         book: AccountBook,
-        notify: Notify,
+        emit: ev.Emit,
         *,
         links: AccountLinks | None = None,
     ) -> None:
         self._pool = pool
-        self._notify = notify
+        self._emit = emit
         self._homes = {a.name: a.home for a in config.accounts}
         self._active_link = config.active_link
         self._rules = QuotaRules.from_config(config.quota)
@@ -84,6 +89,9 @@ class Switcher:
         #: One forensic line per session and verdict change, not one per poll.
         self._logged: dict[str, tuple[str, str, bool]] = {}
         self._book = book.with_partial(None)  # a restart clears it (the operator's other way out)
+        #: Whether a hold was reported (its end is then reported too); a retry pause after a
+        #: rolled-back swap also holds the queue, but it is no "every account is exhausted".
+        self._hold_reported = self._book.hold is not None
         pool.use_account(self._book.active)
         if self._book.hold is not None:
             pool.pause_dispatch()
@@ -93,6 +101,10 @@ class Switcher:
         """The account book as it stands (a frozen copy: the switcher alone changes it)."""
         return self._book
 
+    def reconfigure(self, rules: QuotaRules) -> None:
+        """Decide by ``rules`` from the next reading on (a reload of ``quota:``)."""
+        self._rules = rules
+
     # -- the loop's entry points ---------------------------------------------------------
 
     def observe(self, readings: Iterable[Reading], now: datetime) -> None:
@@ -101,7 +113,7 @@ class Switcher:
         if not batch:
             return
         verdict = plan_swap(self._book, batch, now, self._rules)
-        self._book = verdict.book
+        self._set_book(verdict.book)
         for reading in batch:
             if reading.kind == "ok":
                 self._logged.pop(reading.session, None)
@@ -115,7 +127,7 @@ class Switcher:
         if self._book.partial is not None or hold is None or hold.until > now:
             return
         # Push the hold out first: if this attempt fails, the next one waits.
-        self._book = self._book.held(hold.since, now + RETRY_AFTER_FAILED_SWAP)
+        self._set_book(self._book.held(hold.since, now + RETRY_AFTER_FAILED_SWAP))
         self.swap("hold ended: the earliest reset passed", None, now)
 
     def next_wakeup(self, now: datetime) -> float | None:
@@ -145,7 +157,7 @@ class Switcher:
         if partial is None:
             return SwapOutcome(False, "no partial swap to clear")
         active = self._linked_account() or partial.source
-        self._book = self._book.with_partial(None).with_active(active)
+        self._set_book(self._book.with_partial(None).with_active(active))
         if active in self._homes:
             self._pool.use_account(active)
         self._pool.resume_dispatch()
@@ -166,21 +178,28 @@ class Switcher:
             "swapping accounts",
             extra={"from": source, "to": target, "trigger": plan.trigger, "parked": parked},
         )
-        problem = self._flip_and_ensure(source, target, now)
+        problem = self._flip_and_ensure(source, target, plan.trigger, now)
         if problem is not None:
             return SwapOutcome(False, problem)
-        self._book = self._book.swapped(source, target, now, plan.trigger)
+        self._set_book(self._book.swapped(source, target, now, plan.trigger))
         self._logged.clear()
         self._pool.resume_dispatch()
-        self._pool.resume_parked()
+        tasks = self._pool.resume_parked()
         resumed = [name for name, sid in dedicated.items() if self._resume_operator(name, sid)]
-        self._notify("swap", f"swapped from {source} to {target} ({plan.trigger})")
         message = f"swapped from {source} to {target}; resumed {parked} task(s)"
         if resumed:
             message += f" and dedicated session(s) {', '.join(sorted(resumed))}"
+        self._emit(
+            ev.SWAP,
+            **{"from": source, "to": target},
+            trigger=plan.trigger,
+            resumed=tasks,
+            dedicated=sorted(resumed),
+            message=message,
+        )
         return SwapOutcome(True, message)
 
-    def _flip_and_ensure(self, source: str, target: str, now: datetime) -> str | None:
+    def _flip_and_ensure(self, source: str, target: str, trigger: str, now: datetime) -> str | None:
         """Flip the active link and ensure the target's links; roll back on failure."""
         link, target_home, source_home = (
             self._active_link,
@@ -201,21 +220,31 @@ class Switcher:
             except (AccountError, OSError) as back:
                 return self._enter_partial(source, target, error, _one_line(back))
             logger.error("swap rolled back", extra={"from": source, "to": target, "error": error})
-            self._after_rollback(source, now)
-            self._notify(
-                "swap", f"swap from {source} to {target} failed and was rolled back: {error}"
+            resumed = self._after_rollback(source, now)
+            message = f"swap from {source} to {target} failed and was rolled back: {error}"
+            self._emit(
+                ev.SWAP,
+                **{"from": source, "to": target},
+                trigger=trigger,
+                resumed=resumed,
+                rolled_back=True,
+                error=error,
+                message=message,
             )
             return f"swap to {target} failed and was rolled back: {error}"
         return None
 
-    def _after_rollback(self, source: str, now: datetime) -> None:
-        """Back on ``source``: resume there, unless it is exhausted (then hold, retry later)."""
+    def _after_rollback(self, source: str, now: datetime) -> int:
+        """Back on ``source``: resume there, unless it is exhausted (then hold, retry later).
+
+        Returns how many parked tasks were resumed.
+        """
         if self._book.is_exhausted(source, now):
             # Never resume on an exhausted account: dispatch stays paused until the retry.
-            self._book = self._book.held(now, now + RETRY_AFTER_FAILED_SWAP)
-            return
+            self._set_book(self._book.held(now, now + RETRY_AFTER_FAILED_SWAP))
+            return 0
         self._pool.resume_dispatch()
-        self._pool.resume_parked()
+        return self._pool.resume_parked()
 
     def _resume_operator(self, name: str, session_id: str) -> bool:
         try:
@@ -227,13 +256,12 @@ class Switcher:
             return False
 
     def _enter_partial(self, source: str, target: str, error: str, back: str) -> str:
-        self._book = self._book.with_partial(PartialSwap(source, target, error, back))
+        self._set_book(self._book.with_partial(PartialSwap(source, target, error, back)))
         message = (
             f"partial swap from {source} to {target}: {error}; rolling back failed: {back}. "
             "Dispatching stopped until `agentq swap --clear` or a restart"
         )
         logger.error("partial swap", extra={"from": source, "to": target})
-        self._notify("partial_swap", message)
         return message
 
     def _hold(self, plan: SwapPlan, now: datetime) -> SwapOutcome:
@@ -241,13 +269,44 @@ class Switcher:
         first = self._book.hold is None
         self._pool.park()
         self._pool.pause_dispatch()
-        self._book = self._book.held(now, until)
+        self._set_book(self._book.held(now, until))
         if first:
-            self._notify("accounts_exhausted", f"every account is exhausted; holding until {until}")
             logger.warning(
                 "every account exhausted: queue held", extra={"until": until.isoformat()}
             )
+        if not self._hold_reported:
+            self._hold_reported = True
+            self._emit(
+                ev.HOLD,
+                active=True,
+                since=now.isoformat(),
+                until=until.isoformat(),
+                message=f"every account is exhausted; holding until {until.isoformat()}",
+            )
         return SwapOutcome(False, f"every account is exhausted; holding until {until.isoformat()}")
+
+    def _set_book(self, book: AccountBook) -> None:
+        """Take the next book; the end of a reported hold and a partial swap's start and end
+        are reported, once each."""
+        old, self._book = self._book, book
+        if book.hold is None and self._hold_reported:
+            self._hold_reported = False
+            message = f"the hold ended: account {book.active} is usable"
+            self._emit(ev.ACCOUNTS_AVAILABLE, account=book.active, message=message)
+        if old.partial != book.partial:
+            partial = book.partial or old.partial
+            fields = {"from": partial.source, "to": partial.target} if partial else {}
+            if book.partial is not None:
+                self._emit(
+                    ev.PARTIAL_SWAP,
+                    active=True,
+                    error=book.partial.error,
+                    rollback=book.partial.rollback,
+                    message=f"partial swap: {book.partial.error}; run `agentq swap --clear`",
+                    **fields,
+                )
+            else:
+                self._emit(ev.PARTIAL_SWAP, active=False, message="partial swap cleared", **fields)
 
     def _linked_account(self) -> str | None:
         link = self._active_link

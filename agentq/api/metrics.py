@@ -62,6 +62,15 @@ class _SnapshotCollector(Collector):
         yield from self._accounts(snap.accounts, snap.account_names, snap.tallies)
         yield from self._delegation(snap.delegation)
         yield from self._engine(snap.counters, snap.watches, snap.tallies)
+        stale = GaugeMetricFamily(
+            "agentq_tasks_stale",
+            "Tasks flagged stale: local ones by no progress, delegated ones by job age",
+            labels=["executor"],
+        )
+        for executor, rule in (("local", "no progress"), ("delegated", "job age")):
+            count = sum(1 for s in snap.stale if s.get("rule") == rule)
+            stale.add_metric([executor], float(count))
+        yield stale
         lag = GaugeMetricFamily(
             "agentq_main_loop_lag_seconds",
             "How long the main loop's current pass has been running (0 between passes)",

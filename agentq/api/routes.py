@@ -101,11 +101,24 @@ def watchdog_doc(snap: Snapshot, lag: float, now: float) -> dict[str, Any]:
             "rescans": snap.counters.get("rescans", 0),
             "overflows": snap.counters.get("overflows", 0),
         },
-        "stale_tasks": [dict(s) for s in snap.stale],
+        "stale_tasks": stale_doc(snap, now),
         "partial_swap": snap.accounts.get("partial_swap"),
         "hold": snap.accounts.get("hold"),
         "delegation": delegation_counters(snap),
     }
+
+
+def stale_doc(snap: Snapshot, now: float) -> list[dict[str, Any]]:
+    """The stale tasks: ``since`` (when it last moved, or its job started) and ``idle_s``."""
+    out = []
+    for stale in snap.stale:
+        entry = dict(stale)
+        since = entry.get("since")
+        if isinstance(since, int | float):
+            entry["since"] = iso(since)
+            entry["idle_s"] = round(max(0.0, now - since), 3)
+        out.append(entry)
+    return out
 
 
 def delegation_counters(snap: Snapshot) -> dict[str, Any]:
@@ -181,6 +194,8 @@ def sessions_doc(
             entry["idle_s"] = round(max(0.0, now - last), 3)
         else:
             entry["idle_s"] = None
+        stale = entry.get("stale_since")
+        entry["stale_since"] = iso(stale) if isinstance(stale, int | float) else None
         if panes is not None:
             entry["pane"] = panes.get(str(entry.get("name")))
         sessions.append(entry)
@@ -217,6 +232,7 @@ def status_doc(snap: Snapshot, now: float) -> dict[str, Any]:
         "swaps": list(snap.accounts.get("swaps", []))[-5:],
         "delegation": dict(snap.delegation),
         "notifications": list(snap.health.get("notifications", [])),
+        "stale": stale_doc(snap, now),
     }
 
 

@@ -26,20 +26,23 @@ if TYPE_CHECKING:
     from agentq.config.models import Config
     from agentq.daemon.loop import Daemon
 
-    DaemonFactory = Callable[[Config, Mapping[str, str]], Daemon]
+    #: Builds the daemon from its configuration, environment and configuration file.
+    DaemonFactory = Callable[[Config, Mapping[str, str], Path], Daemon]
 
 logger = logging.getLogger("agentq")
 
 DEFAULT_CONFIG = "~/.config/agentq/config.yaml"
 
 
+def _config_path(path: str | None) -> Path:
+    raw = path or os.environ.get("AGENTQ_CONFIG") or DEFAULT_CONFIG
+    return Path(os.path.expanduser(raw))
+
+
 def _load_config(path: str | None) -> Config:
     from agentq.config.load import load_config
 
-    env = dict(os.environ)
-    raw = path or env.get("AGENTQ_CONFIG") or DEFAULT_CONFIG
-    config_path = Path(os.path.expanduser(raw))
-    return load_config(config_path, env)
+    return load_config(_config_path(path), dict(os.environ))
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -51,7 +54,10 @@ def cmd_run(args: argparse.Namespace, make_daemon: DaemonFactory | None = None) 
 
     config = _load_config(args.config)
     setup_logging("DEBUG" if args.debug else config.logging.level, config.logging.format)
-    return (make_daemon or Daemon)(config, dict(os.environ)).run()
+    path = _config_path(args.config).absolute()  # a reload re-reads it, whatever the cwd
+    if make_daemon is not None:
+        return make_daemon(config, dict(os.environ), path).run()
+    return Daemon(config, dict(os.environ), config_path=path).run()
 
 
 def cmd_install_service(args: argparse.Namespace) -> int:
@@ -162,7 +168,24 @@ def cmd_swap(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    config = _load_config(args.config)
+    """Ask the daemon to re-read its configuration; prints what it applied and what waits.
+
+    A file with problems is not sent: they are listed here (exit 2), and a running daemon
+    keeps its configuration.
+    """
+    from agentq.core.errors import ConfigError
+
+    try:
+        config = _load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"agentq reload: {exc.path or 'config'}: {problem}", file=sys.stderr)
+        print(
+            f"agentq reload: {len(exc.problems)} problem(s); nothing was sent, a running daemon "
+            "keeps its configuration",
+            file=sys.stderr,
+        )
+        return 2
     return _ask_daemon(config, "reload", "/api/reload", {}, {"action": "reload"}, args.timeout)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,24 @@ def collect_status(config: Config, now: float) -> dict[str, Any]:
         "delegation": state.get("delegation", {}),
         "notifications": state.get("notifications", [])[-5:],
         "fleet": state.get("fleet", {}),
+        "stale": _stale_from_state(state),
     }
+
+
+def _stale_from_state(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stale tasks ``state.json`` shows: sessions whose task stands still, old jobs."""
+    out: list[dict[str, Any]] = []
+    for s in state.get("sessions", []):
+        task = s.get("task")
+        if s.get("stale_since") is not None and isinstance(task, str) and "/" in task:
+            project, name = task.split("/", 1)
+            rule = {"rule": "no progress", "session": s.get("session")}
+            out.append({"project": project, "name": name, **rule, "since": s["stale_since"]})
+    delegation = state.get("delegation", {})
+    for job in delegation.get("stale", []) if isinstance(delegation, dict) else []:
+        rule = {"rule": "job age", "provider": job.get("provider")}
+        out.append({"project": job.get("project"), "name": job.get("task"), **rule, **job})
+    return out
 
 
 def render_status(doc: dict[str, Any]) -> str:
@@ -137,12 +155,18 @@ def render_status(doc: dict[str, Any]) -> str:
         account = f" on {session['account']}" if session.get("account") else ""
         lines.append(f"session {session['session']}: {session['state']}{task}{account}{perm}")
     if doc["delegation"]:
-        d = doc["delegation"]
+        d = {k: v for k, v in doc["delegation"].items() if k != "stale"}
         lines.append("delegation: " + ", ".join(f"{k}={v}" for k, v in sorted(d.items())))
     fleet = doc.get("fleet") or {}
     if fleet:
         shown = {k: v for k, v in sorted(fleet.items()) if not isinstance(v, list | dict)}
         lines.append("fleet: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    for stale in doc.get("stale", []):
+        where = stale.get("session") or stale.get("provider") or ""
+        lines.append(
+            f"STALE {stale.get('project')}/{stale.get('name')} ({stale.get('rule')}"
+            f"{', ' + str(where) if where else ''}) since {_when(stale.get('since'))}"
+        )
     for sent in doc.get("notifications", []):
         outcome = "sent" if sent.get("ok") else f"FAILED ({sent.get('error')})"
         lines.append(
@@ -152,6 +176,13 @@ def render_status(doc: dict[str, Any]) -> str:
     for inbox, names in doc["incomplete"].items():
         lines.append(f"{inbox}: still being written: {', '.join(names)}")
     return "\n".join(lines)
+
+
+def _when(value: object) -> str:
+    """A time as the status shows it (an ISO string as it is, epoch seconds in UTC)."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
+    return str(value)
 
 
 def state_path(config: Config) -> Path:

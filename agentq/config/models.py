@@ -15,12 +15,10 @@ import logging
 import re
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -28,6 +26,15 @@ from pydantic import (
 )
 
 from agentq.config import issues as _configload
+from agentq.config.sections import (
+    MIN_SIGNING_SECRET,
+    NOTIFICATION_EVENTS,
+    JanitorConfig,
+    LoggingConfig,
+    NotificationConfig,
+    NotificationEvent,
+)
+from agentq.config.sections import Section as _Section
 from agentq.config.types import (
     AccountName,
     ConfigPath,
@@ -37,13 +44,12 @@ from agentq.config.types import (
     LinkName,
     ProviderName,
     SessionName,
-    TargetName,
     expand_path,
-    private_file_text,
     scalar_as_text,
 )
 
 __all__ = [
+    "MIN_SIGNING_SECRET",
     "NOTIFICATION_EVENTS",
     "AccountConfig",
     "AgentConfig",
@@ -59,6 +65,7 @@ __all__ = [
     "JanitorConfig",
     "LoggingConfig",
     "NotificationConfig",
+    "NotificationEvent",
     "PoolConfig",
     "PriceConfig",
     "ProjectsConfig",
@@ -73,7 +80,6 @@ logger = logging.getLogger(__name__)
 
 _MINUTE = 60.0
 _HOUR = 3600.0
-_DAY = 86400.0
 LOCAL_EXECUTOR = "local"
 RESERVED_PROVIDER_NAMES = frozenset({"local", "claude-code", "cluster"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -81,37 +87,8 @@ MAX_POOL_SIZE = 64
 #: A host name (or IPv4 address) with an optional port, for ``api.allowed_hosts``.
 _HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$"
 
-NotificationEvent = Literal[
-    "swap",
-    "partial_swap",
-    "accounts_exhausted",
-    "accounts_available",
-    "task_failed",
-    "task_stale",
-    "daemon_degraded",
-    "daemon_started",
-]
-NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = get_args(NotificationEvent)
-#: HMAC keys shorter than this are refused (``openssl rand -hex 32`` makes a good one).
-MIN_SIGNING_SECRET = 16
-
 
 # --- sections -----------------------------------------------------------------------------------
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_means_default(cls, data: Any) -> Any:
-        """A section or key left empty in YAML (``pool:``) takes its default."""
-        if data is None:
-            return {}
-        if isinstance(data, dict):
-            optional = {name for name, field in cls.model_fields.items() if not field.is_required()}
-            return {k: v for k, v in data.items() if not (v is None and k in optional)}
-        return data
 
 
 class ProjectsConfig(_Section):
@@ -237,6 +214,7 @@ class CompletionConfig(_Section):
     recycle: bool = True
     permission_timeout: Duration = Field(default=5 * _MINUTE, gt=0)
     task_timeout: Duration | None = Field(default=None, gt=0)
+    stale_after: Duration = Field(default=15 * _MINUTE, gt=0)  # flags only, never fails
 
 
 class QuotaConfig(_Section):
@@ -306,6 +284,7 @@ class DelegationConfig(_Section):
     providers: list[ProviderConfig] = Field(default_factory=list)
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     complexity: dict[Literal["low", "medium", "high"], str] = Field(default_factory=dict)
+    stale_after: Duration = Field(default=2 * _HOUR, gt=0)  # a job this old is flagged
 
     @field_validator("providers")
     @classmethod
@@ -440,64 +419,6 @@ class ApiConfig(_Section):
         return _split_listen(self.listen)
 
 
-class NotificationConfig(_Section):
-    """One notification target: where messages go, which events it wants, how often at most.
-
-    ``kind: apprise`` takes any Apprise URL; ``ntfy`` and ``slack`` are shorthands that are
-    turned into Apprise URLs; ``webhook`` is a signed JSON POST. Problems never echo the URL:
-    it often carries a token.
-    """
-
-    kind: Literal["apprise", "webhook", "ntfy", "slack"]
-    url: str = Field(repr=False)
-    name: TargetName | None = None
-    events: list[NotificationEvent] = Field(default_factory=lambda: list(NOTIFICATION_EVENTS))
-    min_interval: Duration = Field(default=60.0, ge=0)
-    timeout: Duration = Field(default=10.0, gt=0)
-    secret_file: ConfigPath | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url_fits_kind(cls, url: str, info: ValidationInfo) -> str:
-        scheme, sep, rest = url.partition("://")
-        if info.data.get("kind") == "apprise":
-            if not (sep and rest and scheme.replace("+", "").isalnum()):
-                raise ValueError(
-                    "must be an Apprise URL (scheme://..., e.g. ntfys://ntfy.sh/topic)"
-                )
-        elif scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):
-            raise ValueError("must be an http:// or https:// URL")
-        return url
-
-    @field_validator("secret_file")
-    @classmethod
-    def _private_secret(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        if path is None:
-            return None
-        if info.data.get("kind") != "webhook":
-            raise ValueError("only a webhook target signs its messages")
-        secret = private_file_text(path, "secret file")
-        if len(secret) < MIN_SIGNING_SECRET:
-            raise ValueError(
-                f"secret file {path} holds fewer than {MIN_SIGNING_SECRET} characters "
-                "(e.g. openssl rand -hex 32)"
-            )
-        return path
-
-
-class JanitorConfig(_Section):
-    """How long finished task files stay in ``done/`` and ``failed/``, and what happens then.
-
-    Older files go into monthly ``.tar.gz`` archives under ``.agent-queue/archive/``
-    (``archive: false`` deletes them instead); the daemon makes a pass every ``interval``.
-    """
-
-    keep_done: Duration = Field(default=30 * _DAY, gt=0)
-    keep_failed: Duration = Field(default=90 * _DAY, gt=0)
-    archive: bool = True
-    interval: Duration = Field(default=_HOUR, gt=0)
-
-
 class ClusterTlsConfig(_Section):
     """TLS towards the Temporal frontend; a client certificate and key make it mutual TLS."""
 
@@ -553,17 +474,6 @@ class ClusterConfig(_Section):
         if not host or port == 0:
             raise ValueError(f"{address!r} is not host:port (e.g. temporal.example.com:7233)")
         return address
-
-
-def _upper(value: object) -> object:
-    return value.upper() if isinstance(value, str) else value
-
-
-class LoggingConfig(_Section):
-    """Log level and line format (``json`` suits journald collectors)."""
-
-    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = "INFO"
-    format: Literal["text", "json"] = "text"
 
 
 def _unset() -> Any:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 DEFAULT_KEEP = 2000
 
@@ -57,6 +57,14 @@ class Batch:
 Listener = Callable[[Event], None]
 
 
+class Emit(Protocol):
+    """How a collaborator reports what happened (:meth:`EventLog.emit`, handed in)."""
+
+    def __call__(self, kind: str, /, **fields: Any) -> object:
+        """Append one event of ``kind`` with ``fields``."""
+        ...
+
+
 class EventLog:
     """An in-memory, bounded, ordered log of events with blocking reads."""
 
@@ -72,7 +80,7 @@ class EventLog:
         with self._cond:
             self._listeners.append(listener)
 
-    def emit(self, kind: str, **fields: Any) -> Event:
+    def emit(self, kind: str, /, **fields: Any) -> Event:
         """Append an event and wake every waiting reader."""
         with self._cond:
             event = Event(self._next_id, self._now(), kind, dict(fields))

@@ -50,6 +50,18 @@ class Dispatcher:
         #: Tasks routed to an executor that was full: not claimed again until it has room.
         self._full_skips: dict[tuple[Path, str], Executor] = {}
 
+    def reconfigure(
+        self, policy: RoutingPolicy, max_attempts: int, remote: Executor | None
+    ) -> None:
+        """Route by ``policy`` and count up to ``max_attempts`` from the next claim (a reload).
+
+        ``remote`` is the provider executor now (a reload may add the first one); the one
+        it replaces, if any, is the same object reconfigured, never a second executor.
+        """
+        self.policy = policy
+        self._max_attempts = max_attempts
+        self.remote = remote
+
     def executors(self) -> list[Executor]:
         """The executors in use (local first)."""
         return [e for e in (self.local, self.remote) if e is not None]

@@ -13,8 +13,16 @@ When a rule fails the loop withholds ``WATCHDOG=1`` rather than sending
 ``WATCHDOG=trigger``: a problem that clears within ``WatchdogSec`` costs nothing,
 one that does not gets the daemon restarted by systemd.
 
-:func:`assess` and :func:`status_line` are pure; :func:`probe_write` is the one
-piece of I/O.
+Degradation is wider than the watchdog's rules: conditions the daemon survives but the
+operator should hear of (:func:`conditions`): an inbox polled instead of watched (even a
+declared fallback), inotify overflows since the last check, a main-loop pass slower than
+:data:`LAG_LIMIT`, a failed write probe. :func:`step_conditions` turns one check into
+``daemon`` events, once per change of each condition: ``state: degraded`` (with the
+condition and its reason) when it begins, ``state: recovered`` when it ends;
+:class:`HealthMonitor` keeps that state and emits them.
+
+:func:`assess`, :func:`conditions`, :func:`step_conditions` and :func:`status_line` are
+pure; :func:`probe_write` is the one piece of I/O.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from agentq.core import events as ev
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +43,10 @@ PROBE_NAME = ".health-probe"
 #: Watch modes that count as healthy; ``polling`` only with a reason (a declared fallback).
 WATCHED = "inotify"
 POLLING = "polling"
+#: A main-loop pass slower than this (seconds) degrades the daemon.
+LAG_LIMIT = 10.0
+#: The conditions, in the order events report them.
+POLLED, OVERFLOW, LAG, DISK = "watch_polling", "inotify_overflow", "loop_lag", "disk"
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,88 @@ def probe_write(state_dir: Path) -> str | None:
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
+
+
+def conditions(
+    watches: Mapping[str, Mapping[str, Any]],
+    probe_error: str | None,
+    new_overflows: int,
+    lag: float,
+    lag_limit: float = LAG_LIMIT,
+) -> dict[str, str]:
+    """Each degraded condition now, with its reason (empty when nothing is degraded).
+
+    Args:
+        watches: the watcher's summary (inbox → mode and reason).
+        probe_error: why the state-dir write probe failed, or None.
+        new_overflows: inotify overflows since the last check.
+        lag: how long the last main-loop pass took, in seconds.
+    """
+    found: dict[str, str] = {}
+    polled = sorted(inbox for inbox, w in watches.items() if w.get("mode") != WATCHED)
+    if polled:
+        reasons = sorted({str(watches[i].get("reason") or "not watched") for i in polled})
+        found[POLLED] = f"{len(polled)} folder(s) polled instead of watched ({'; '.join(reasons)})"
+    if new_overflows > 0:
+        found[OVERFLOW] = f"inotify dropped events {new_overflows} time(s); every inbox rescanned"
+    if lag > lag_limit:
+        found[LAG] = f"a main-loop pass took {lag:.1f}s (more than {lag_limit:g}s)"
+    if probe_error is not None:
+        found[DISK] = f"state dir not writable: {probe_error}"
+    return found
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What the last check found degraded (condition → reason) and the overflows counted."""
+
+    degraded: Mapping[str, str] = field(default_factory=dict)
+    overflows: int = 0
+
+
+def step_conditions(
+    state: Conditions, found: Mapping[str, str], overflows: int
+) -> tuple[Conditions, list[dict[str, str]]]:
+    """The next state and the ``daemon`` event fields for each condition that began or ended."""
+    events = [
+        {"state": "degraded", "condition": name, "reason": reason}
+        for name, reason in found.items()
+        if name not in state.degraded
+    ]
+    events += [
+        {"state": "recovered", "condition": name, "reason": f"recovered from: {reason}"}
+        for name, reason in state.degraded.items()
+        if name not in found
+    ]
+    return Conditions(dict(found), overflows), events
+
+
+class HealthMonitor:
+    """Keeps the degraded conditions of the last check and emits their changes."""
+
+    def __init__(self, emit: ev.Emit, lag_limit: float = LAG_LIMIT) -> None:
+        self._emit = emit
+        self._lag_limit = lag_limit
+        self._state = Conditions()
+
+    def check(
+        self,
+        watches: Mapping[str, Mapping[str, Any]],
+        probe_error: str | None,
+        overflows: int,
+        lag: float,
+    ) -> None:
+        """One check: ``overflows`` is the cumulative count, ``lag`` the last pass's duration."""
+        new = max(0, overflows - self._state.overflows)
+        found = conditions(watches, probe_error, new, lag, self._lag_limit)
+        self._state, events = step_conditions(self._state, found, overflows)
+        for fields in events:
+            extra = {"condition": fields["condition"], "reason": fields["reason"]}
+            if fields["state"] == "degraded":
+                logger.warning("daemon degraded", extra=extra)
+            else:
+                logger.info("daemon recovered", extra=extra)
+            self._emit(ev.DAEMON, **fields)
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,15 @@ class TaskIndex:
         for folder in ("inbox", "failed", "done"):
             self.reconcile(name, folder)
 
+    def drop(self, project: str) -> None:
+        """Forget a project the daemon no longer serves, with its tasks."""
+        with self._lock:
+            self._projects.pop(project, None)
+            for key in [k for k in self._records if k[0] == project]:
+                self._remove(key)
+            for bucket in [b for b in self._buckets if b[0] == project]:
+                del self._buckets[bucket]
+
     def projects(self) -> dict[str, q.Project]:
         """The projects the index serves, by folder name."""
         with self._lock:

@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +31,17 @@ from agentq.core.clock import Clock, SystemClock
 from agentq.core.events import DAEMON, EventLog
 from agentq.core.lock import InstanceLock
 from agentq.daemon.dispatch import Dispatcher
-from agentq.daemon.health import Health, Summary, assess, probe_write, status_line
+from agentq.daemon.health import (
+    Health,
+    HealthMonitor,
+    Summary,
+    assess,
+    probe_write,
+    status_line,
+)
 from agentq.daemon.notify.notifier import Notifier as EventNotifier
 from agentq.daemon.recovery import Recovery
+from agentq.daemon.reload import Parts, Reloaded, Reloader
 from agentq.daemon.scanning import ProjectScanner
 from agentq.daemon.sdnotify import Notifier, forget_environment
 from agentq.daemon.state import Counters, StateFile
@@ -46,7 +55,6 @@ from agentq.daemon.wiring import (
     build_notifier,
     default_local,
     default_remote,
-    switcher_notify,
 )
 from agentq.queue.janitor.plan import Limits
 from agentq.queue.janitor.run import Janitor
@@ -65,6 +73,8 @@ POLL_INTERVAL = 1.0
 ERROR_PAUSE = 1.0
 #: How soon the janitor goes on when its last pass hit its limits (a backlog of old files).
 JANITOR_BACKLOG_PAUSE = 1.0
+#: How often health is checked when systemd's watchdog does not set the pace.
+HEALTH_PERIOD = 5.0
 
 
 class Daemon:
@@ -79,8 +89,12 @@ class Daemon:
         clock: Clock | None = None,
         account_links: AccountLinks | None = None,
         watcher: WatcherFactory | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
+        #: The file a reload re-reads (None: started from a mapping; nothing to re-read).
+        self._config_path = config_path
+        self._reloader: Reloader | None = None
         self.env = env
         self.clock: Clock = clock or SystemClock()
         self.state_dir = config.state_dir
@@ -118,6 +132,7 @@ class Daemon:
         self.api: ApiServer | None = None
         self._reload_requested = False
         self._health = Health()
+        self._monitor = HealthMonitor(self.events.emit)
         #: When the loop next checks its health and, if healthy, pings the watchdog.
         self._next_check = 0.0
 
@@ -188,9 +203,18 @@ class Daemon:
         self.state = self.state_file.load()
         self.counters.restore(self.state.get("counters"))
         self.state["daemon"] = {"pid": os.getpid(), "started_at": self.clock.now().isoformat()}
-        ctx = Context(self.config, self.env, self.clock, self.wake.set)
+        ctx = Context(self.config, self.env, self.clock, self.wake.set, self.events.emit)
         local = self._make_local(ctx)
         remote = self._make_remote(ctx)
+        self._reloader = Reloader(
+            self._config_path,
+            self.env,
+            self.clock,
+            self.wake.set,
+            self.events.emit,
+            remote,
+            self._make_remote,
+        )
         for provider in self.config.delegation.providers:
             if provider.api_key_env:
                 # Keys are in the clients now; tmux and every agent pane inherit our environment.
@@ -267,21 +291,40 @@ class Daemon:
 
         Runs on the loop and tells systemd: ``RELOADING=1`` (with ``MONOTONIC_USEC=``), the
         work, then ``READY=1`` even if the work fails, or systemd would wait for it until its
-        timeout. What a reload applies today: an immediate rescan of every project root;
-        re-reading ``config.yaml`` belongs here when it comes.
+        timeout. The work: re-read the configuration file and apply what can change live
+        (:mod:`agentq.daemon.reload`; an invalid file changes nothing), then rescan every
+        project. Returns whether the file was applied, and what was applied and what needs
+        a restart (or every problem of the file).
         """
         self._reload_requested = False
         self.notifier.reloading()
         logger.info("reload requested")
         try:
+            answer = self._reconfigure()
             self.scanner.rescan()
             self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
         finally:
             self.notifier.ready(self._status_line())
-        return False, (
-            "projects rescanned; this daemon cannot reload its configuration yet; "
-            "restart it instead"
+        return answer.ok, answer.message
+
+    def _reconfigure(self) -> Reloaded:
+        """Re-read the configuration and hand each collaborator its part."""
+        if self._reloader is None or self.notifications is None:
+            return Reloaded(False, "the daemon has not started")
+        parts = Parts(
+            self.scanner,
+            self._dispatcher(),
+            self.notifications,
+            self.janitor,
+            self.switcher,
+            self._pool,
         )
+        answer = self._reloader.reload(self.config, parts)
+        if answer.config is not None:
+            self.config = answer.config
+            soonest = self.clock.monotonic() + self.config.janitor.interval
+            self._next_janitor = min(self._next_janitor, soonest)
+        return answer
 
     def _sweep(self) -> None:
         now = self.clock.now().timestamp()
@@ -317,16 +360,20 @@ class Daemon:
     def _report(self) -> None:
         """After a good pass: ``STATUS=`` when it changed; ``WATCHDOG=1`` only while healthy.
 
-        Health is checked (a disk write included) once per ping period, not every pass.
+        Health is checked (a disk write included) once per ping period, not every pass;
+        the same check reports degraded conditions as ``daemon`` events.
         """
         bound = self.notifier.watchdog_bound
         now = self.clock.monotonic()
-        if bound is not None and now >= self._next_check:
+        if now >= self._next_check:
             # A quarter of WATCHDOG_USEC: half the allowed gap, the other half is margin
             # for a slow pass.
-            self._next_check = now + bound / 2
-            self._set_health(assess(self.watcher.summary(), probe_write(self.state_dir)))
-            if self._health.ok:
+            self._next_check = now + (bound / 2 if bound is not None else HEALTH_PERIOD)
+            watches, probe = self.watcher.summary(), probe_write(self.state_dir)
+            self._set_health(assess(watches, probe))
+            overflows = self.counters.get("overflows")
+            self._monitor.check(watches, probe, overflows, self.view.last_pass_s)
+            if self._health.ok and bound is not None:
                 self.notifier.watchdog()
         self.notifier.status(self._status_line())
 
@@ -363,9 +410,9 @@ class Daemon:
         from agentq.accounts.book import AccountBook
         from agentq.accounts.switcher import Switcher
 
-        notify = switcher_notify()
         book = AccountBook.from_dict(self.state, [a.name for a in self.config.accounts])
-        self.switcher = Switcher(self.config, pool, book, notify, links=self._account_links)
+        emit = self.events.emit
+        self.switcher = Switcher(self.config, pool, book, emit, links=self._account_links)
         self._pool = pool
         self._record_accounts()
 

@@ -5,6 +5,11 @@ daemon per project), what the last scan of each inbox found ready, and when an
 inbox must be looked at again (a fresh file waiting out its quiet period, one
 still open for writing). Watch events only mark inboxes dirty; the scanner lists
 them (reliability R8).
+
+A reload (:meth:`ProjectScanner.reconfigure`) changes the roots and paths: new projects
+are taken on at the next rescan; a project no longer configured is *leaving*: nothing
+new of it is claimed, and it is released (unwatched, unlocked) once no task of it is in
+flight (``.working`` or ``.delegated``), which may be at once.
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ from agentq.core.lock import InstanceLock
 from agentq.daemon.state import Counters
 from agentq.queue import protocol as q
 from agentq.queue.taskfile import Footer, footer_bytes
-from agentq.queue.vetting import NameKind, classify_name, refusal_reason
+from agentq.queue.vetting import (
+    DELEGATED_SUFFIX,
+    WORKING_SUFFIX,
+    NameKind,
+    classify_name,
+    refusal_reason,
+)
 from agentq.queue.watcher import InboxWatcher
 
 logger = logging.getLogger(__name__)
@@ -67,7 +78,9 @@ class ProjectScanner:
         #: inbox → how many tasks its last scan found claimed: (``.working``, ``.delegated``).
         self.in_flight: dict[Path, tuple[int, int]] = {}
         self._waiting: dict[Path, int] = {}
-        self._locks: list[InstanceLock] = []
+        self._locks: dict[Path, InstanceLock] = {}
+        #: Projects no longer configured, released once nothing of theirs is in flight.
+        self.leaving: set[Path] = set()
 
     # -- projects ---------------------------------------------------------------------
 
@@ -101,8 +114,39 @@ class ProjectScanner:
             return f"held by another agentq daemon ({exc})"
         except QueueError as exc:
             return str(exc)
-        self._locks.append(lock)
+        self._locks[project.path] = lock
         return None
+
+    def reconfigure(self, roots: list[Path], paths: list[Path], quiet_period: float) -> None:
+        """Serve the projects under ``roots`` and ``paths`` (a reload); see the module doc."""
+        self._roots, self._paths = roots, paths
+        self._quiet_ns = int(quiet_period * 1e9)
+        self._recheck_ns = int(max(quiet_period, MIN_INCOMPLETE_RECHECK) * 1e9)
+        wanted = set(q.find_projects(roots, paths))
+        self.leaving = {path for path in self.projects if path not in wanted}
+        for path in sorted(self.leaving):
+            self.pending.pop(self.projects[path].inbox, None)  # claim nothing new of it
+            logger.info("project leaving: no longer configured", extra={"project": str(path)})
+        for refused in [p for p in self.refused if Path(p) not in wanted]:
+            self.refused.pop(refused)
+        self.release_idle()
+
+    def release_idle(self) -> None:
+        """Release the leaving projects that have nothing in flight."""
+        for path in sorted(self.leaving):
+            project = self.projects[path]
+            if self.in_flight.get(project.inbox, (0, 0)) != (0, 0) or _has_claims(project):
+                continue
+            self.leaving.discard(path)
+            del self.projects[path]
+            for table in (self.pending, self.in_flight, self._waiting, self._announced):
+                table.pop(project.inbox, None)
+            self.incomplete.pop(str(project.inbox), None)
+            self._watcher.release(project.inbox)
+            lock = self._locks.pop(path, None)
+            if lock is not None:
+                lock.release()
+            logger.info("project released", extra={"project": str(path)})
 
     def rescan(self, *, periodic: bool = True) -> None:
         """The safety net: find new projects, re-watch and re-list every inbox.
@@ -122,6 +166,7 @@ class ProjectScanner:
             self._watcher.watch(project.inbox)
             self._watcher.mark(project.inbox)
         self._watcher.check_health()
+        self.release_idle()
         if periodic:
             self._counters.bump("rescans")
 
@@ -131,7 +176,7 @@ class ProjectScanner:
 
     def release(self) -> None:
         """Unlock every project (at shutdown)."""
-        for lock in self._locks:
+        for lock in self._locks.values():
             lock.release()
         self._locks.clear()
 
@@ -162,8 +207,12 @@ class ProjectScanner:
             return
         for name, reason in found.refused:
             self._refuse(project, name, reason)
-        self.pending[inbox] = found.ready
+        self.pending[inbox] = found.ready if project.path not in self.leaving else []
         self.in_flight[inbox] = (len(found.working), len(found.delegated))
+        if project.path in self.leaving:
+            self.release_idle()
+            if project.path not in self.projects:
+                return
         self._announce(project, inbox, {p.name for p in found.ready} | set(found.waiting))
         if found.waiting:
             self._waiting[inbox] = min(found.waiting.values())
@@ -204,3 +253,12 @@ class ProjectScanner:
         logger.warning(
             "inbox entry refused", extra={"entry": name, "reason": reason, "path": str(path)}
         )
+
+
+def _has_claims(project: q.Project) -> bool:
+    """Whether the project's inbox holds a claimed task (``.working`` or ``.delegated``)."""
+    try:
+        names = os.listdir(project.inbox)
+    except OSError:
+        return False
+    return any(n.endswith((WORKING_SUFFIX, DELEGATED_SUFFIX)) for n in names)

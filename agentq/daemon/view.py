@@ -6,10 +6,6 @@ around each pass, :meth:`LoopView.take_requests` inside it, and
 :class:`~agentq.api.view.Snapshot` from the daemon's collaborators. API threads
 only read published snapshots and the thread-safe index and event log; anything
 that changes daemon state is queued and answered here, on the loop's thread.
-
-Until the switcher emits its own events, :meth:`publish` emits ``swap``,
-``hold`` (a hold began), ``accounts_available`` (it ended) and ``partial_swap``
-events for the changes it sees in its records (``_bridge_account_events``).
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agentq.api.routes import footer_doc
 from agentq.api.view import Answer, Request, Snapshot, TaskDetail, TaskEntry, TaskPage
-from agentq.core import events as ev
 from agentq.daemon.index import DELIVERED, TaskIndex
 from agentq.daemon.operator import Operator
 from agentq.queue import submit as producer
@@ -41,8 +36,6 @@ logger = logging.getLogger(__name__)
 
 #: ``done/`` and ``failed/`` are listed again (for files removed or added by others) this often.
 FINISHED_RECONCILE = 300.0
-#: A task in flight this long past its time limit is reported stale.
-STALE_MARGIN = 60.0
 #: Task files larger than this are not shown whole (footers included).
 MAX_SHOWN_BYTES = 4 * 1024 * 1024
 SWAPS_SHOWN = 20
@@ -72,7 +65,6 @@ class LoopView:
         self._delivered: set[str] = set()
         self._rescans = -1
         self._next_finished = 0.0
-        self._seen: dict[str, Any] = {}
         daemon.events.subscribe(self.index.apply)
 
     # -- DaemonView (any thread) ------------------------------------------------------------
@@ -140,6 +132,11 @@ class LoopView:
             "last_pass_s": round(end - started, 6) if started is not None else 0.0,
         }
 
+    @property
+    def last_pass_s(self) -> float:
+        """How long the last finished pass took (the loop's own lag measure)."""
+        return float(self._loop.get("last_pass_s") or 0.0)
+
     def take_requests(self) -> None:
         """Answer every queued API request (one the API gave up on is skipped)."""
         while True:
@@ -163,7 +160,6 @@ class LoopView:
         self._sync_index(mono)
         sessions = self._sessions(now)
         self._note_deliveries(sessions)
-        self._bridge_account_events(d.state)
         counts = self.index.counts()
         accounts = self._accounts()
         delegation = _status_of(d.dispatcher.remote) if d.dispatcher is not None else {}
@@ -186,7 +182,7 @@ class LoopView:
                 "started_at": self._started,
                 "errors": d.counters.get("loop_errors"),
             },
-            stale=self._stale(now),
+            stale=self._stale(now, sessions, delegation),
             tallies=dict(local.tallies()) if isinstance(local, Tallies) else {},
             health={
                 "pid": os.getpid(),
@@ -203,9 +199,13 @@ class LoopView:
     def _sync_index(self, mono: float) -> None:
         d = self._daemon
         known = self.index.projects()
-        for project in list(d.scanner.projects.values()):
-            if project.path.name not in known:
+        served = {project.path.name: project for project in d.scanner.projects.values()}
+        for name, project in served.items():
+            if name not in known:
                 self.index.load(project)
+        for name in set(known) - set(served):
+            self.index.drop(name)  # released after a reload removed it
+            known.pop(name)
         rescans = d.counters.get("rescans")
         if rescans != self._rescans:
             self._rescans = rescans
@@ -233,6 +233,7 @@ class LoopView:
                 "session_id": s.get("session_id"),
                 "last_activity": s.get("last_activity"),
                 "waiting_on_permission_s": s.get("waiting_on_permission_s"),
+                "stale_since": s.get("stale_since"),
             }
             out.append(entry)
             if isinstance(task, str) and "/" in task:
@@ -274,37 +275,30 @@ class LoopView:
             "swaps": copy.deepcopy(d.state.get("swaps", [])[-SWAPS_SHOWN:]),
         }
 
-    def _stale(self, now: float) -> list[dict[str, Any]]:
-        completion = self._daemon.config.completion
-        limit = (completion.task_timeout or completion.idle_timeout) + STALE_MARGIN
-        return [
-            {**e.to_dict(now), "limit_s": limit}
-            for e in self.index.in_flight()
-            if now - e.changed > limit
-        ]
-
-    def _bridge_account_events(self, state: dict[str, Any]) -> None:
-        """Emit events for the swaps, holds and partial swaps the switcher recorded in state."""
-        emit = self._daemon.events.emit
-        swaps = state.get("swaps", [])
-        seen = self._seen.get("swaps")
-        if seen is not None:
-            for swap in swaps[seen:] if len(swaps) >= seen else swaps[-1:]:
-                emit(ev.SWAP, **{k: str(v) for k, v in swap.items()})
-        self._seen["swaps"] = len(swaps)
-        hold = state.get("hold")
-        if "hold" in self._seen and (hold is None) != (self._seen["hold"] is None):
-            # Only a hold's start and end: pushing its end out is no news.
-            if hold is None:
-                emit(ev.ACCOUNTS_AVAILABLE, account=str(state.get("active_account")))
-            else:
-                emit(ev.HOLD, active=True, **{k: str(v) for k, v in hold.items()})
-        self._seen["hold"] = copy.deepcopy(hold)
-        partial = state.get("partial_swap")
-        if "partial_swap" in self._seen and partial != self._seen["partial_swap"]:
-            fields = {k: str(v) for k, v in (partial or {}).items()}
-            emit(ev.PARTIAL_SWAP, active=partial is not None, **fields)
-        self._seen["partial_swap"] = copy.deepcopy(partial)
+    def _stale(
+        self, now: float, sessions: list[dict[str, Any]], delegation: Any
+    ) -> list[dict[str, Any]]:
+        """Tasks flagged stale: local work by its pane and transcript standing still (the
+        session machine's rule), delegated work by its job's age only."""
+        entries = {(e.project, e.name): e for e in self.index.in_flight()}
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        after = self._daemon.config.completion.stale_after
+        for s in sessions:
+            task, since = s.get("task"), s.get("stale_since")
+            if isinstance(since, int | float) and isinstance(task, str) and "/" in task:
+                project, name = task.split("/", 1)
+                why = {"rule": "no progress", "since": since, "limit_s": after}
+                found.append((project, name, why))
+        jobs = delegation.get("stale", []) if isinstance(delegation, dict) else []
+        for job in jobs:
+            why = {"rule": "job age", "since": job.get("since"), "limit_s": job.get("stale_after")}
+            found.append((str(job.get("project")), str(job.get("task")), why))
+        out = []
+        for project, name, why in found:
+            entry = entries.get((project, name))
+            base = entry.to_dict(now) if entry is not None else {"project": project, "name": name}
+            out.append({**base, **why})
+        return out
 
 
 def _status_of(executor: object) -> Any:

@@ -5,17 +5,19 @@ sessions in tmux, which the account swap also drives as a pool, or the fleet whe
 ``cluster.submit`` is on) and the remote one (delegation to providers, when any is
 configured), and the type of the watcher's. Tests hand the daemon other factories (and
 other account links) instead of switching behaviour through the environment. Also the
-notifier with its targets, and the switcher's old ``notify(event, message)`` callable.
+notifier with its targets, and :func:`log_emitter` for the fleet worker's switcher (it has
+no event log).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentq.accounts.pool import SessionPool
 from agentq.agents.readings import Reading
@@ -28,7 +30,9 @@ from agentq.queue.jobs import Executor
 from agentq.queue.watcher import InboxWatcher
 
 if TYPE_CHECKING:
-    from agentq.daemon.notify.notifier import Notifier, Sender
+    from agentq.daemon.notify.notifier import Notifier, Sender, Target
+    from agentq.sessions.pool import PoolSpec
+    from agentq.sessions.settings import SessionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ class Context:
     env: Mapping[str, str]
     clock: Clock
     wake: Callable[[], None]
+    #: Where collaborators report events (the daemon's event log); None reports nothing.
+    emit: ev.Emit | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,9 @@ class Remote:
     executor: Executor | None = None
     available: frozenset[str] = frozenset()
     warnings: list[str] = field(default_factory=list)
+    #: Rebuilds the executor's clients for a reloaded configuration and returns the providers
+    #: now available and warnings; None when a reload cannot change this executor.
+    reconfigure: Callable[[Config], tuple[frozenset[str], list[str]]] | None = None
 
 
 class PoolExecutor(Executor, SessionPool, Protocol):
@@ -59,6 +68,10 @@ class PoolExecutor(Executor, SessionPool, Protocol):
 
     def take_readings(self) -> list[Reading]:
         """The quota readings its sessions gave since the last call."""
+        ...
+
+    def reconfigure(self, pool: PoolSpec, settings: SessionSettings) -> None:
+        """Take a reloaded pool size and session rules."""
         ...
 
 
@@ -80,10 +93,19 @@ def default_remote(ctx: Context) -> Remote:
     """Delegation to the configured providers; nothing when none is configured."""
     if not ctx.config.delegation.providers:
         return Remote()
-    from agentq.delegation.manager import build_delegation
+    from agentq.delegation.manager import build_delegation, reconfigure_delegation
 
-    executor, available, warnings = build_delegation(ctx.config, ctx.env, wake=ctx.wake)
-    return Remote(executor, available, warnings)
+    executor, available, warnings = build_delegation(
+        ctx.config, ctx.env, wake=ctx.wake, emit=ctx.emit
+    )
+    if executor is None:
+        return Remote()
+    delegation = executor
+
+    def reconfigure(config: Config) -> tuple[frozenset[str], list[str]]:
+        return reconfigure_delegation(delegation, config, ctx.env)
+
+    return Remote(executor, available, warnings, reconfigure)
 
 
 def host_name(config: Config) -> str:
@@ -163,22 +185,20 @@ def default_local(ctx: Context) -> Local:
         return Local(InstantExecutor(config.state_dir / LEDGER_FILENAME, config.agent.answer))
     from agentq.sessions.executor import SessionExecutor
 
-    executor = SessionExecutor.from_config(config, ctx.env, config.state_dir, ctx.clock)
+    executor = SessionExecutor.from_config(
+        config, ctx.env, config.state_dir, ctx.clock, emit=ctx.emit
+    )
     return Local(executor, pool=executor)
 
 
-def switcher_notify() -> Callable[[str, str], None]:
-    """The switcher's ``notify(event, message)``: a log line, as before.
+def log_emitter() -> ev.Emit:
+    """An ``emit`` that writes each event as a log line (the fleet worker has no event log)."""
 
-    The notifications themselves come from the event log: the swaps, holds and partial
-    swaps the switcher records are turned into events by the daemon's view
-    (:mod:`agentq.daemon.view`), until the switcher emits its own.
-    """
+    def emit(kind: str, /, **fields: Any) -> None:
+        message = str(fields.get("message", kind))
+        logger.warning("switcher notice: %s", message, extra={"notice": kind})
 
-    def notify(event: str, message: str) -> None:
-        logger.warning("switcher notice: %s", message, extra={"notice": event})
-
-    return notify
+    return emit
 
 
 def build_notifier(config: Config, clock: Clock, events: ev.EventLog) -> Notifier:
@@ -188,24 +208,57 @@ def build_notifier(config: Config, clock: Clock, events: ev.EventLog) -> Notifie
         ConfigError: every target that cannot be built (an unreadable secret, a URL
             Apprise does not know), named, never by its URL.
     """
-    from agentq.daemon.notify.notifier import Notifier, Target
+    from agentq.daemon.notify.notifier import Notifier
+
+    targets, _ = build_targets(config)
+    return Notifier(targets, clock, events)
+
+
+def build_targets(
+    config: Config, skip: Collection[str] = ()
+) -> tuple[list[Target], frozenset[str]]:
+    """A sender for every configured target whose spec is not in ``skip``, and every spec.
+
+    A reload passes the specs in use as ``skip``: those targets are kept as they run.
+
+    Raises:
+        ConfigError: every target that cannot be built, named, never by its URL.
+    """
+    from agentq.daemon.notify.notifier import Target
 
     host = socket.gethostname()
     targets: list[Target] = []
+    specs: list[str] = []
     problems: list[str] = []
     for i, target in enumerate(config.notifications):
         name = target.name or f"{target.kind}-{i}"
+        spec = target_spec(target)
+        specs.append(spec)
+        if spec in skip:
+            continue
         try:
             sender = _sender(name, target, host)
         except ConfigError as exc:
             problems += exc.problems
             continue
-        targets.append(Target(sender, frozenset(target.events), target.min_interval))
+        events = frozenset(target.events)
+        targets.append(Target(sender, events, target.min_interval, spec))
     if problems:
         for built in targets:
             built.sender.close()
         raise ConfigError(problems)
-    return Notifier(targets, clock, events)
+    return targets, frozenset(specs)
+
+
+def target_spec(target: NotificationConfig) -> str:
+    """A fingerprint of a target's settings, its secret included (a new secret is a change)."""
+    digest = hashlib.sha256(target.model_dump_json().encode())
+    if target.secret_file is not None:
+        try:
+            digest.update(target.secret_file.read_bytes())
+        except OSError:
+            digest.update(b"unreadable")  # building its sender reports the problem
+    return digest.hexdigest()
 
 
 def notification_problems(config: Config) -> list[str]:

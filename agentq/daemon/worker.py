@@ -44,8 +44,8 @@ from agentq.daemon.wiring import (
     PoolExecutor,
     default_local,
     host_name,
+    log_emitter,
     missing_sdk,
-    switcher_notify,
 )
 from agentq.queue import protocol as q
 from agentq.queue import taskfile
@@ -225,7 +225,7 @@ class Worker:
         from agentq.accounts.switcher import Switcher
 
         book = AccountBook.from_dict(self.state, [a.name for a in self.config.accounts])
-        self.switcher = Switcher(self.config, self.pool, book, switcher_notify())
+        self.switcher = Switcher(self.config, self.pool, book, log_emitter())
 
     def _loop(self) -> int:
         deadline: float | None = None

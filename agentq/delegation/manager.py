@@ -20,6 +20,12 @@ router's fallback chain takes it next, ending at the local agent.
 Network calls run on a small worker pool so the daemon loop never waits on HTTP. A
 worker touches only its own task's record and files; all bookkeeping (the active set,
 counters, outcomes) happens in the caller's thread inside :meth:`DelegationExecutor.poll`.
+
+A job older than ``delegation.stale_after`` (by its own age, from the claim) is flagged
+once: a ``task_stale`` event and the ``stale`` list of :meth:`DelegationExecutor.status`;
+it keeps running. A reload hands in new clients (:meth:`DelegationExecutor.reconfigure`):
+new tasks use them, while each job in flight keeps the client it started with until it
+ends, so a changed key or URL never strands a job between two providers' views.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import Any, TypeVar
 
 from agentq.config.models import Config
 from agentq.core import crashpoints
+from agentq.core import events as ev
 from agentq.core.durations import format_duration
 from agentq.core.errors import ConfigError, ProviderError
 from agentq.core.secrets import redact, resolve_key
@@ -44,6 +51,17 @@ from agentq.delegation.counters import DelegationCounters
 from agentq.delegation.http import DEFAULT_BACKOFF_BASE, Transport
 from agentq.delegation.pricing import format_cost
 from agentq.delegation.providers import JobResult, JobStatus, ProviderClient, make_client
+from agentq.delegation.results import (
+    decode_result,
+    describe_failure,
+    encode_result,
+    failed_outcome,
+    fallback_outcome,
+    intent_of,
+    result_details,
+    retries_of,
+    stale_fields,
+)
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
 from agentq.queue.marker import (
     DelegationInfo,
@@ -68,6 +86,7 @@ DEFAULT_WORKERS = 8
 MAX_POLL_FAILURES = 5
 #: How often the daemon should look at in-flight calls when nobody wakes it.
 IN_FLIGHT_RECHECK = 0.05
+DEFAULT_STALE_AFTER = 7200.0
 
 
 def _utcnow() -> datetime:
@@ -81,11 +100,14 @@ class _Entry:
     job: Job
     provider: str
     key: str
+    #: The provider's client when the job started: it keeps it across a reload.
+    client: ProviderClient
     job_id: str | None = None
     due: float = 0.0
     poll_failures: int = 0
     stage: str = "submit"
     future: Future[Any] | None = None
+    stale: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,8 +137,12 @@ class DelegationExecutor:
         wake: Callable[[], None] | None = None,
         stop: threading.Event | None = None,
         utcnow: Callable[[], datetime] = _utcnow,
+        stale_after: float = DEFAULT_STALE_AFTER,
+        emit: ev.Emit | None = None,
     ) -> None:
         self._clients = dict(providers)
+        self._stale_after = stale_after
+        self._emit = emit
         self._state_dir = state_dir
         self._max_active = max_active
         self._clock = clock
@@ -156,7 +182,7 @@ class DelegationExecutor:
             return
         crashpoints.hit("after_intent")
         logger.info("delegating task", extra={"task": claim.task_id, "provider": provider})
-        self._track(_Entry(job, provider, key))
+        self._track(_Entry(job, provider, key, self._clients[provider]))
 
     def poll(self, now: datetime) -> Sequence[Outcome]:
         """Reap: collect finished calls, poll the jobs that are due, return what ended."""
@@ -191,7 +217,7 @@ class DelegationExecutor:
     def adopt(self, job: Job) -> None:
         """Resume a delegated task after a restart: re-submit with the same key, or poll."""
         claim = job.claim
-        intent = self._delegation_intent(job)
+        intent = intent_of(job)
         if intent is None:
             return
         provider, key, job_id = intent.provider, intent.key, intent.job_id
@@ -212,7 +238,11 @@ class DelegationExecutor:
             "delegated task adopted",
             extra={"task": claim.task_id, "provider": provider, "job_id": job_id},
         )
-        self._track(_Entry(job, provider, key))
+        if provider not in self._clients:  # recover() checks this; never re-run a submitted job
+            reason = f"delegated to provider '{provider}' (job {job_id}), which is not available"
+            self._finish(None, self._failed(job, provider, job_id, reason))
+            return
+        self._track(_Entry(job, provider, key, self._clients[provider]))
 
     def next_poll(self) -> float | None:
         """Seconds until the reaper has something to do; None when nothing is active."""
@@ -235,17 +265,52 @@ class DelegationExecutor:
         self._stop.set()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        for client in self._clients.values():
+        for client in {id(c): c for c in self._in_use()}.values():
             client.close()
         self._counters.save(self._state_dir)
 
+    def reconfigure(
+        self,
+        clients: Mapping[str, ProviderClient],
+        poll_intervals: Mapping[str, float],
+        stale_after: float,
+    ) -> None:
+        """Use ``clients`` for new tasks; each job in flight keeps its client until it ends."""
+        old, self._clients = self._clients, dict(clients)
+        self._intervals = dict(poll_intervals)
+        self._stale_after = stale_after
+        used = {id(c) for c in self._in_use()}
+        for client in old.values():
+            if id(client) not in used:
+                client.close()
+
+    def retry_wait(self, seconds: float) -> None:
+        """A retry wait of the clients: it ends at once when the executor closes."""
+        self._stop.wait(seconds)
+
     def status(self) -> dict[str, Any]:
-        """Counters for ``agentq status`` (no secrets, no task text)."""
+        """Counters for ``agentq status`` (no secrets, no task text), and the stale jobs."""
+        stale = [
+            {
+                "project": e.job.claim.project.path.name,
+                "task": e.job.claim.name,
+                "provider": e.provider,
+                "job_id": e.job_id,
+                "since": e.job.started.timestamp(),
+                "stale_after": self._stale_after,
+            }
+            for e in self._entries.values()
+            if e.stale
+        ]
         return {
             "active": len(self._entries),
             **self._counters.as_dict(),
             "providers": sorted(self._clients),
+            "stale": stale,
         }
+
+    def _in_use(self) -> list[ProviderClient]:
+        return [*self._clients.values(), *(e.client for e in self._entries.values())]
 
     # -- background steps (worker threads) ----------------------------------------------
 
@@ -256,8 +321,8 @@ class DelegationExecutor:
         intent = claim.record.delegation
         if intent is None:  # start() and adopt() record it before the entry exists
             raise RuntimeError(f"no delegation intent recorded for {claim.task_id}")
-        client = self._clients[entry.provider]
-        result = _decode_result(intent.answer)
+        client = entry.client
+        result = decode_result(intent.answer)
         job_id = intent.job_id
         fresh = False
         if not job_id or (client.synchronous and result is None):
@@ -268,7 +333,7 @@ class DelegationExecutor:
             intent.phase = DelegationPhase.SUBMITTED
             intent.job_id = job_id
             intent.submitted_at = self._utcnow().isoformat()
-            intent.answer = _encode_result(result)
+            intent.answer = encode_result(result)
             claim.project.save_record(claim.record)
         if claim.suffix == WORKING_SUFFIX:
             info = DelegationInfo(entry.provider, str(job_id), intent.submitted_at, entry.key)
@@ -280,7 +345,7 @@ class DelegationExecutor:
         )
 
     def _poll_step(self, entry: _Entry) -> JobStatus:
-        return self._clients[entry.provider].poll(entry.job_id or "")
+        return entry.client.poll(entry.job_id or "")
 
     # -- bookkeeping (the caller's thread) ----------------------------------------------
 
@@ -321,11 +386,15 @@ class DelegationExecutor:
     def _after_submit(self, entry: _Entry, future: Future[_Submitted], now: datetime) -> None:
         failure = future.exception()
         if failure is not None:
-            self._count_retries(failure)
+            self._counters.add("retried", retries_of(failure))
         if isinstance(failure, ProviderError) and failure.terminal:
-            self._finish(entry, self._fallback(entry.job, entry.provider, _describe(failure)))
+            self._finish(
+                entry, self._fallback(entry.job, entry.provider, describe_failure(failure))
+            )
         elif failure is not None:
-            reason = f"delegation to provider '{entry.provider}' failed: {_describe(failure)}"
+            reason = (
+                f"delegation to provider '{entry.provider}' failed: {describe_failure(failure)}"
+            )
             attempts = getattr(failure, "attempts", None)
             outcome = self._failed(entry.job, entry.provider, entry.job_id, reason, attempts)
             self._finish(entry, outcome)
@@ -351,12 +420,12 @@ class DelegationExecutor:
                 entry.due = self._clock() + self._interval(entry.provider)
             return
         entry.poll_failures += 1
-        self._count_retries(failure)
+        self._counters.add("retried", retries_of(failure))
         terminal = isinstance(failure, ProviderError) and failure.terminal
         if terminal or entry.poll_failures >= MAX_POLL_FAILURES:
             reason = (
                 f"polling job {entry.job_id} at provider '{entry.provider}' failed "
-                f"{entry.poll_failures} time(s): {_describe(failure)}"
+                f"{entry.poll_failures} time(s): {describe_failure(failure)}"
             )
             self._finish(entry, self._failed(entry.job, entry.provider, entry.job_id, reason))
         else:
@@ -373,6 +442,8 @@ class DelegationExecutor:
                 continue
             limit = entry.job.task.meta.timeout
             elapsed = (now - entry.job.started).total_seconds()
+            if elapsed >= self._stale_after and not entry.stale:
+                self._flag_stale(entry, elapsed)
             if limit is not None and elapsed > limit:
                 reason = (
                     f"timed out after {format_duration(limit)}: job {entry.job_id} at "
@@ -382,8 +453,16 @@ class DelegationExecutor:
             elif entry.due <= moment:
                 entry.future = self._run(self._poll_step, entry)
 
+    def _flag_stale(self, entry: _Entry, age: float) -> None:
+        """A job older than ``stale_after``: reported once, left running."""
+        entry.stale = True
+        fields = stale_fields(entry.job, entry.provider, entry.job_id, age, self._stale_after)
+        logger.warning("delegated job stale", extra={"task": entry.job.claim.task_id})
+        if self._emit is not None:
+            self._emit(ev.STALE, **fields)
+
     def _complete(self, entry: _Entry, result: JobResult, now: datetime) -> None:
-        self._count_retries(result)
+        self._counters.add("retried", retries_of(result))
         if result.cost_usd is not None:
             self._counters.add("cost_total_usd", result.cost_usd)
         outcome = Outcome(
@@ -393,7 +472,7 @@ class DelegationExecutor:
             result=result.text,
             target=entry.provider,
             cost=format_cost(result.cost_usd, result.cost_source),
-            details=_result_details(entry, result),
+            details=result_details(entry.job_id, entry.key, result),
         )
         self._reaped(entry, outcome)
 
@@ -405,113 +484,22 @@ class DelegationExecutor:
         """Hand an outcome over (next poll) and count it; the entry leaves the active set."""
         if entry is not None:
             self._entries.pop(entry.key, None)
+            if id(entry.client) not in {id(c) for c in self._in_use()}:
+                entry.client.close()  # retired by a reload; its last job ended
         names = {OutcomeStatus.DONE: "completed", OutcomeStatus.FAILED: "failed"}
         self._counters.add(names.get(outcome.status, "fallbacks"))
         self._ready.append(outcome)
 
     def _fallback(self, job: Job, provider: str, reason: str) -> Outcome:
-        """A REQUEUE outcome that marks ``provider`` unavailable for this task."""
-        record = job.claim.record
-        record.unavailable = tuple(sorted({*record.unavailable, provider} - {""}))
-        record.delegation = None
-        job.claim.project.save_record(record)
-        logger.warning(
-            "provider unavailable; task goes down the fallback chain",
-            extra={"task": job.claim.task_id, "provider": provider, "reason": redact(reason)},
-        )
-        return Outcome(
-            job, OutcomeStatus.REQUEUE, self._utcnow(), error=redact(reason), target=provider
-        )
+        return fallback_outcome(job, provider, reason, self._utcnow())
 
     def _failed(
-        self,
-        job: Job,
-        provider: str,
-        job_id: str | None,
-        reason: str,
-        attempts: int | None = None,
+        self, job: Job, provider: str, job_id: str | None, reason: str, attempts: int | None = None
     ) -> Outcome:
-        details: list[tuple[str, str]] = []
-        if job_id:
-            details.append(("job id", job_id))
-        if attempts is not None:
-            details.append(("provider attempts", str(attempts)))
-        logger.error(
-            "delegated task failed",
-            extra={"task": job.claim.task_id, "provider": provider, "reason": redact(reason)},
-        )
-        return Outcome(
-            job,
-            OutcomeStatus.FAILED,
-            self._utcnow(),
-            error=redact(reason),
-            target=provider or None,
-            details=tuple(details),
-        )
-
-    def _count_retries(self, source: object) -> None:
-        retries = getattr(source, "retries", None)
-        if retries is None:
-            attempts = getattr(source, "attempts", 1)
-            retries = max(0, attempts - 1) if isinstance(attempts, int) else 0
-        self._counters.add("retried", int(retries))
+        return failed_outcome(job, provider, job_id, reason, self._utcnow(), attempts)
 
     def _interval(self, provider: str) -> float:
         return self._intervals.get(provider, DEFAULT_POLL_INTERVAL)
-
-    def _delegation_intent(self, job: Job) -> DelegationIntent | None:
-        """The record's delegation, or one read from the marker if the record is lost."""
-        intent = job.claim.record.delegation
-        if intent is not None and intent.key and intent.provider:
-            return intent
-        info = read_info(job.task.meta.model_extra)
-        if info is None:
-            logger.error(
-                "delegated task without job information", extra={"task": job.claim.task_id}
-            )
-            return None
-        return DelegationIntent(
-            info.provider,
-            info.idempotency_key,
-            DelegationPhase.SUBMITTED,
-            job_id=info.job_id,
-            submitted_at=info.submitted_at,
-        )
-
-
-def _describe(failure: BaseException) -> str:
-    if isinstance(failure, ProviderError):
-        return redact(str(failure))
-    return redact(f"{type(failure).__name__}: {failure}")
-
-
-def _result_details(entry: _Entry, result: JobResult) -> tuple[tuple[str, str], ...]:
-    rows: list[tuple[str, str | int | None]] = [
-        ("model", result.model),
-        ("job id", entry.job_id),
-        ("input tokens", result.input_tokens),
-        ("output tokens", result.output_tokens),
-        ("cache read tokens", result.cache_read_tokens),
-        ("cache write tokens", result.cache_write_tokens),
-        ("cost source", result.cost_source),
-        ("provider attempts", result.attempts),
-        ("request id", result.request_id),
-        ("idempotency key", entry.key),
-    ]
-    return tuple((name, str(value)) for name, value in rows if value is not None)
-
-
-def _encode_result(result: JobResult | None) -> dict[str, Any] | None:
-    return dataclasses.asdict(result) if result is not None else None
-
-
-def _decode_result(data: object) -> JobResult | None:
-    if not isinstance(data, dict):
-        return None
-    try:
-        return JobResult(**{f.name: data[f.name] for f in dataclasses.fields(JobResult)})
-    except (KeyError, TypeError):
-        return None
 
 
 # -- wiring ------------------------------------------------------------------------------
@@ -553,6 +541,7 @@ def build_delegation(
     wake: Callable[[], None] | None = None,
     workers: int = DEFAULT_WORKERS,
     backoff_base: float = DEFAULT_BACKOFF_BASE,
+    emit: ev.Emit | None = None,
 ) -> tuple[DelegationExecutor | None, frozenset[str], list[str]]:
     """The provider executor for ``config``, the providers it can use, and warnings.
 
@@ -573,9 +562,31 @@ def build_delegation(
     executor = DelegationExecutor(
         clients,
         config.state_dir,
-        poll_intervals={p.name: p.poll_interval for p in config.delegation.providers},
+        poll_intervals=poll_intervals(config),
         workers=workers,
         wake=wake,
         stop=stop,
+        stale_after=config.delegation.stale_after,
+        emit=emit,
     )
     return executor, frozenset(clients), warnings
+
+
+def poll_intervals(config: Config) -> dict[str, float]:
+    """How often each provider's jobs are polled."""
+    return {p.name: p.poll_interval for p in config.delegation.providers}
+
+
+def reconfigure_delegation(
+    executor: DelegationExecutor,
+    config: Config,
+    env: Mapping[str, str],
+    transport: Transport | None = None,
+) -> tuple[frozenset[str], list[str]]:
+    """Rebuild the clients for a reloaded ``delegation:`` and hand them to ``executor``.
+
+    Returns the providers now available and warnings for the others (as at start-up).
+    """
+    clients, warnings = build_clients(config, env, transport, sleep=executor.retry_wait)
+    executor.reconfigure(clients, poll_intervals(config), config.delegation.stale_after)
+    return frozenset(clients), warnings

@@ -272,6 +272,13 @@ class InboxWatcher:
         with contextlib.suppress(KeyError, OSError):
             self._observer.unschedule(handle)
 
+    def release(self, inbox: Path) -> None:
+        """Forget ``inbox`` for good (its project is no longer served)."""
+        self.unwatch(inbox)
+        self.states.pop(inbox, None)
+        with self._lock:
+            self._dirty.discard(inbox)
+
     def check_health(self) -> list[Path]:
         """Re-watch inboxes that were recreated or whose emitter died; return them."""
         return [inbox for inbox in list(self.states) if self._recheck(inbox)]

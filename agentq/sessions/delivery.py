@@ -19,6 +19,9 @@ CONTINUE_PROMPT = (
 SHELLS = frozenset({"bash", "zsh", "sh", "fish", "dash", "ksh"})
 LIVE_INPUT = "❯\u00a0"
 ECHO = "❯ "
+#: The glyphs Claude Code's status line starts with: it animates (glyph, timer, token count)
+#: while nothing else moves, so it never counts as progress.
+STATUS_GLYPHS = frozenset("·✢*✶✻✽✳∗")
 
 
 def prompt_text(name: str, project: str, attempt: int, body: str) -> str:
@@ -52,3 +55,12 @@ def screen_tail(screen: str, lines: int = TAIL_LINES) -> str:
     """The last ``lines`` non-blank lines of a screen, right-stripped."""
     kept = [ln.rstrip() for ln in screen.splitlines() if ln.strip()]
     return "\n".join(kept[-lines:])
+
+
+def progress_view(screen: str) -> str:
+    """The screen as the stale rule compares it: without the status (spinner) lines."""
+    return "\n".join(
+        line
+        for line in screen.splitlines()
+        if not (len(line) > 2 and line[0] in STATUS_GLYPHS and line[1] == " ")
+    )

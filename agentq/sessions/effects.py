@@ -14,11 +14,12 @@ from pathlib import Path
 
 from agentq.agents.readings import ReadingKind, Source
 from agentq.agents.status import Kind
-from agentq.sessions.delivery import CONTINUE_PROMPT, TAIL_LINES, first_line
+from agentq.sessions.delivery import CONTINUE_PROMPT, TAIL_LINES, first_line, progress_view
 from agentq.sessions.model import (
     Action,
     Ending,
     Exit,
+    FileStamp,
     Finish,
     Instant,
     Kill,
@@ -29,6 +30,7 @@ from agentq.sessions.model import (
     Rules,
     Slot,
     SlotState,
+    Stale,
     TaskView,
     TranscriptRef,
 )
@@ -131,6 +133,29 @@ class StepBase:
         self.finish(Ending.FAILED, error=error, tail=tail)
         self.kill()
 
+    def watch_progress(self, screen: str, transcript: FileStamp | None) -> None:
+        """The stale rule: flag a task whose pane and transcript stand still, once per standstill.
+
+        Only flags (the :class:`Stale` action); failing a silent task is ``idle_timeout``'s
+        job. A change of either clears the flag, so the next standstill is flagged again.
+        """
+        slot, view = self.slot, progress_view(screen)
+        if view != slot.progress_screen or transcript != slot.progress_file:
+            if slot.flagged_stale:
+                self.log(logging.INFO, "stale task moves again")
+            self.set(
+                progress_screen=view,
+                progress_file=transcript,
+                progress_at=self.now.mono,
+                flagged_stale=False,
+            )
+            return
+        idle = self.now.mono - slot.progress_at
+        if not slot.flagged_stale and idle >= self.rules.stale_after:
+            self.set(flagged_stale=True)
+            self.emit(Stale(idle))
+            self.log(logging.WARNING, "task stale: no progress", idle_s=f"{idle:.0f}")
+
     def note(self, key: str, value: str) -> None:
         self.set(notes=(*self.slot.notes, (key, value)))
 
@@ -166,5 +191,6 @@ class StepBase:
             quota_hint=None,
             resume_id=None,
             submitted=False,
+            flagged_stale=False,
         )
         self.task = None

@@ -15,6 +15,11 @@ The account swap drives the executor through the pool interface the accounts sid
 defines (:class:`agentq.accounts.pool.SessionPool`): ``pause_dispatch``/``resume_dispatch``,
 ``park``, ``use_account``, ``resume_parked``, ``operator_sessions`` and
 ``resume_operator_session``.
+
+A task the machine flags stale (its pane and transcript stood still for
+``completion.stale_after``) is reported as a ``task_stale`` event through the ``emit``
+callable and shown in :meth:`SessionExecutor.status`; nothing else happens to it. A reload
+reaches the executor through :meth:`SessionExecutor.reconfigure`.
 """
 
 from __future__ import annotations
@@ -23,28 +28,31 @@ import logging
 import shlex
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from agentq.agents.classify import Activity
-from agentq.agents.hooks import Signal, consume, merge_hooks, read_signals
-from agentq.agents.profiles import AgentProfile, make_profile, transcript_path
+from agentq.agents.hooks import consume, merge_hooks, read_signals
+from agentq.agents.profiles import AgentProfile, make_profile
 from agentq.agents.readings import Reading
 from agentq.agents.resets import parse_reset
-from agentq.agents.transcript import find_session_by_prompt, last_assistant_text
+from agentq.agents.transcript import find_session_by_prompt
 from agentq.config.models import Config
 from agentq.core import crashpoints
+from agentq.core import events as ev
 from agentq.core.clock import Clock, SystemClock
 from agentq.core.errors import AgentError, TmuxError
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
-from agentq.queue.protocol import Claim, find_projects
+from agentq.queue.protocol import Claim
 from agentq.queue.records import Phase
 from agentq.queue.taskfile import Task
 from agentq.sessions import model as m
 from agentq.sessions.delivery import SHELLS, prompt_text
 from agentq.sessions.machine import needs_screen, step
+from agentq.sessions.observe import hook_of, transcript_answer, transcript_stamp
 from agentq.sessions.pool import PoolSpec, pick_slot, plan_launches
+from agentq.sessions.settings import SessionSettings, session_setup
 from agentq.sessions.tmux import PaneInfo, TmuxDriver
 
 logger = logging.getLogger(__name__)
@@ -60,48 +68,6 @@ _FAST_STATES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class SessionSettings:
-    """What the executor needs from the configuration.
-
-    ``accounts`` maps every account the pool may launch on to its config dir (one entry,
-    ``default``, without configured accounts); ``account`` is the one it starts on.
-    """
-
-    accounts: Mapping[str, Path]
-    account: str
-    default_cwd: Path
-    timezone: str = "UTC"
-    rules: m.Rules = field(default_factory=m.Rules)
-
-    @classmethod
-    def from_config(
-        cls, config: Config, env: Mapping[str, str], state_dir: Path
-    ) -> SessionSettings:
-        """The settings ``config`` asks for (the first account first)."""
-        accounts = {a.name: a.home for a in config.accounts}
-        if not accounts:
-            accounts = {"default": Path(env.get("HOME", "~")).expanduser() / ".claude"}
-        projects = find_projects(config.projects.roots, config.projects.paths)
-        answer = config.agent.permission_answer if config.agent.on_permission == "answer" else None
-        rules = m.Rules(
-            delivery_timeout=config.dispatch.delivery_timeout,
-            delivery_retries=config.dispatch.delivery_retries,
-            idle_timeout=config.completion.idle_timeout,
-            task_timeout=config.completion.task_timeout,
-            permission_timeout=config.completion.permission_timeout,
-            permission_answer=answer,
-            recycle=config.completion.recycle,
-        )
-        return cls(
-            accounts=accounts,
-            account=next(iter(accounts)),
-            default_cwd=projects[0] if projects else state_dir,
-            timezone=config.quota.timezone,
-            rules=rules,
-        )
-
-
 class SessionExecutor:
     """Runs tasks in our own range of tmux sessions; never touches any other session."""
 
@@ -115,6 +81,7 @@ class SessionExecutor:
         settings: SessionSettings,
         state_dir: Path,
         clock: Clock | None = None,
+        emit: ev.Emit | None = None,
     ) -> None:
         self.driver = driver
         self.profile = profile
@@ -122,6 +89,7 @@ class SessionExecutor:
         self.settings = settings
         self.state_dir = state_dir
         self._clock: Clock = clock or SystemClock()
+        self._emit = emit
         self._rules = settings.rules
         self._slots = {name: m.Slot(name) for name in pool.names() if pool.owns(name)}
         self._tasks: dict[str, tuple[Job, m.TaskView]] = {}
@@ -142,17 +110,52 @@ class SessionExecutor:
 
     @classmethod
     def from_config(
-        cls, config: Config, env: Mapping[str, str], state_dir: Path, clock: Clock | None = None
+        cls,
+        config: Config,
+        env: Mapping[str, str],
+        state_dir: Path,
+        clock: Clock | None = None,
+        emit: ev.Emit | None = None,
     ) -> SessionExecutor:
         """The pool, profile and tmux server ``config`` describes."""
         agent = config.agent
         profile = make_profile(agent.profile, agent.command, agent.args, agent.env)
-        dedicated = frozenset(d.name for d in config.pool.dedicated)
-        spec = config.pool
-        pool = PoolSpec(spec.prefix, spec.start_index, spec.min, spec.max, dedicated)
-        settings = SessionSettings.from_config(config, env, state_dir)
+        pool, settings = session_setup(config, env, state_dir)
         driver = TmuxDriver(config.tmux.socket_name)
-        return cls(driver, profile, pool, settings, state_dir, clock)
+        return cls(driver, profile, pool, settings, state_dir, clock, emit)
+
+    def reconfigure(self, pool: PoolSpec, settings: SessionSettings) -> None:
+        """Take a reloaded pool size, machine rules (tasks in flight too) and time zone.
+
+        A larger ``pool.max`` adds slots; a smaller one retires those beyond it: an idle
+        one is stopped at the next poll, a busy one once its task ended.
+
+        Raises:
+            AgentError: the pool's names or the account homes changed (those need a restart).
+        """
+        kept = (self.pool.prefix, self.pool.start_index, self.pool.dedicated)
+        if (pool.prefix, pool.start_index, pool.dedicated) != kept:
+            raise AgentError("the pool's names and dedicated sessions change only on a restart")
+        if dict(settings.accounts) != dict(self.settings.accounts):
+            raise AgentError("the account homes change only on a restart")
+        self.pool = pool
+        self._rules = settings.rules
+        self.settings = replace(
+            self.settings,
+            rules=settings.rules,
+            timezone=settings.timezone,
+            default_cwd=settings.default_cwd,
+        )
+        added = [n for n in pool.names() if pool.owns(n) and n not in self._slots]
+        if added:
+            live, mono = self.driver.list_panes(), self._clock.monotonic()
+            for name in added:
+                self._slots[name] = self._leftover(name, mono) if name in live else m.Slot(name)
+        retiring = sorted(n for n in self._slots if not pool.owns(n))
+        logger.info(
+            "session pool reconfigured",
+            extra={"min": pool.min, "max": pool.max, "added": added, "retiring": retiring},
+        )
 
     # -- the executor protocol -------------------------------------------------------------
 
@@ -160,7 +163,7 @@ class SessionExecutor:
         """Free slots (idle, or empty and launchable); none while dispatch is paused."""
         if self._paused:
             return 0
-        return sum(s.state in (m.SlotState.IDLE, m.SlotState.EMPTY) for s in self._slots.values())
+        return sum(s.state in (m.SlotState.IDLE, m.SlotState.EMPTY) for s in self._owned())
 
     def start(self, job: Job) -> None:
         """Assign ``job`` to a free slot, in the project folder, and begin delivery.
@@ -171,9 +174,9 @@ class SessionExecutor:
         """
         cwd = job.claim.project.path
         pinned = job.task.meta.session
-        if pinned and pinned not in self._slots:
+        if pinned and not self.pool.owns(pinned):
             raise AgentError(f"session pin {pinned!r} is not one of the pool's sessions")
-        slot = pick_slot(self._slots.values(), cwd, pinned)
+        slot = pick_slot(self._owned(), cwd, pinned)
         if slot is None:
             raise AgentError("no free agent session")
         note = None
@@ -204,7 +207,10 @@ class SessionExecutor:
                     logger.warning("tmux error while polling", extra=extra)
                     continue
                 pane = None  # it went between the listing and the capture
-            self._run(name, m.Tick(pane, hooks.get(name, ()), self._view(name)), instant, now)
+            view = self._view(name)
+            stamp = transcript_stamp(slot, view, self.settings.accounts)
+            self._run(name, m.Tick(pane, hooks.get(name, ()), view, stamp), instant, now)
+        self._retire(instant, now)
         self._keep_minimum(instant, now)
         done, self._finished = self._finished, []
         return done
@@ -266,6 +272,8 @@ class SessionExecutor:
             entry["last_activity"] = wall - (mono - last) if last else None
             if slot.permission_since is not None:
                 entry["waiting_on_permission_s"] = round(mono - slot.permission_since)
+            if slot.flagged_stale and view is not None:  # when its task last moved
+                entry["stale_since"] = round(wall - (mono - slot.progress_at), 1)
             out.append(entry)
         return out
 
@@ -440,12 +448,30 @@ class SessionExecutor:
                 found = find_session_by_prompt(self.settings.accounts[account], cwd, first)
                 if job is not None and found:
                     job.claim.progress(session_id=found)
+            case m.Stale(idle_s=idle):
+                self._report_stale(name, idle)
             case m.Log(level=level, message=message, fields=fields):
                 logger.log(level, message, extra=dict(fields))
 
     def _kill(self, name: str) -> None:
         if self.driver.has_session(name):
             self.driver.kill_session(name)
+
+    def _report_stale(self, name: str, idle: float) -> None:
+        """The ``task_stale`` event of the slot's task (the machine flags once per standstill)."""
+        job = self._job(name)
+        if job is None or self._emit is None:
+            return
+        claim, after = job.claim, self._rules.stale_after
+        self._emit(
+            ev.STALE,
+            project=claim.project.path.name,
+            task=claim.name,
+            session=name,
+            idle_s=round(idle),
+            stale_after=after,
+            message=f"{claim.task_id} on {name}: no progress for {idle:.0f}s",
+        )
 
     def _finish(self, name: str, finish: m.Finish, now: datetime) -> None:
         job = self._job(name)
@@ -454,7 +480,7 @@ class SessionExecutor:
             return
         result = finish.result
         if finish.answer_from is not None:
-            result = self._transcript_answer(finish.answer_from)
+            result = transcript_answer(finish.answer_from, self.settings.accounts)
         status = OutcomeStatus.DONE if finish.ending is m.Ending.DONE else OutcomeStatus.FAILED
         self._finished.append(
             Outcome(
@@ -477,14 +503,6 @@ class SessionExecutor:
         account = self._slots[name].account
         return Reading(name, report.source, report.kind, reset_at, text, now, account)
 
-    def _transcript_answer(self, ref: m.TranscriptRef) -> str:
-        """The last assistant text of the session's transcript (the fallback result)."""
-        path: Path | None = Path(ref.path) if ref.path else None
-        home = self.settings.accounts.get(ref.account)
-        if path is None and ref.session_id and ref.cwd is not None and home is not None:
-            path = transcript_path(home, ref.cwd, ref.session_id)
-        return last_assistant_text(path) if path is not None else ""
-
     # -- slots and tasks -----------------------------------------------------------------
 
     def _adopt_live_sessions(self) -> None:
@@ -497,8 +515,27 @@ class SessionExecutor:
         mono = self._clock.monotonic()
         for name in self._slots:
             if name in live:
-                stale = m.Slot(name, m.SlotState.LAUNCHING, self._account, since=mono, stale=True)
-                self._slots[name] = stale
+                self._slots[name] = self._leftover(name, mono)
+
+    def _leftover(self, name: str, mono: float) -> m.Slot:
+        """A slot for a session of ours found running: recycled unless a task is adopted."""
+        return m.Slot(name, m.SlotState.LAUNCHING, self._account, since=mono, stale=True)
+
+    def _owned(self) -> list[m.Slot]:
+        """The slots in the pool's range now (slots beyond a reduced ``max`` are retiring)."""
+        return [s for s in self._slots.values() if self.pool.owns(s.name)]
+
+    def _retire(self, instant: m.Instant, now: datetime) -> None:
+        """Stop retiring slots without a task; forget them once their session is gone."""
+        for name in [n for n in self._slots if not self.pool.owns(n)]:
+            slot = self._slots[name]
+            if slot.state is m.SlotState.IDLE or (
+                slot.state is m.SlotState.LAUNCHING and self._view(name) is None
+            ):
+                self._run(name, m.Park(), instant, now)  # no task: kill, EMPTY
+            if self._slots[name].state is m.SlotState.EMPTY:
+                del self._slots[name]
+                logger.info("pool session retired", extra={"session": name})
 
     def _keep_minimum(self, instant: m.Instant, now: datetime) -> None:
         if self._paused:
@@ -547,7 +584,7 @@ class SessionExecutor:
             if sig.session in self.pool.dedicated and sig.session_id:
                 self._operator_ids[sig.session] = sig.session_id
             if sig.session in self._slots:
-                by_session.setdefault(sig.session, []).append(_hook(sig))
+                by_session.setdefault(sig.session, []).append(hook_of(sig))
         return {name: tuple(hooks) for name, hooks in by_session.items()}
 
     def _turn_signalled(self, session: str, claimed_at: str) -> bool:
@@ -560,15 +597,3 @@ class SessionExecutor:
             sig.session == session and sig.event in m.TURN_EVENTS and sig.received_at >= since
             for sig in read_signals(self.state_dir)
         )
-
-
-def _hook(sig: Signal) -> m.Hook:
-    return m.Hook(
-        event=sig.event,
-        received_at=sig.received_at,
-        session_id=sig.session_id,
-        prompt=sig.prompt,
-        transcript_path=sig.transcript_path,
-        error=sig.error,
-        last_assistant_message=sig.last_assistant_message,
-    )

@@ -81,6 +81,8 @@ Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is Exit → EXITING (ID
 59   any            a fresh launch of a task with a recorded id      Progress(session_id=None)
 60   task states    Cancel (the operator): the session is alive      Esc, Finish(failed), recycle
 61   task states    Cancel: the session is gone                      EMPTY: Finish(failed)
+62   BUSY, QUOTA    Tick, after the above: pane or transcript moved  unchanged (progress noted)
+63   BUSY, QUOTA    Tick, after the above: still for ``stale_after`` unchanged: Stale, once per halt
 ===  =============  ===============================================  ==========================
 
 A session of ours found at start-up begins LAUNCHING and stale. The slot states a task
@@ -205,6 +207,8 @@ class _Step(StepBase):
             self.on_quota(pane, own)
         elif state is SlotState.EXITING and self.exit_overdue():
             self.kill()
+        if self.task is not None and self.slot.state in (SlotState.BUSY, SlotState.QUOTA):
+            self.watch_progress(pane.screen, tick.transcript)  # the stale rule (rows 62, 63)
 
     def exit_overdue(self) -> bool:
         return self.now.mono - self.slot.since > self.rules.exit_timeout
@@ -244,6 +248,8 @@ class _Step(StepBase):
             notes=(),
             continuing=False,
             idle_seen_at=None,
+            progress_at=mono,
+            flagged_stale=False,
         )
 
     def park(self, park: Park) -> None:
@@ -441,6 +447,7 @@ class _Step(StepBase):
             return
         mono = self.now.mono
         self.set(state=SlotState.BUSY, since=mono, last_change=mono, idle_seen_at=None)
+        self.set(progress_at=mono, flagged_stale=False)
         self.emit(Progress(Phase.RUNNING))
         self.log(logging.INFO, "task delivered", task=self.task.key)
 

@@ -17,6 +17,7 @@ from agentq.queue.records import KEEP, Keep, Phase
 DEFAULT_LAUNCH_TIMEOUT = 45.0
 DEFAULT_EXIT_TIMEOUT = 5.0
 DEFAULT_STOP_GRACE = 2.0
+DEFAULT_STALE_AFTER = 900.0
 #: Hook events that mean the agent took the prompt.
 TURN_EVENTS = frozenset({"UserPromptSubmit", "Stop", "StopFailure"})
 
@@ -92,6 +93,8 @@ class Rules:
     launch_timeout: float = DEFAULT_LAUNCH_TIMEOUT
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT
     stop_grace: float = DEFAULT_STOP_GRACE
+    #: A working task whose pane and transcript stand still this long is flagged (never failed).
+    stale_after: float = DEFAULT_STALE_AFTER
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,14 @@ class Pane:
     alive: bool
     title: str = ""
     screen: str = ""
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """A file's size and modification time as one poll saw them (the task's transcript)."""
+
+    size: int
+    mtime_ns: int
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,12 @@ class Slot:
     #: The last prompt echo on screen before our paste: pane readings count only after ours.
     echo_baseline: str = ""
     notes: tuple[tuple[str, str], ...] = ()
+    #: The stale rule: the pane (its spinner line aside) and the transcript as last seen to
+    #: change, when (monotonic), and whether this standstill was flagged already.
+    progress_screen: str = ""
+    progress_file: FileStamp | None = None
+    progress_at: float = 0.0
+    flagged_stale: bool = False
 
 
 # -- observations ------------------------------------------------------------------------
@@ -185,11 +202,13 @@ class Slot:
 
 @dataclass(frozen=True)
 class Tick:
-    """A poll: the pane (None when the session is gone), new hook signals, the task."""
+    """A poll: the pane (None when the session is gone), new hook signals, the task, and the
+    task's transcript (None when it is not known or not there)."""
 
     pane: Pane | None
     hooks: tuple[Hook, ...] = ()
     task: TaskView | None = None
+    transcript: FileStamp | None = None
 
 
 @dataclass(frozen=True)
@@ -353,6 +372,13 @@ class FindSessionId:
 
 
 @dataclass(frozen=True)
+class Stale:
+    """The task made no progress for ``idle_s`` seconds: flag it (once per standstill)."""
+
+    idle_s: float
+
+
+@dataclass(frozen=True)
 class Log:
     """A log line the executor writes for the slot (``fields`` go into ``extra``)."""
 
@@ -372,5 +398,6 @@ Action = (
     | Finish
     | Report
     | FindSessionId
+    | Stale
     | Log
 )

@@ -51,6 +51,19 @@ def _config(root: Path, socket: str, **quota: Any) -> dict[str, Any]:
     }
 
 
+def _every_event(sink: WebhookSink) -> dict[str, Any]:
+    """A webhook target for the account events, one message per event (no coalescing)."""
+    events = ["swap", "partial_swap", "accounts_exhausted", "accounts_available"]
+    return {"kind": "webhook", "url": f"{sink.url}/hook", "events": events, "min_interval": "0s"}
+
+
+def _settle(daemon: Daemon, sink: WebhookSink) -> None:
+    """Wait for a notification, then for a rescan after it: a duplicate would be sent by then."""
+    wait_until(lambda: sink.received, 30, message="nothing was notified")
+    rescans = _state(daemon).get("counters", {}).get("rescans", 0)
+    wait_until(lambda: _state(daemon).get("counters", {}).get("rescans", 0) > rescans, 30)
+
+
 def _state(daemon: Daemon) -> dict[str, Any]:
     path = daemon.state_dir / "state.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -156,19 +169,26 @@ def test_server_error_burst_never_swaps(tmp_path: Path, socket_name: str) -> Non
     ids=["a failing ensure is rolled back", "a failing rollback enters the partial swap"],
 )
 def test_forced_swap_failures_roll_back_or_enter_partial_swap(
-    tmp_path: Path, socket_name: str, fault: str, expected: str
+    tmp_path: Path, socket_name: str, sink: WebhookSink, fault: str, expected: str
 ) -> None:
-    """An ensure failure rolls the swap back; a failing rollback enters the sticky partial swap."""
+    """An ensure failure rolls the swap back; a failing rollback enters the sticky partial swap.
+
+    Each is one notification, and nothing else is notified (the retry pause after a rollback
+    is no "every account is exhausted").
+    """
     home_a, _ = _homes(tmp_path)
     (home_a / "sim-quota").write_text("resets 11pm (UTC)")
     projects = make_projects(tmp_path / "projects", 1)
     tweak = f"swap-{fault}-fails"  # the account links fail (tests/support/launch.py)
-    daemon = Daemon(tmp_path, _config(tmp_path, socket_name), tweaks=[tweak])
+    config = _config(tmp_path, socket_name)
+    config["notifications"] = [_every_event(sink)]
+    daemon = Daemon(tmp_path, config, tweaks=[tweak])
     try:
         daemon.start()
         assert daemon.wait_ready()
         drop(projects[0], "limited.md", "hits the limit")
         wait_until(lambda: expected in daemon.log(), 60, message=f"no {expected!r} in the log")
+        _settle(daemon, sink)
         state = _state(daemon)
         assert state.get("swaps", []) == [] and state["active_account"] == "a"
         link = tmp_path / "home" / ".claude"
@@ -195,6 +215,13 @@ def test_forced_swap_failures_roll_back_or_enter_partial_swap(
             assert link.resolve() == home_a.resolve()
     finally:
         daemon.close()
+    notified = [(b["event"], b["count"]) for b in sink.bodies()]
+    if fault == "rollback":
+        assert notified == [("partial_swap", 1)]
+    else:
+        assert notified == [("swap", 1)]
+        [item] = sink.bodies()[0]["items"]
+        assert item["rolled_back"] is True and "injected ensure failure" in item["error"]
 
 
 @pytest.mark.slow
@@ -208,9 +235,7 @@ def test_all_accounts_exhausted_holds_the_queue_and_resumes_by_itself(
     projects = make_projects(tmp_path / "projects", 1)
     config = _config(tmp_path, socket_name, confirm_polls=1, default_exhausted="8s")
     config["dispatch"]["rescan_interval"] = "0.5s"  # two rescans fit well inside the hold
-    config["notifications"] = [
-        {"kind": "webhook", "url": f"{sink.url}/hook", "events": ["accounts_exhausted"]}
-    ]
+    config["notifications"] = [_every_event(sink)]
     daemon = Daemon(tmp_path, config)
     try:
         daemon.start()
@@ -235,9 +260,16 @@ def test_all_accounts_exhausted_holds_the_queue_and_resumes_by_itself(
             (home / "sim-quota").unlink()  # the limits reset
         wait_until(lambda: len(results(projects)["done"]) == 3, 90, interval=0.5)
         wait_until(lambda: sink.received, 10, message="the hold was not notified")
+        _settle(daemon, sink)
         state = _state(daemon)
     finally:
         daemon.close()
     assert not state.get("hold")
-    exhausted = [b for b in sink.bodies() if b["event"] == "accounts_exhausted"]
-    assert [b["count"] for b in exhausted] == [1]
+    # One message per event (min_interval 0): the hold began and ended once, and each swap in
+    # the history (a to b on a's limit, back at the hold's end) was notified once.
+    bodies = sink.bodies()
+    assert all(b["count"] == 1 for b in bodies)
+    held = sorted(b["event"] for b in bodies if b["event"] != "swap")
+    assert held == ["accounts_available", "accounts_exhausted"]
+    swaps = [(b["items"][0]["from"], b["items"][0]["to"]) for b in bodies if b["event"] == "swap"]
+    assert swaps == [(s["from"], s["to"]) for s in state["swaps"]]

@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,34 @@ def test_a_target_that_was_down_gets_the_kept_count_when_it_is_back() -> None:
     assert failed and all(h["error"] == "HTTP 503" for h in failed)
 
 
+def test_a_reload_keeps_an_unchanged_targets_counts_and_flushes_a_removed_one() -> None:
+    """kept: its waiting count goes out with the next message; removed: flushed at once; added:
+    hears later events only."""
+    with WebhookSink() as kept_sink, WebhookSink() as gone_sink, WebhookSink() as new_sink:
+        kept = replace(_webhook("kept", f"{kept_sink.url}/k"), spec="kept")
+        gone = replace(_webhook("gone", f"{gone_sink.url}/g"), spec="gone")
+        log, notifier = _notifier(kept, gone)
+        try:
+            _fail(log, 0)
+            wait_until(lambda: kept_sink.received and gone_sink.received, 10)
+            _fail(log, 1)  # within min_interval: waits in both targets' coalescers
+            _fail(log, 2)
+            added = replace(_webhook("new", f"{new_sink.url}/n"), spec="new")
+            notifier.reconfigure({"kept"}, [added])
+            wait_until(lambda: len(gone_sink.received) == 2, 30, message="gone not flushed")
+            assert len(kept_sink.received) == 1  # still waiting for its interval
+            _fail(log, 3)
+            wait_until(lambda: new_sink.received, 30, message="the new target heard nothing")
+        finally:
+            notifier.stop()
+        counts = {
+            name: [b["count"] for b in sink.bodies()]
+            for name, sink in (("kept", kept_sink), ("gone", gone_sink), ("new", new_sink))
+        }
+    assert counts == {"kept": [1, 3], "gone": [1, 2], "new": [1]}
+    assert notifier.targets == ["kept", "new"]
+
+
 def test_apprise_delivers_to_a_local_json_target() -> None:
     """An Apprise json:// URL posts the message to our own HTTP server."""
     with WebhookSink() as sink:
@@ -256,3 +285,38 @@ def test_the_daemon_notifies_thirty_failures_and_its_start(tmp_path: Path) -> No
     assert "notification sent" in log_text
     assert token not in log_text
     assert secret not in log_text
+
+
+def test_a_watch_fallback_to_polling_is_notified_once_as_daemon_degraded(tmp_path: Path) -> None:
+    """inotify refuses every watch: one daemon_degraded naming the condition, tasks still flow."""
+    projects = make_projects(tmp_path / "projects", 2)
+    with WebhookSink() as sink:
+        config = {
+            "agent": {"profile": "instant"},
+            "projects": {"roots": [str(tmp_path / "projects")]},
+            "dispatch": {"rescan_interval": "0.5s", "quiet_period": "0.1s"},
+            "notifications": [
+                {
+                    "kind": "webhook",
+                    "url": f"{sink.url}/hook",
+                    "events": ["daemon_degraded"],
+                    "min_interval": "0s",
+                }
+            ],
+        }
+        daemon = Daemon(tmp_path, config, tweaks=["watch-enospc"])
+        try:
+            daemon.start()
+            assert daemon.wait_ready()
+            wait_until(lambda: sink.received, 30, message="the fallback was not notified")
+            rescans = daemon.counter("rescans")
+            # Several more checks (one per pass, at most every 5 s) while it stays degraded.
+            drop(projects[0], "still.md", "polled inboxes still work")
+            wait_until(lambda: daemon.counter("rescans") >= rescans + 20, 120)
+            wait_until(lambda: len(results(projects)["done"]) == 1, 30)
+            bodies = sink.bodies()
+        finally:
+            daemon.close()
+    assert [(b["event"], b["count"]) for b in bodies] == [("daemon_degraded", 1)]
+    [item] = bodies[0]["items"]
+    assert item["condition"] == "watch_polling" and "No space left" in item["reason"]

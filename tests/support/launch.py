@@ -277,7 +277,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     parts = parts_for(names)
 
-    def make_daemon(config: Config, env: Mapping[str, str]) -> Daemon:
+    def make_daemon(config: Config, env: Mapping[str, str], path: Path) -> Daemon:
         links = parts.account_links(config) if parts.account_links else None
         return Daemon(
             config,
@@ -286,6 +286,7 @@ def main(argv: Sequence[str]) -> int:
             remote_executor=parts.remote_executor,
             account_links=links,
             watcher=parts.watcher,
+            config_path=path,
         )
 
     args.func = lambda a: cmd_run(a, make_daemon)

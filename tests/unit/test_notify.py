@@ -8,8 +8,7 @@ import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +17,6 @@ from hypothesis import strategies as st
 from agentq.config.load import config_from_dict
 from agentq.config.models import NOTIFICATION_EVENTS, NotificationEvent
 from agentq.core import events as ev
-from agentq.core.clock import ManualClock
 from agentq.core.errors import ConfigError
 from agentq.daemon.notify import message as msg
 from agentq.daemon.notify.apprise_sender import apprise_url
@@ -39,8 +37,6 @@ from agentq.daemon.notify.rules import (
     step,
     to_notice,
 )
-from agentq.daemon.view import LoopView
-from agentq.daemon.wiring import switcher_notify
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -142,41 +138,6 @@ def test_every_notification_event_has_a_source() -> None:
     """The mapping reaches every configurable event."""
     reached = {n.event for p in MAPPING if (n := to_notice(p.values[0])) is not None}
     assert reached == set(NOTIFICATION_EVENTS)
-
-
-def test_the_switchers_records_become_one_notice_per_hold_and_per_swap() -> None:
-    """Until the switcher emits events, its records are bridged: a hold's start and end only."""
-    clock = ManualClock()
-    log = ev.EventLog(clock.now)
-    # The bridge reads only the daemon's clock and event log.
-    view = LoopView(cast("Any", SimpleNamespace(clock=clock, events=log)))
-    hold = {"since": "t0", "until": "t1"}
-    swap = {"time": "t2", "from": "a", "to": "b", "trigger": "hold ended"}
-    states: list[dict[str, Any]] = [
-        {"active_account": "a"},
-        {"active_account": "a", "hold": dict(hold)},
-        {"active_account": "a", "hold": {**hold, "until": "t1+60s"}},  # pushed out: no news
-        {"active_account": "b", "swaps": [swap]},
-        {"active_account": "b", "swaps": [swap], "partial_swap": {"from": "b", "to": "a"}},
-        {"active_account": "b", "swaps": [swap]},
-    ]
-    for state in states:
-        view._bridge_account_events(state)
-    notices = [n for e in log.after(0).events if (n := to_notice(e)) is not None]
-    assert [(n.event, {k: v for k, v in n.item.items() if k != "time"}) for n in notices] == [
-        ("accounts_exhausted", hold),
-        ("swap", {"from": "a", "to": "b", "trigger": "hold ended"}),
-        ("accounts_available", {"account": "b"}),
-        ("partial_swap", {"from": "b", "to": "a"}),
-    ]
-
-
-def test_the_switchers_notify_calls_are_log_lines(caplog: pytest.LogCaptureFixture) -> None:
-    """The switcher's old notify(event, message) stays callable: a warning, nothing sent."""
-    switcher_notify()("accounts_exhausted", "every account is exhausted")
-    assert [(r.getMessage(), r.__dict__["notice"]) for r in caplog.records] == [
-        ("switcher notice: every account is exhausted", "accounts_exhausted")
-    ]
 
 
 # --- coalescing ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from agentq.queue.records import KEEP, Phase
 from agentq.sessions import machine
-from agentq.sessions.delivery import CONTINUE_PROMPT
+from agentq.sessions.delivery import CONTINUE_PROMPT, progress_view
 from agentq.sessions.machine import step
 from agentq.sessions.model import (
     TASK_STATES,
@@ -22,6 +22,7 @@ from agentq.sessions.model import (
     Ending,
     Exit,
     Failed,
+    FileStamp,
     FindSessionId,
     Finish,
     Hook,
@@ -41,6 +42,7 @@ from agentq.sessions.model import (
     SendKeys,
     Slot,
     SlotState,
+    Stale,
     Submit,
     TaskView,
     Tick,
@@ -192,6 +194,17 @@ class Case:
 
 
 BUSY = slot(SlotState.BUSY)
+STALE_AFTER = 60.0
+#: The working pane a moment later: only its spinner line changed.
+SPUN = Pane(True, BUSY_TITLE, screen("✶ Scurrying… (63s)", BUSY_BOX))
+#: A busy slot whose task stood still since NOW (pane and transcript as last seen).
+STILL = replace(
+    BUSY,
+    last_screen=SPUN.screen,
+    progress_screen=progress_view(WORKING.screen),
+    progress_file=FileStamp(1024, 1),
+    progress_at=NOW.mono,
+)
 QUOTA = slot(SlotState.QUOTA, quota_hint=QuotaHint("3pm (UTC)", "session limit"))
 PARKED = slot(SlotState.PARKED, submitted=True)
 HINT = QuotaHint("3pm (UTC)", "session limit")
@@ -999,6 +1012,60 @@ CASES = [
         (Finish,),
         check=failed_with("cancelled"),
     ),
+    # -- the stale rule: flags, never fails ----------------------------------------------------
+    Case(
+        "a pane that moved notes the progress and clears the stale flag",
+        62,
+        replace(STILL, flagged_stale=True, progress_screen="an older screen"),
+        tick(WORKING),
+        SlotState.BUSY,
+        (Report,),
+        now=later(STALE_AFTER + 10),
+        check=both(
+            lambda s, a: not s.flagged_stale and s.progress_at == later(STALE_AFTER + 10).mono,
+            logged("stale task moves again"),
+        ),
+    ),
+    Case(
+        "a transcript that grew is progress though the pane stood still",
+        62,
+        STILL,
+        Tick(WORKING, (), TASK, FileStamp(2048, 2)),
+        SlotState.BUSY,
+        (Report,),
+        now=later(STALE_AFTER + 10),
+        check=lambda s, a: not s.flagged_stale and s.progress_file == FileStamp(2048, 2),
+    ),
+    Case(
+        "a task whose pane (its spinner aside) and transcript stood still is flagged",
+        63,
+        STILL,
+        Tick(SPUN, (), TASK, FileStamp(1024, 1)),
+        SlotState.BUSY,
+        (Report, Stale),
+        now=later(STALE_AFTER + 10),
+        check=lambda s, a: s.flagged_stale and only(a, Stale) == Stale(STALE_AFTER + 10),
+    ),
+    Case(
+        "a standstill already flagged is not flagged again",
+        63,
+        replace(STILL, flagged_stale=True),
+        Tick(SPUN, (), TASK, FileStamp(1024, 1)),
+        SlotState.BUSY,
+        (Report,),
+        now=later(STALE_AFTER + 20),
+        check=lambda s, a: s.flagged_stale,
+    ),
+    Case(
+        "a standstill shorter than stale_after is not flagged",
+        63,
+        STILL,
+        Tick(SPUN, (), TASK, FileStamp(1024, 1)),
+        SlotState.BUSY,
+        (Report,),
+        now=later(STALE_AFTER - 1),
+        check=lambda s, a: not s.flagged_stale,
+    ),
 ]
 
 #: Rules that recycle off, or answer permission dialogs, for the cases that need them.
@@ -1008,6 +1075,8 @@ RULES_FOR = {
         RULES, permission_answer="1"
     ),
 }
+STALE_RULES = replace(RULES, stale_after=STALE_AFTER, idle_timeout=10 * STALE_AFTER)
+RULES_FOR.update({case.id: STALE_RULES for case in CASES if case.row in (62, 63)})
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,22 +98,30 @@ def make_config(root: Path, cooldown: str = "5m") -> Config:
     return config_from_dict(data, {"HOME": str(root)}, root)
 
 
+class Events:
+    """Records what the switcher emits: ``(kind, fields)`` in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, kind: str, /, **fields: Any) -> None:
+        self.seen.append((kind, fields))
+
+    def kinds(self) -> list[str]:
+        """The kinds only."""
+        return [kind for kind, _ in self.seen]
+
+
 class Rig:
-    """A switcher over a fake pool and fake links, with the notifications it sent."""
+    """A switcher over a fake pool and fake links, with the events it emitted."""
 
     def __init__(self, root: Path, book: AccountBook | None = None, **links: bool) -> None:
         self.config = make_config(root)
         self.pool = FakePool()
         self.links = FakeLinks(root / "a", **links)
-        self.notified: list[tuple[str, str]] = []
+        self.events = Events()
         book = book or AccountBook.fresh(["a", "b"])
-        self.switcher = Switcher(
-            self.config,
-            self.pool,
-            book,
-            lambda e, m: self.notified.append((e, m)),
-            links=self.links,
-        )
+        self.switcher = Switcher(self.config, self.pool, book, self.events, links=self.links)
         self.pool.calls.clear()
 
     def limit(self, at: datetime = T0, reset: datetime | None = RESET) -> None:
@@ -140,8 +149,18 @@ def test_a_limit_with_a_reset_swaps_the_pool_to_the_next_account(tmp_path: Path)
     assert rig.links.points_to == tmp_path / "b"
     assert rig.book.active == "b" and rig.book.exhausted_until["a"] == RESET
     assert [(s.source, s.target) for s in rig.book.swaps] == [("a", "b")]
-    assert rig.book.swaps[0].trigger == "quota: quota with a reset time (hook, agentq-0)"
-    assert [event for event, _ in rig.notified] == ["swap"]
+    trigger = "quota: quota with a reset time (hook, agentq-0)"
+    assert rig.book.swaps[0].trigger == trigger
+    [(kind, fields)] = rig.events.seen
+    assert kind == "swap"
+    assert {k: fields[k] for k in ("from", "to", "trigger", "resumed", "dedicated")} == {
+        "from": "a",
+        "to": "b",
+        "trigger": trigger,
+        "resumed": 2,
+        "dedicated": ["ops"],
+    }
+    assert "rolled_back" not in fields
 
 
 def test_a_failing_ensure_is_rolled_back_and_holds_on_an_exhausted_source(tmp_path: Path) -> None:
@@ -152,7 +171,11 @@ def test_a_failing_ensure_is_rolled_back_and_holds_on_an_exhausted_source(tmp_pa
     assert rig.pool.names() == ["park", "pause"]
     assert rig.book.active == "a" and rig.book.swaps == ()
     assert rig.book.hold is not None and rig.book.hold.until == T0 + RETRY_AFTER_FAILED_SWAP
-    assert "failed and was rolled back" in rig.notified[-1][1]
+    # One rolled-back swap; the retry pause is no "every account is exhausted" hold.
+    [(kind, fields)] = rig.events.seen
+    assert kind == "swap" and fields["rolled_back"] is True and fields["resumed"] == 0
+    assert "projects is a real folder" in fields["error"]
+    assert "failed and was rolled back" in fields["message"]
 
 
 def test_a_failing_manual_swap_resumes_on_a_usable_source(tmp_path: Path) -> None:
@@ -162,6 +185,8 @@ def test_a_failing_manual_swap_resumes_on_a_usable_source(tmp_path: Path) -> Non
     assert not outcome.swapped and "rolled back" in outcome.message
     assert rig.pool.names() == ["park", "pause", "resume dispatch", "resume parked"]
     assert rig.book.hold is None and rig.links.points_to == tmp_path / "a"
+    [(kind, fields)] = rig.events.seen
+    assert kind == "swap" and fields["rolled_back"] is True and fields["resumed"] == 2
 
 
 def test_a_failing_rollback_enters_the_sticky_partial_swap(tmp_path: Path) -> None:
@@ -170,7 +195,8 @@ def test_a_failing_rollback_enters_the_sticky_partial_swap(tmp_path: Path) -> No
     rig.limit()
     assert rig.book.partial is not None and rig.book.partial.target == "b"
     assert rig.pool.names() == ["park", "pause"]
-    assert [event for event, _ in rig.notified] == ["partial_swap"]
+    assert rig.events.kinds() == ["partial_swap"]
+    assert rig.events.seen[0][1]["active"] is True and rig.events.seen[0][1]["to"] == "b"
     refused = rig.switcher.swap("manual (agentq swap)", "b", T0)
     assert not refused.swapped and "partial swap" in refused.message
     rig.limit(T0 + timedelta(hours=1))
@@ -186,15 +212,21 @@ def test_clearing_a_partial_swap_resumes_where_the_link_points(tmp_path: Path) -
     assert outcome.swapped and rig.book.partial is None and rig.book.active == "a"
     assert rig.pool.calls == [("use", "a"), ("resume dispatch",), ("resume parked",)]
     assert not rig.switcher.clear_partial().swapped  # nothing left to clear
+    assert [(k, f["active"]) for k, f in rig.events.seen] == [
+        ("partial_swap", True),
+        ("partial_swap", False),
+    ]
 
 
 def test_a_restart_forgets_a_partial_swap_and_keeps_a_hold(tmp_path: Path) -> None:
     """The book from ``state.json``: no partial swap; a hold pauses dispatch at once."""
     book = AccountBook.fresh(["a", "b"]).held(T0, RESET).with_partial(PartialSwap("a", "b", "", ""))
     pool = FakePool()
-    switcher = Switcher(make_config(tmp_path), pool, book, lambda e, m: None)
+    events = Events()
+    switcher = Switcher(make_config(tmp_path), pool, book, events)
     assert switcher.book.partial is None
     assert pool.calls == [("use", "a"), ("pause",)]
+    assert events.seen == []  # the previous daemon reported the hold
 
 
 def test_every_account_exhausted_holds_then_retries_after_the_earliest_reset(
@@ -206,12 +238,15 @@ def test_every_account_exhausted_holds_then_retries_after_the_earliest_reset(
     rig.limit()
     rig.limit(T0 + timedelta(minutes=10))
     assert rig.book.hold is not None and rig.book.hold.until == RESET
-    assert [event for event, _ in rig.notified] == ["accounts_exhausted"]
+    assert rig.events.kinds() == ["hold"]
+    assert rig.events.seen[0][1]["until"] == RESET.isoformat()
     assert rig.switcher.next_wakeup(T0) == (RESET - T0).total_seconds()
     rig.pool.calls.clear()
     rig.switcher.tick(RESET)
     assert rig.book.active == "a" and rig.book.hold is None  # a's reset passed first
     assert rig.pool.names()[:2] == ["park", "pause"] and ("use", "a") in rig.pool.calls
+    assert rig.events.kinds() == ["hold", "accounts_available", "swap"]
+    assert rig.events.seen[1][1]["account"] == "a"
 
 
 def test_each_detection_is_logged_once_per_verdict(

@@ -186,9 +186,10 @@ function renderSessions() {
   const rows = [];
   for (const s of sessions) {
     const last = typeof s.last_activity === "number" ? ago(Date.now() - s.last_activity * 1000) + " ago" : "";
-    rows.push(el("tr", { "data-session": s.name },
+    const stale = typeof s.stale_since === "number" ? " · stale: no progress for " + ago(Date.now() - s.stale_since * 1000) : "";
+    rows.push(el("tr", { "data-session": s.name, class: stale ? "stale" : "" },
       el("td", {}, s.name), el("td", { class: "state" }, badge(s.state)),
-      el("td", { class: "task" }, s.task || ""), el("td", {}, s.account || ""), el("td", { class: "muted" }, last)));
+      el("td", { class: "task" }, (s.task || "") + stale), el("td", {}, s.account || ""), el("td", { class: "muted" }, last)));
     const pane = view.panes && view.panes[s.name];
     if (pane) rows.push(el("tr", { class: "pane-row" }, el("td", { colSpan: 5 }, el("pre", { class: "pane" }, pane.join("\n")))));
   }
@@ -217,7 +218,8 @@ function renderAccounts() {
 function describe(e) {
   if (e.kind === "task") return e.project + "/" + e.task + " → " + e.state + (e.reason ? " (" + e.reason + ")" : "");
   if (e.kind === "delivered") return e.project + "/" + e.task + " delivered to " + e.session;
-  if (e.kind === "swap") return "swap " + e.from + " → " + e.to + " (" + (e.trigger || "") + ")";
+  if (e.kind === "swap") return "swap " + e.from + " → " + e.to + " (" + (e.trigger || "") + ")" + (e.rolled_back ? " rolled back: " + e.error : "");
+  if (e.message) return e.kind + ": " + e.message;
   if (e.kind === "notification") return "notice: " + e.message;
   const rest = Object.entries(e).filter(([k]) => !["id", "time", "kind"].includes(k)).map(([k, v]) => k + "=" + v);
   return e.kind + " " + rest.join(" ");

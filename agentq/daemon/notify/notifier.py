@@ -12,6 +12,12 @@ only its own messages. A failed delivery is logged with the target's name (never
 recorded, and kept for the next attempt after a back-off; it never reaches the daemon.
 :meth:`Notifier.stop` flushes what is pending within a short deadline. The last
 :data:`HISTORY` delivery attempts (target, event, count, ok) are kept for ``agentq status``.
+
+A reload hands :meth:`Notifier.reconfigure` the targets to keep (by their ``spec``, the
+fingerprint of their settings) and the new ones: a kept target goes on with its worker, so
+its coalescing state (counts waiting for the interval, its back-off) carries over; a
+removed or changed one is flushed, as on stop (what it holds is sent now, under its old
+settings) and its worker ends; a changed one then starts afresh under its new settings.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -65,6 +71,8 @@ class Target:
     sender: Sender
     events: frozenset[NotificationEvent]
     min_interval: float
+    #: A fingerprint of the target's settings: a reload keeps a target whose spec is unchanged.
+    spec: str = ""
 
     @property
     def name(self) -> str:
@@ -109,12 +117,48 @@ class Notifier:
         self._events = events
         self._lock = threading.Lock()
         self._history: deque[Sent] = deque(maxlen=HISTORY)
+        self._buffer_size = buffer_size
         self._workers = [_Worker(t, clock, self._record, buffer_size) for t in targets]
+        #: Workers a reload removed: flushing on their own threads; joined on stop.
+        self._retired: list[_Worker] = []
+        self._started = False
 
     @property
     def targets(self) -> list[str]:
         """The targets' names."""
         return [w.target.name for w in self._workers]
+
+    def specs(self) -> frozenset[str]:
+        """The specs of the targets in use (what a reload compares)."""
+        return frozenset(w.target.spec for w in self._workers)
+
+    def reconfigure(self, keep: Collection[str], add: Sequence[Target]) -> None:
+        """Keep the targets whose spec is in ``keep``, flush and end the others, add ``add``.
+
+        Runs on the emitting thread (the main loop), like :meth:`offer`; it never waits for a
+        delivery: a removed target flushes on its own thread within the stop deadline.
+        """
+        end = self._clock.monotonic() + DEFAULT_STOP_DEADLINE
+        kept = [w for w in self._workers if w.target.spec in keep]
+        gone = [w for w in self._workers if w.target.spec not in keep]
+        for worker in gone:
+            worker.request_stop(end)
+        self._retired += gone
+        added = [_Worker(t, self._clock, self._record, self._buffer_size) for t in add]
+        if self._started:
+            for worker in added:
+                worker.start()
+        self._workers = kept + added
+        if not (gone or added):
+            return
+        logger.info(
+            "notification targets reconfigured",
+            extra={
+                "kept": [w.target.name for w in kept],
+                "added": [w.target.name for w in added],
+                "flushed": [w.target.name for w in gone],
+            },
+        )
 
     def offer(self, event: ev.Event) -> None:
         """Take one event from the log (the listener: never blocks, never raises)."""
@@ -132,6 +176,7 @@ class Notifier:
 
     def start(self) -> None:
         """Start one worker thread per target."""
+        self._started = True
         for worker in self._workers:
             worker.start()
 
@@ -140,10 +185,8 @@ class Notifier:
         end = self._clock.monotonic() + deadline
         for worker in self._workers:
             worker.request_stop(end)
-        for worker in self._workers:
-            if worker.join(max(0.0, end - self._clock.monotonic())):
-                worker.target.sender.close()
-            else:
+        for worker in [*self._workers, *self._retired]:
+            if not worker.join(max(0.0, end - self._clock.monotonic())):
                 # Its thread is a daemon thread stuck in a send: it ends with the process.
                 logger.warning(
                     "notification target still busy at the stop deadline",
@@ -209,17 +252,28 @@ class _Worker:
     def request_stop(self, end: float) -> None:
         """Flush and stop; deliveries give up at monotonic time ``end``."""
         with self._cond:
-            self._stop_at = end
+            self._stop_at = end if self._stop_at is None else min(self._stop_at, end)
             self._cond.notify()
 
     def join(self, timeout: float) -> bool:
-        """Wait for the thread; True when it finished."""
+        """Wait for the thread; True when it finished (or never started)."""
+        if self._thread.ident is None:
+            self.target.sender.close()  # never started: no thread will close it
+            return True
         if not self._thread.is_alive():
             return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        try:
+            self._deliver_until_stopped()
+        finally:
+            # Closed by its own thread once it is done with it (a thread stuck in a send at
+            # the stop deadline is a daemon thread: it ends with the process).
+            self.target.sender.close()
+
+    def _deliver_until_stopped(self) -> None:
         while True:
             with self._cond:
                 self._cond.wait_for(self._has_work, self._wait())

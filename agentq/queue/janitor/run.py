@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
-from agentq.config.models import Config
+from agentq.config.models import Config, JanitorConfig
 from agentq.core import crashpoints, durable
 from agentq.core.durations import format_duration
 from agentq.core.errors import AgentqError, LockError
@@ -75,6 +75,11 @@ class Janitor:
         self._config = config
         self._out = out
         self._prune = prune
+
+    def reconfigure(self, janitor: JanitorConfig, tmp_max_age: float) -> None:
+        """Keep, archive and sweep (``dispatch.tmp_max_age``) so from the next pass (a reload)."""
+        dispatch = self._config.dispatch.model_copy(update={"tmp_max_age": tmp_max_age})
+        self._config = self._config.model_copy(update={"janitor": janitor, "dispatch": dispatch})
 
     def run(
         self,
