@@ -25,8 +25,9 @@ from typing import Any
 
 from agentq.core import crashpoints, durable
 from agentq.core.errors import QueueError, RefusedEntryError
+from agentq.queue.isolation import Worktree
 from agentq.queue.records import KEEP, ControlRecord, Keep, Phase
-from agentq.queue.taskfile import MAX_FILE_BYTES, MAX_FRONTMATTER_BYTES
+from agentq.queue.taskfile import MAX_FILE_BYTES, MAX_FRONTMATTER_BYTES, peek_schedule
 from agentq.queue.vetting import (
     DELEGATED_SUFFIX,
     NAME_RE,
@@ -57,6 +58,8 @@ class Pending:
     name: str
     priority: int
     arrival_ns: int
+    after: tuple[str, ...] = ()
+    isolation: str | None = None
 
 
 @dataclass
@@ -213,7 +216,11 @@ class Project:
         elif invalid_name:
             out.refused.append((entry.name, invalid_name_reason(entry.name)))
         else:
-            out.ready.append(Pending(entry.name, scan_priority(head), st.st_ctime_ns))
+            plan = peek_schedule(head)
+            priority = scan_priority(head)
+            out.ready.append(
+                Pending(entry.name, priority, st.st_ctime_ns, plan.after, plan.isolation)
+            )
 
     def _peek(self, path: Path) -> tuple[bytes, bool]:
         """Read the head of a file safely; report whether someone still has it open for writing."""
@@ -423,6 +430,11 @@ class Project:
 
     def _record_path(self, name: str) -> Path:
         return self.control / (name + ".json")
+
+    def note_worktree(self, claim: Claim, worktree: Worktree | None) -> None:
+        """Record (or forget) the claimed task's worktree, on disk before this returns."""
+        claim.record.worktree = worktree
+        self.save_record(claim.record)
 
     def load_record(self, name: str) -> ControlRecord | None:
         """Read a task's control record; a corrupt one is moved aside and ``None`` returned."""

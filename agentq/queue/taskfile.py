@@ -36,6 +36,15 @@ logger = logging.getLogger(__name__)
 MAX_FILE_BYTES = 1024 * 1024
 MAX_FRONTMATTER_BYTES = 64 * 1024
 MAX_YAML_DEPTH = 64
+#: How many names ``after:`` may list.
+MAX_AFTER = 100
+
+#: A task file name (the rule of ``agentq.queue.vetting.NAME_RE``): ``after:`` names tasks.
+TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@=-]{0,196}\.md$")
+# A git revision as a task may write it (``main``, ``v1.2``, ``HEAD~2``, a commit id): no
+# leading dash (never an option), no blanks or control characters. git checks the rest.
+_BASE_RE = re.compile(r"^[^\s\x00-\x1f\x7f-][^\s\x00-\x1f\x7f]{0,199}$")
+_SCHEDULE_KEY_RE = re.compile(r"^(?:after|isolation)[ \t]*:", re.MULTILINE)
 
 _REASON_LIMIT = 300
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -60,6 +69,31 @@ class TaskMeta(pydantic.BaseModel, extra="allow", frozen=True):
     complexity_hint: Literal["low", "medium", "high"] | None = None
     timeout: Annotated[float | None, pydantic.Field(description="seconds")] = None
     session: pydantic.StrictStr | None = None
+    isolation: Literal["none", "worktree"] | None = None
+    base: pydantic.StrictStr | None = None
+    after: tuple[str, ...] = ()
+
+    @pydantic.field_validator("base")
+    @classmethod
+    def _plain_revision(cls, value: str | None) -> str | None:
+        if value is not None and not _BASE_RE.fullmatch(value):
+            raise ValueError(
+                "expected a git revision (a branch, tag or commit) without blanks or a leading '-'"
+            )
+        return value
+
+    @pydantic.field_validator("after", mode="before")
+    @classmethod
+    def _task_names(cls, value: object) -> object:
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list):
+            raise ValueError("expected a list of task file names, like [a.md, b.md]")
+        if len(names) > MAX_AFTER:
+            raise ValueError(f"at most {MAX_AFTER} names")
+        for name in names:
+            if not isinstance(name, str) or not TASK_NAME_RE.fullmatch(name):
+                raise ValueError(f"{name!r} is not a task file name of this project (x.md)")
+        return tuple(dict.fromkeys(names))
 
     @pydantic.field_validator("priority", mode="before")
     @classmethod
@@ -80,6 +114,14 @@ class TaskMeta(pydantic.BaseModel, extra="allow", frozen=True):
         if not math.isfinite(seconds) or seconds <= 0:
             raise ValueError("expected a positive, finite duration")
         return seconds
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What the scheduler needs to know of a pending task before it is claimed."""
+
+    after: tuple[str, ...] = ()
+    isolation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +154,24 @@ def parse_task(data: bytes, name: str) -> Task:
     frontmatter, body = _split_frontmatter(text)
     meta = TaskMeta() if frontmatter is None else _parse_meta(frontmatter)
     return Task(name=name, meta=meta, body=body, text=text)
+
+
+def peek_schedule(head: bytes) -> Schedule:
+    """Read ``after:`` and ``isolation:`` from the first bytes of a pending task.
+
+    Lenient: anything unreadable reads as "no constraints"; the full parse after the
+    claim refuses the file with its reason. Files that do not mention either key are
+    not parsed at all.
+    """
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    if not _SCHEDULE_KEY_RE.search(text):
+        return Schedule()
+    try:
+        frontmatter, _ = _split_frontmatter(text)
+        meta = TaskMeta() if frontmatter is None else _parse_meta(frontmatter)
+    except TaskFileError:
+        return Schedule()
+    return Schedule(meta.after, meta.isolation)
 
 
 class _SplitOnlyHandler(YAMLHandler):
