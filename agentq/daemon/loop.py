@@ -58,8 +58,11 @@ from agentq.daemon.wiring import (
 )
 from agentq.queue.janitor.plan import Limits
 from agentq.queue.janitor.run import Janitor
+from agentq.daemon.workspaces import ProjectSettings, TaskWorkspaces
 from agentq.queue.router import RoutingPolicy
 from agentq.queue.watcher import InboxWatcher
+from agentq.workspace.git import Git
+from agentq.workspace.worktrees import Worktrees
 
 if TYPE_CHECKING:
     from agentq.accounts.switcher import AccountLinks, Switcher
@@ -115,6 +118,7 @@ class Daemon:
             self.clock,
             self.events,
         )
+        self.settings = ProjectSettings(config.dispatch, env)
         self._make_local = local_executor or default_local
         self._make_remote = remote_executor or default_remote
         self.dispatcher: Dispatcher | None = None
@@ -231,6 +235,9 @@ class Daemon:
             self.counters,
             self.clock,
             self.events,
+            self.settings,
+            TaskWorkspaces(Worktrees(Git(self.env)), self.settings),
+            pool_size=self.config.pool.max,
         )
         self._start_switcher(local.pool)
         self.watcher.start()
@@ -470,7 +477,9 @@ class Daemon:
         return self.dispatcher
 
     def _dispatch(self) -> None:
-        self._dispatcher().dispatch(self.scanner.pending, self.scanner.projects, self.stopping)
+        self._dispatcher().dispatch(
+            self.scanner.pending, self.scanner.projects, self.stopping, self.scanner.not_ready
+        )
 
     def _take_requests(self) -> None:
         """Request files (``agentq swap``/``reload`` without the API) in ``state_dir/requests``."""
@@ -524,7 +533,9 @@ class Daemon:
         self.state["incomplete"] = dict(self.scanner.incomplete)
         if self.notifications is not None:
             self.state["notifications"] = self.notifications.history()
+        self.state["project_config_problems"] = dict(self.settings.problems)
         if self.dispatcher is not None:
+            self.state["waiting"] = self.dispatcher.waiting
             for key, executor in (
                 ("sessions", self.dispatcher.local),
                 ("delegation", self.dispatcher.remote),
