@@ -252,7 +252,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     )
     if source is not None and args.file == "-":
         source = None
-    text = submit.compose(text, submit.parse_assignments(args.set or []))
+    assignments = submit.parse_assignments(args.set or [])
+    if args.isolation:
+        assignments["isolation"] = args.isolation
+    if args.after:
+        assignments["after"] = [
+            n.strip() for arg in args.after for n in arg.split(",") if n.strip()
+        ]
+    if args.base:
+        assignments["base"] = args.base
+    text = submit.compose(text, assignments)
     name = submit.choose_name(text, source, datetime.now())
     path = submit.submit(submit.project_root(Path(args.project).resolve()), text, name)
     print(path)
@@ -363,6 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file")
     p.add_argument("--text")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument(
+        "--isolation", choices=["none", "worktree"], help="run in a git worktree of its own"
+    )
+    p.add_argument(
+        "--after", action="append", metavar="NAME", help="wait for this task (repeatable)"
+    )
+    p.add_argument("--base", metavar="REF", help="the git revision a worktree starts from")
     p = add("status", cmd_status, "show queue counts and daemon health")
     p.add_argument("--config")
     p.add_argument("--json", action="store_true")
