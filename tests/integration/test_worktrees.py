@@ -6,16 +6,15 @@ with an identity of its own and without the user's or the system's configuration
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import subprocess
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from agentq.cli.status import collect_status, render_status
 from agentq.config.load import load_config
@@ -215,7 +214,250 @@ def test_six_plain_tasks_of_one_project_never_run_two_at_once(
     assert found["failed"] == [] and len(found["done"]) == 6
     spans = sorted(_intervals(tmp_path, _by_name(found["done"])).values())
     assert len(spans) == 6, "a prompt was typed twice or never"
-    overlaps = [(a, b) for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1]]
+    overlaps = [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
     print(f"plain tasks running at once (measured): {_max_concurrent(spans)}")
     assert overlaps == [], "two tasks of one checkout ran at once"
     assert {p["cwd"] for p in _prompts(tmp_path)} == {str(project)}
+
+
+# -- acceptance: dependencies --------------------------------------------------------------
+
+DAG = {
+    "a.md": [],
+    "b.md": ["a.md"],
+    "c.md": ["a.md"],
+    "d.md": ["b.md", "c.md"],
+    "e.md": ["d.md"],
+    "f.md": ["a.md", "e.md"],
+    "g.md": ["c.md"],
+    "h.md": ["f.md", "g.md"],
+}
+
+
+def test_a_dag_of_eight_tasks_runs_in_a_valid_order(tmp_path: Path, socket_name: str) -> None:
+    """Eight tasks with ``after:``, dropped last-first, three at a time: each after its deps."""
+    project = make_projects(tmp_path / "projects", 1)[0]
+    # The project's own defaults: three at a time (plain tasks, by choice of the project).
+    (project / ".agent-queue" / "config.yaml").write_text("max_parallel: 3\n")
+    for name in reversed(DAG):
+        drop(project, name, f"node {name}\nsim: work 0.5s", after=DAG[name])
+    daemon = Daemon(tmp_path, _config(tmp_path, socket_name))
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        wait_until(lambda: not inbox_left([project]), 180, interval=0.5, message="tasks left")
+    finally:
+        daemon.close()
+    found = results([project])
+    assert found["failed"] == [], [_footer(p).error for p in found["failed"]]
+    done = _by_name(found["done"])
+    spans = _intervals(tmp_path, done)
+    assert sorted(spans) == sorted(DAG)
+    for name, deps in DAG.items():
+        for dep in deps:
+            assert spans[name][0] >= spans[dep][1], f"{name} started before {dep} finished"
+    order = sorted(spans, key=lambda n: spans[n][0])
+    print(
+        f"DAG order (measured): {' '.join(order)}; at once: {_max_concurrent(list(spans.values()))}"
+    )
+
+
+def test_failed_unknown_and_circular_dependencies_fail_with_reasons(
+    tmp_path: Path, socket_name: str
+) -> None:
+    """A failed dependency fails its dependents (transitively); a cycle and an unknown name too."""
+    project = make_projects(tmp_path / "projects", 1)[0]
+    drop(project, "x.md", "fails\nsim: fail")
+    drop(project, "y.md", "after x", after=["x.md"])
+    drop(project, "z.md", "after y", after=["y.md"])
+    drop(project, "c1.md", "cycle one", after=["c2.md"])
+    drop(project, "c2.md", "cycle two", after=["c1.md"])
+    drop(project, "self.md", "waits on itself", after=["self.md"])
+    drop(project, "u.md", "unknown", after=["nosuch.md"])
+    drop(project, "ok.md", "independent\nsim: work 0.1s")
+    daemon = Daemon(tmp_path, _config(tmp_path, socket_name))
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        wait_until(lambda: not inbox_left([project]), 120, interval=0.5, message="tasks left")
+        log = daemon.log()
+    finally:
+        daemon.close()
+    found = results([project])
+    assert [p.name for p in found["done"]] == ["ok.md"]
+    errors = {name: footer.error for name, footer in _by_name(found["failed"]).items()}
+    assert errors["y.md"] == "dependency failed: x.md"
+    assert errors["z.md"] == "dependency failed: y.md"
+    assert errors["c1.md"] == "dependency cycle: c1.md → c2.md → c1.md"
+    assert errors["c2.md"] == "dependency cycle: c2.md → c1.md → c2.md"
+    assert errors["self.md"] == "dependency cycle: self.md → self.md"
+    assert errors["u.md"] == "unknown dependency: nosuch.md (no task of that name in this project)"
+    typed = {_task_of(p) for p in _prompts(tmp_path)}
+    assert typed == {"x.md", "ok.md"}, "a task with a broken dependency reached an agent"
+    assert "Traceback" not in log
+
+
+def test_a_waiting_task_shows_what_it_waits_for_in_status(tmp_path: Path, socket_name: str) -> None:
+    """``agentq status`` says "waiting for slow.md" while the dependency runs."""
+    project = make_projects(tmp_path / "projects", 1)[0]
+    daemon = Daemon(tmp_path, _config(tmp_path, socket_name))
+    config = load_config(daemon.config_path, {"HOME": str(daemon.home)})
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        drop(project, "slow.md", "slow\nsim: work 4s")
+        drop(project, "next.md", "next\nsim: work 0.1s", after=["slow.md"])
+
+        def shown() -> str:
+            text = render_status(collect_status(config, 0.0))
+            return text if "next.md: waiting for slow.md" in text else ""
+
+        wait_until(shown, 30, message="status never showed the wait")
+        wait_until(lambda: len(results([project])["done"]) == 2, 60)
+        assert "waiting for" not in render_status(collect_status(config, 0.0))
+    finally:
+        daemon.close()
+
+
+# -- acceptance: what cannot have a worktree fails cleanly -------------------------------
+
+
+def test_worktree_tasks_that_cannot_get_one_fail_with_the_reason_and_leave_nothing(
+    tmp_path: Path, socket_name: str
+) -> None:
+    """Not a repository, an unknown base, a repository without commits: failed/, daemon up."""
+    plain, repo, empty = make_projects(tmp_path / "projects", 3)
+    base = make_repo(repo)
+    git(empty, "init", "--quiet")
+    drop(plain, "nogit.md", "no repository", isolation="worktree")
+    drop(repo, "nobase.md", "unknown base", isolation="worktree", base="no-such-branch")
+    drop(repo, "option.md", "looks like an option", isolation="worktree", base="-x")
+    drop(empty, "nocommit.md", "no commit yet", isolation="worktree")
+    daemon = Daemon(tmp_path, _config(tmp_path, socket_name))
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        wait_until(lambda: len(results([plain, repo, empty])["failed"]) == 4, 60)
+        drop(plain, "after.md", "the daemon still works\nsim: work 0.1s")
+        drop(repo, "good.md", "a good one\nsim: work 0.1s", isolation="worktree", base="main")
+        wait_until(lambda: len(results([plain, repo])["done"]) == 2, 60)
+        assert daemon.proc is not None and daemon.proc.poll() is None
+    finally:
+        daemon.close()
+    errors = {
+        n: f.error or "" for n, f in _by_name(results([plain, repo, empty])["failed"]).items()
+    }
+    assert "is not a git repository" in errors["nogit.md"]
+    assert (
+        errors["nobase.md"] == "unknown base: 'no-such-branch' is not a commit of this repository"
+    )
+    assert "invalid frontmatter: base" in errors["option.md"]
+    assert "no commit yet" in errors["nocommit.md"]
+    assert _branches(repo) == ["agentq/good"]
+    assert _worktrees(repo) == [str(repo)]
+    assert git(repo, "rev-parse", "HEAD") == base
+    assert not (plain / ".git").exists()
+    assert list((repo / ".agent-queue" / "worktrees").iterdir()) == []
+
+
+def test_uncommitted_changes_keep_the_worktree_and_the_footer_says_where(
+    tmp_path: Path, socket_name: str
+) -> None:
+    """A task that leaves a file uncommitted: the worktree is kept, and listed as an orphan."""
+    from agentq.queue.protocol import Project
+    from agentq.workspace.git import Git
+    from agentq.workspace.worktrees import list_orphans
+
+    repo = make_projects(tmp_path / "projects", 1)[0]
+    make_repo(repo)
+    drop(repo, "dirty.md", "sim: write notes.txt half done\nsim: work 0.1s", isolation="worktree")
+    daemon = Daemon(tmp_path, _config(tmp_path, socket_name))
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        done = wait_until(lambda: results([repo])["done"], 60)
+    finally:
+        daemon.close()
+    rows = dict(_footer(done[0]).details)
+    kept = repo / ".agent-queue" / "worktrees" / "dirty"
+    assert rows["uncommitted"] == "1: notes.txt"
+    assert rows["worktree"] == f"kept at {kept} (uncommitted changes)"
+    assert (kept / "notes.txt").read_text() == "half done\n"
+    assert rows["commits"] == "0"
+    orphans = list_orphans(Project(repo), Git())
+    assert [(o.path, o.branch) for o in orphans] == [(kept, "agentq/dirty")]
+
+
+# -- acceptance: crash between worktree add and delivery ----------------------------------
+
+
+@pytest.mark.parametrize("point", ["after_worktree_intent", "after_worktree_add"])
+def test_sigkill_between_worktree_add_and_delivery_leaves_one_branch_and_no_orphan(
+    tmp_path: Path, socket_name: str, point: str
+) -> None:
+    """SIGKILL at the crash point, restart: the task is done once, one branch, no orphan."""
+    repo = make_projects(tmp_path / "projects", 1)[0]
+    base = make_repo(repo)
+    drop(
+        repo, "crash.md", "sim: work 0.2s\nsim: write c.txt c\nsim: commit c", isolation="worktree"
+    )
+    daemon = Daemon(tmp_path, _config(tmp_path, socket_name))
+    try:
+        daemon.start(crash_at=point)
+        assert daemon.wait_exit() == 137
+        record = json.loads((repo / ".agent-queue" / ".agentq" / "crash.md.json").read_text())
+        assert record["worktree"]["branch"] == "agentq/crash"
+        assert _prompts(tmp_path) == []
+        daemon.start()
+        assert daemon.wait_ready()
+        done = wait_until(lambda: results([repo])["done"], 60, message="not done after restart")
+    finally:
+        daemon.close()
+    assert [p.name for p in done] == ["crash.md"] and results([repo])["failed"] == []
+    assert [_task_of(p) for p in _prompts(tmp_path)] == ["crash.md"]
+    assert _branches(repo) == ["agentq/crash"]
+    assert git(repo, "rev-list", "--count", f"{base}..agentq/crash") == "1"
+    assert _worktrees(repo) == [str(repo)]
+    assert list((repo / ".agent-queue" / "worktrees").iterdir()) == []
+    assert git(repo, "rev-parse", "HEAD") == base
+
+
+# -- acceptance: an account swap mid-task inside a worktree -------------------------------
+
+
+@pytest.mark.slow
+def test_a_task_cut_by_the_usage_limit_resumes_in_its_worktree_on_the_next_account(
+    tmp_path: Path, socket_name: str
+) -> None:
+    """Account A at its limit: swap to B, ``--resume`` in the same worktree, done on B."""
+    from tests.integration.test_failover import _config as failover_config
+    from tests.integration.test_failover import _homes
+
+    home_a, _ = _homes(tmp_path)
+    repo = make_projects(tmp_path / "projects", 1)[0]
+    base = make_repo(repo)
+    (repo / ".agent-queue" / "config.yaml").write_text("isolation: worktree\n")
+    config = failover_config(tmp_path, socket_name)
+    config["agent"]["env"].update(GIT_ENV)
+    daemon = Daemon(tmp_path, config)
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        (home_a / "sim-quota").write_text("resets 11pm (UTC)")
+        drop(
+            repo, "cut.md", "cut by the limit\nsim: work 0.5s\nsim: write cut.txt x\nsim: commit x"
+        )
+        done = wait_until(lambda: results([repo])["done"], 120, interval=0.5, message="not done")
+    finally:
+        daemon.close()
+    assert results([repo])["failed"] == []
+    footer = _footer(done[0])
+    rows = dict(footer.details)
+    assert footer.account == "b" and rows.get("resumed", "").endswith("on account b")
+    assert rows["branch"] == "agentq/cut" and rows["worktree"] == "removed"
+    worktree = str(repo / ".agent-queue" / "worktrees" / "cut")
+    prompts = _prompts(tmp_path)
+    assert len(prompts) == 2, "expected the task's prompt, then the prompt that continues it"
+    assert {p["cwd"] for p in prompts} == {worktree}
+    assert len({p["session_id"] for p in prompts}) == 1, "the resumed session is another one"
+    assert git(repo, "rev-parse", "HEAD") == base and _worktrees(repo) == [str(repo)]
