@@ -48,6 +48,7 @@ class Dispatcher:
         settings: ProjectSettings,
         workspaces: TaskWorkspaces,
         pool_size: int = 1,
+        folderless_local: bool = False,
     ) -> None:
         self.local = local
         self.remote = remote
@@ -59,10 +60,12 @@ class Dispatcher:
         self._settings = settings
         self._workspaces = workspaces
         self._pool_size = pool_size
+        #: The local executor edits no project folder (the instant executor).
+        self._folderless_local = folderless_local
         #: Tasks routed to an executor that was full: not claimed again until it has room.
         self._full_skips: dict[tuple[Path, str], Executor] = {}
-        #: project folder → task name → isolation, for every task started and not ended.
-        self._running: dict[Path, dict[str, Isolation]] = {}
+        #: project folder → task name → where it works, for every task started and not ended.
+        self._running: dict[Path, dict[str, schedule.Place]] = {}
         #: project folder → task name → why it waits (status shows it).
         self.waiting: dict[str, dict[str, str]] = {}
 
@@ -136,18 +139,17 @@ class Dispatcher:
                 if (inbox, item.name) in self._full_skips:
                     held.add(item.name)
                     continue
-                isolation = self._settings.isolation(project.path, item.isolation)
                 candidates.append(
                     schedule.Candidate(
                         str(project.path),
                         item.name,
                         item.priority,
                         item.arrival_ns,
-                        isolation,
-                        item.after,
+                        self._place(settings.isolation, item.meta, self._route_meta(item.meta)),
+                        item.meta.after,
                     )
                 )
-            needs_names = any(item.after for item in items)
+            needs_names = any(item.meta.after for item in items)
             states[str(project.path)] = schedule.ProjectState(
                 in_flight=dict(self._running.get(project.path, {})),
                 done=_names(project.done) if needs_names else frozenset(),
@@ -245,8 +247,9 @@ class Dispatcher:
         except AgentqError as exc:
             self.fail(claim, str(exc), task, started)
             return
-        self._running.setdefault(project.path, {})[name] = (
-            Isolation.NONE if worktree is None else Isolation.WORKTREE
+        default = self._settings.get(project.path).isolation
+        self._running.setdefault(project.path, {})[name] = self._place(
+            default, task.meta, decision, worktree
         )
         self._counters.bump("started")
         self._emit(claim, "delegated" if executor is self.remote else "working")
@@ -255,18 +258,43 @@ class Dispatcher:
     def route(self, task: taskfile.Task, record: ControlRecord) -> RouteDecision:
         """Where ``task`` runs now (providers that failed it terminally are skipped)."""
         unavailable = frozenset(record.unavailable)
-        decision = route(task.meta, self.policy, unavailable)
+        return self._route_meta(task.meta, unavailable)
+
+    def _route_meta(
+        self, meta: taskfile.TaskMeta, unavailable: frozenset[str] = frozenset()
+    ) -> RouteDecision:
+        decision = route(meta, self.policy, unavailable)
         if decision.executor == "provider" and self.remote is None:
             # Delegation is not wired to an executor here: run it locally, and say so.
             warning = f"provider {decision.provider!r} is not available; ran locally"
             return RouteDecision("local", None, decision.reason, (*decision.warnings, warning))
         return decision
 
+    def _place(
+        self,
+        default_isolation: str | None,
+        meta: taskfile.TaskMeta,
+        decision: RouteDecision,
+        worktree: Worktree | None = None,
+    ) -> schedule.Place:
+        """Where a task works: at a provider, in a worktree, or in the project's checkout."""
+        if decision.executor == "provider" and self.remote is not None:
+            return schedule.Place.ELSEWHERE
+        if worktree is not None:
+            return schedule.Place.WORKTREE
+        if (meta.isolation or default_isolation) == Isolation.WORKTREE.value:
+            return schedule.Place.WORKTREE  # before the claim: it will get one
+        return schedule.Place.ELSEWHERE if self._folderless_local else schedule.Place.CHECKOUT
+
     def adopt(self, executor: Executor, job: Job) -> None:
         """Hand a task that was running before a restart back to its executor."""
         executor.adopt(job)
-        isolation = Isolation.NONE if job.worktree is None else Isolation.WORKTREE
-        self._running.setdefault(job.claim.project.path, {})[job.claim.name] = isolation
+        project = job.claim.project.path
+        default = self._settings.get(project).isolation
+        place = self._place(default, job.task.meta, job.route, job.worktree)
+        if job.worktree is None and place is schedule.Place.WORKTREE:
+            place = schedule.Place.CHECKOUT  # it started before isolation was asked for
+        self._running.setdefault(project, {})[job.claim.name] = place
 
     def requeue(self, claim: q.Claim) -> None:
         """Give a claimed task back to the inbox; a worktree it never worked in goes."""

@@ -238,6 +238,7 @@ class Daemon:
             self.settings,
             TaskWorkspaces(Worktrees(Git(self.env)), self.settings),
             pool_size=self.config.pool.max,
+            folderless_local=self.config.agent.profile == "instant",
         )
         self._start_switcher(local.pool)
         self.watcher.start()

@@ -27,7 +27,7 @@ from agentq.core import crashpoints, durable
 from agentq.core.errors import QueueError, RefusedEntryError
 from agentq.queue.isolation import Worktree
 from agentq.queue.records import KEEP, ControlRecord, Keep, Phase
-from agentq.queue.taskfile import MAX_FILE_BYTES, MAX_FRONTMATTER_BYTES, peek_schedule
+from agentq.queue.taskfile import MAX_FILE_BYTES, MAX_FRONTMATTER_BYTES, TaskMeta, peek_meta
 from agentq.queue.vetting import (
     DELEGATED_SUFFIX,
     NAME_RE,
@@ -58,8 +58,8 @@ class Pending:
     name: str
     priority: int
     arrival_ns: int
-    after: tuple[str, ...] = ()
-    isolation: str | None = None
+    #: What the scheduler reads before the claim (defaults when unreadable).
+    meta: TaskMeta = field(default_factory=TaskMeta)
 
 
 @dataclass
@@ -216,11 +216,8 @@ class Project:
         elif invalid_name:
             out.refused.append((entry.name, invalid_name_reason(entry.name)))
         else:
-            plan = peek_schedule(head)
             priority = scan_priority(head)
-            out.ready.append(
-                Pending(entry.name, priority, st.st_ctime_ns, plan.after, plan.isolation)
-            )
+            out.ready.append(Pending(entry.name, priority, st.st_ctime_ns, peek_meta(head)))
 
     def _peek(self, path: Path) -> tuple[bytes, bool]:
         """Read the head of a file safely; report whether someone still has it open for writing."""

@@ -11,10 +11,11 @@ every project taken in priority order (higher first, then arrival, then name):
    succeeded), pending wins over ``failed/`` (a failed task moved back to the inbox). A
    task on a cycle of pending tasks fails ("dependency cycle: a.md → b.md → a.md"); a
    task that only waits on such a task fails once that one is in ``failed/``.
-2. **Concurrency per project.** With ``max_parallel`` unset, tasks without isolation run
-   one at a time (they share the project's checkout) and worktree tasks up to the pool
-   size (counting every running task of the project). With ``max_parallel: N``, at most
-   N tasks of the project run at once, whatever their isolation.
+2. **Concurrency per project**, by where a task works (:class:`Place`). With
+   ``max_parallel`` unset, tasks in the project's checkout run one at a time, and the
+   project's local tasks (checkout and worktree) up to the pool size; tasks that work
+   in no folder of the project (at a remote provider) are not held. With
+   ``max_parallel: N``, at most N tasks of the project run at once, wherever they work.
 
 Waiting costs nothing: a task that waits stays a plain file in ``inbox/``.
 """
@@ -23,11 +24,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-
-from agentq.queue.isolation import Isolation
+from enum import Enum
 
 #: (project, task name): how the plan names a task.
 TaskKey = tuple[str, str]
+
+
+class Place(Enum):
+    """Where a task works while it runs."""
+
+    #: In the project's own checkout (a local task without isolation).
+    CHECKOUT = "checkout"
+    #: In a git worktree of its own.
+    WORKTREE = "worktree"
+    #: In no folder of the project (a remote provider, or an executor that edits nothing).
+    ELSEWHERE = "elsewhere"
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,7 @@ class Candidate:
     name: str
     priority: int = 0
     arrival_ns: int = 0
-    isolation: Isolation = Isolation.NONE
+    place: Place = Place.CHECKOUT
     after: tuple[str, ...] = ()
 
     @property
@@ -55,13 +66,13 @@ class Limits:
     pool_size: int = 1
 
     @property
-    def plain(self) -> int:
-        """How many tasks without isolation may run at once."""
+    def checkout(self) -> int:
+        """How many tasks may work in the project's checkout at once."""
         return self.max_parallel or 1
 
     @property
     def total(self) -> int:
-        """How many tasks of the project may run at once."""
+        """How many of the project's tasks may run at once (counted as :func:`_counts` says)."""
         return self.max_parallel or max(self.pool_size, 1)
 
 
@@ -70,7 +81,7 @@ class ProjectState:
     """What the plan needs to know about one project besides its candidates.
 
     Attributes:
-        in_flight: running tasks (claimed, local or delegated) and their isolation.
+        in_flight: running tasks (claimed, local or delegated) and where they work.
         done: names in ``done/``.
         failed: names in ``failed/``.
         not_ready: names in the inbox that cannot be claimed yet (a file still being
@@ -78,7 +89,7 @@ class ProjectState:
         limits: the concurrency settings.
     """
 
-    in_flight: Mapping[str, Isolation] = field(default_factory=dict)
+    in_flight: Mapping[str, Place] = field(default_factory=dict)
     done: frozenset[str] = frozenset()
     failed: frozenset[str] = frozenset()
     not_ready: frozenset[str] = frozenset()
@@ -105,15 +116,14 @@ def plan(pending: Sequence[Candidate], projects: Mapping[str, ProjectState]) -> 
     for project, candidates in by_project.items():
         state = projects.get(project, ProjectState())
         ready += _dependencies(candidates, state, result)
-    running = {p: _counts(projects.get(p, ProjectState())) for p in by_project}
+    running = {p: list(projects.get(p, ProjectState()).in_flight.values()) for p in by_project}
     for candidate in sorted(ready, key=lambda c: (-c.priority, c.arrival_ns, c.name, c.project)):
         state = projects.get(candidate.project, ProjectState())
-        reason = _limit_reason(candidate, running[candidate.project], state.limits)
+        reason = _limit_reason(candidate.place, running[candidate.project], state.limits)
         if reason:
             result.waiting[candidate.key] = reason
             continue
-        total, plain = running[candidate.project]
-        running[candidate.project] = (total + 1, plain + (candidate.isolation is Isolation.NONE))
+        running[candidate.project].append(candidate.place)
         result.start.append(candidate)
     return result
 
@@ -181,20 +191,22 @@ def _path_back(start: str, graph: Mapping[str, Sequence[str]]) -> list[str] | No
     return None
 
 
-def _counts(state: ProjectState) -> tuple[int, int]:
-    """(running tasks, running tasks without isolation) of a project."""
-    plain = sum(iso is Isolation.NONE for iso in state.in_flight.values())
-    return len(state.in_flight), plain
-
-
-def _limit_reason(candidate: Candidate, running: tuple[int, int], limits: Limits) -> str:
-    """Why rule 2 holds ``candidate`` back now ('' when it may start)."""
-    total, plain = running
-    if total >= limits.total:
-        return f"waiting: {total} task(s) of this project running (max_parallel {limits.total})"
-    if candidate.isolation is Isolation.NONE and plain >= limits.plain:
+def _limit_reason(place: Place, running: list[Place], limits: Limits) -> str:
+    """Why rule 2 holds a task that would work at ``place`` back now ('' when it may start)."""
+    if limits.max_parallel is None:
+        if place is Place.ELSEWHERE:
+            return ""
+        local = sum(p is not Place.ELSEWHERE for p in running)
+        if local >= limits.total:
+            return f"waiting: {local} task(s) of this project running (the pool's size)"
+    elif len(running) >= limits.total:
         return (
-            f"waiting: {plain} task(s) already work in the project's checkout "
-            f"(max_parallel {limits.plain} without isolation)"
+            f"waiting: {len(running)} task(s) of this project running (max_parallel {limits.total})"
+        )
+    checkout = running.count(Place.CHECKOUT)
+    if place is Place.CHECKOUT and checkout >= limits.checkout:
+        return (
+            f"waiting: {checkout} task(s) already work in the project's checkout "
+            f"(max_parallel {limits.checkout})"
         )
     return ""

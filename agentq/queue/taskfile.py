@@ -44,7 +44,13 @@ TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@=-]{0,196}\.md$")
 # A git revision as a task may write it (``main``, ``v1.2``, ``HEAD~2``, a commit id): no
 # leading dash (never an option), no blanks or control characters. git checks the rest.
 _BASE_RE = re.compile(r"^[^\s\x00-\x1f\x7f-][^\s\x00-\x1f\x7f]{0,199}$")
-_SCHEDULE_KEY_RE = re.compile(r"^(?:after|isolation)[ \t]*:", re.MULTILINE)
+# The keys the scheduler reads before a claim (dependencies, isolation, and the routing keys
+# that tell whether a task will run in the project at all).
+_SCHEDULE_KEY_RE = re.compile(
+    r"^(?:after|isolation|needs_claude_code|preferred_ai|allow_delegation|complexity_hint)"
+    r"[ \t]*:",
+    re.MULTILINE,
+)
 
 _REASON_LIMIT = 300
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -117,14 +123,6 @@ class TaskMeta(pydantic.BaseModel, extra="allow", frozen=True):
 
 
 @dataclass(frozen=True)
-class Schedule:
-    """What the scheduler needs to know of a pending task before it is claimed."""
-
-    after: tuple[str, ...] = ()
-    isolation: str | None = None
-
-
-@dataclass(frozen=True)
 class Task:
     """A parsed task file; ``text`` is the file's text without any agentq footer."""
 
@@ -156,22 +154,21 @@ def parse_task(data: bytes, name: str) -> Task:
     return Task(name=name, meta=meta, body=body, text=text)
 
 
-def peek_schedule(head: bytes) -> Schedule:
-    """Read ``after:`` and ``isolation:`` from the first bytes of a pending task.
+def peek_meta(head: bytes) -> TaskMeta:
+    """The frontmatter the scheduler needs, read from the first bytes of a pending task.
 
-    Lenient: anything unreadable reads as "no constraints"; the full parse after the
-    claim refuses the file with its reason. Files that do not mention either key are
-    not parsed at all.
+    Lenient: anything unreadable reads as the defaults; the full parse after the claim
+    refuses the file with its reason. A file that mentions none of the keys the
+    scheduler reads (``after``, ``isolation`` and the routing keys) is not parsed.
     """
     text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
     if not _SCHEDULE_KEY_RE.search(text):
-        return Schedule()
+        return TaskMeta()
     try:
         frontmatter, _ = _split_frontmatter(text)
-        meta = TaskMeta() if frontmatter is None else _parse_meta(frontmatter)
+        return TaskMeta() if frontmatter is None else _parse_meta(frontmatter)
     except TaskFileError:
-        return Schedule()
-    return Schedule(meta.after, meta.isolation)
+        return TaskMeta()
 
 
 class _SplitOnlyHandler(YAMLHandler):
