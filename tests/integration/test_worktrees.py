@@ -11,10 +11,12 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from agentq.cli.status import collect_status, render_status
 from agentq.config.load import load_config
@@ -461,3 +463,54 @@ def test_a_task_cut_by_the_usage_limit_resumes_in_its_worktree_on_the_next_accou
     assert {p["cwd"] for p in prompts} == {worktree}
     assert len({p["session_id"] for p in prompts}) == 1, "the resumed session is another one"
     assert git(repo, "rev-parse", "HEAD") == base and _worktrees(repo) == [str(repo)]
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def _agentq(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTQ_", "TMUX"))}
+    return subprocess.run(
+        [sys.executable, "-m", "agentq", *args],
+        env={**env, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_submit_sets_isolation_after_and_base_and_refuses_bad_ones(tmp_path: Path) -> None:
+    """``agentq submit --isolation --after --base``: the keys in the file; bad values refused."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    out = _agentq(
+        "submit", "--project", str(project), "--text", "# Deploy", "--isolation", "worktree",
+        "--after", "a.md,b.md", "--after", "c.md", "--base", "release/2.0", home=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    meta = taskfile.parse_task(Path(out.stdout.strip()).read_bytes(), "x.md").meta
+    assert (meta.isolation, meta.base) == ("worktree", "release/2.0")
+    assert meta.after == ("a.md", "b.md", "c.md")
+    bad = _agentq("submit", "--project", str(project), "--text", "x", "--after", "../etc.md",
+                  home=tmp_path)  # fmt: skip
+    assert bad.returncode == 1 and "after" in bad.stderr and "Traceback" not in bad.stderr
+    wrong = _agentq("submit", "--project", str(project), "--text", "x", "--isolation", "vm",
+                    home=tmp_path)  # fmt: skip
+    assert wrong.returncode == 2
+    assert len(list((project / ".agent-queue" / "inbox").iterdir())) == 1
+
+
+def test_validate_lists_every_problem_of_a_projects_config(tmp_path: Path) -> None:
+    """``agentq validate`` reads each project's config.yaml too, each problem with its line."""
+    project = make_projects(tmp_path / "projects", 1)[0]
+    (project / ".agent-queue" / "config.yaml").write_text("isolation: vm\nmax_parallel: 0\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"state_dir": str(tmp_path / "state"), "projects": {"roots": [str(project.parent)]}}
+        )
+    )
+    out = _agentq("validate", "--config", str(config), home=tmp_path)
+    assert out.returncode == 2
+    assert "config.yaml: line 1: isolation" in out.stderr
+    assert "config.yaml: line 2: max_parallel" in out.stderr
