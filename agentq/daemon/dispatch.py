@@ -163,8 +163,7 @@ class Dispatcher:
         now: dict[str, dict[str, str]] = {}
         for (project, name), reason in waiting.items():
             now.setdefault(project, {})[name] = reason
-        if now != self.waiting:
-            self._counters.changed = True
+        if now != self.waiting:  # state.json sees the change: its snapshot holds this dict
             for project, names in now.items():
                 for name, reason in names.items():
                     if self.waiting.get(project, {}).get(name) != reason:

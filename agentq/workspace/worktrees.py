@@ -231,7 +231,7 @@ def report_details(report: Report) -> tuple[tuple[str, str], ...]:
     return tuple(rows)
 
 
-def list_orphans(project: Project, git: Git) -> list[Orphan]:
+def list_orphans(project: Project, git: Git | None = None) -> list[Orphan]:
     """Worktree folders under ``.agent-queue/worktrees/`` whose task is no longer in flight.
 
     In flight means a ``.working``/``.delegated`` file in the inbox whose control record
@@ -248,7 +248,12 @@ def list_orphans(project: Project, git: Git) -> list[Orphan]:
             record = project.load_record(entry.name.rsplit(".", 1)[0])
             if record is not None and record.worktree is not None:
                 live.add(_resolved(record.worktree.path))
-    branches = {_resolved(p): b for p, b in git.worktrees(project.path).items()}
+    git = git or Git()
+    try:
+        registered = git.worktrees(project.path)
+    except GitError:
+        registered = {}  # no repository (any more): every folder is an orphan, without branch
+    branches = {_resolved(p): b for p, b in registered.items()}
     orphans = []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         path = Path(entry.path)
