@@ -247,8 +247,8 @@ class Daemon:
             path.mkdir(mode=0o700, exist_ok=True)
             self.watcher.watch(path)
         self.scanner.discover()
-        for project in self.scanner.projects:
-            self.settings.get(project)  # every project config problem is logged at start-up
+        for path in self.scanner.projects:
+            self.settings.get(path)  # every project config problem is logged at start-up
         self._sweep()
         recovery = Recovery(self.dispatcher, self.counters, self.clock)
         for project in list(self.scanner.projects.values()):
@@ -440,8 +440,8 @@ class Daemon:
             self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
         elif self.clock.monotonic() >= self._next_rescan:
             self.scanner.rescan()
-            for project in self.scanner.projects:
-                self.settings.get(project)  # a bad project config shows up in status soon
+            for path in self.scanner.projects:
+                self.settings.get(path)  # a bad project config shows up in status soon
             self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
         self._take_requests()
         self.view.take_requests()
