@@ -56,9 +56,9 @@ from agentq.daemon.wiring import (
     default_local,
     default_remote,
 )
+from agentq.daemon.workspaces import ProjectSettings, TaskWorkspaces
 from agentq.queue.janitor.plan import Limits
 from agentq.queue.janitor.run import Janitor
-from agentq.daemon.workspaces import ProjectSettings, TaskWorkspaces
 from agentq.queue.router import RoutingPolicy
 from agentq.queue.watcher import InboxWatcher
 from agentq.workspace.git import Git
