@@ -113,7 +113,8 @@ class Dispatcher:
             return
         self._full_skips = {k: e for k, e in self._full_skips.items() if e.capacity() <= 0}
         decided = self._plan(pending, project_of, not_ready or {})
-        self._note_waiting(decided.waiting)
+        current = {(str(inbox.parent.parent), p.name) for inbox, ps in pending.items() for p in ps}
+        self._note_waiting(decided.waiting, current)
         for (folder, name), reason in decided.failing.items():
             self._apply(pending, project_of, Path(folder), name, reason)
         for candidate in decided.start:
@@ -159,16 +160,31 @@ class Dispatcher:
             )
         return schedule.plan(candidates, states)
 
-    def _note_waiting(self, waiting: dict[schedule.TaskKey, str]) -> None:
+    def _note_waiting(
+        self, waiting: dict[schedule.TaskKey, str], pending: set[schedule.TaskKey]
+    ) -> None:
+        """Remember why tasks wait (``state.json``); tell the event log when a reason changes.
+
+        A ``pending`` event carries the reason (``''`` once a task waits no more), so the
+        task list shows "waiting for a.md" too.
+        """
+        before = self.waiting
         now: dict[str, dict[str, str]] = {}
         for (project, name), reason in waiting.items():
             now.setdefault(project, {})[name] = reason
-        if now != self.waiting:  # state.json sees the change: its snapshot holds this dict
-            for project, names in now.items():
-                for name, reason in names.items():
-                    if self.waiting.get(project, {}).get(name) != reason:
-                        logger.info("task waits", extra={"task": name, "reason": reason})
+            if before.get(project, {}).get(name) != reason:
+                logger.info("task waits", extra={"task": name, "reason": reason})
+                self._emit_pending(project, name, reason)
+        for project, names in before.items():
+            for name in names:
+                if name not in now.get(project, {}) and (project, name) in pending:
+                    self._emit_pending(project, name, "")
         self.waiting = now
+
+    def _emit_pending(self, project: str, name: str, reason: str) -> None:
+        self._events.emit(
+            ev.TASK, project=Path(project).name, task=name, state="pending", reason=reason
+        )
 
     def _apply(
         self,

@@ -15,12 +15,13 @@ Life cycle of a task with ``isolation: worktree`` (the daemon drives it):
 4. :meth:`Worktrees.discard`, when a task goes back to the inbox without having run
    (a restart before delivery): its worktree and branch go, unless they hold work.
 
-:func:`list_orphans` lists the worktrees whose task is no longer in flight (the janitor's
-input).
+:func:`list_orphans` lists the worktrees whose task is no longer in flight, and
+:func:`prune_orphan` removes one (the janitor's input and its pruner).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -34,7 +35,7 @@ from typing import TypeVar
 from agentq.core import crashpoints
 from agentq.core.errors import GitError, WorkspaceError
 from agentq.queue.isolation import BRANCH_PREFIX, WORKTREES_DIRNAME, Worktree
-from agentq.queue.protocol import Claim, Project
+from agentq.queue.protocol import QUEUE_DIRNAME, Claim, Project
 from agentq.queue.vetting import NameKind, classify_name
 from agentq.workspace.git import Commit, DiffStat, Git, require_repository
 
@@ -262,6 +263,29 @@ def list_orphans(project: Project, git: Git | None = None) -> list[Orphan]:
         modified = entry.stat(follow_symlinks=False).st_mtime
         orphans.append(Orphan(path, branches.get(_resolved(path)), modified))
     return orphans
+
+
+def prune_orphan(path: Path, git: Git | None = None) -> None:
+    """Remove a task worktree's folder, whatever it holds (its branch stays): a janitor's pruner.
+
+    Raises:
+        WorkspaceError: ``path`` is not a folder under some ``.agent-queue/worktrees/``.
+    """
+    git = git or Git()
+    queue = path.parent.parent
+    if path.parent.name != WORKTREES_DIRNAME or queue.name != QUEUE_DIRNAME or path.is_symlink():
+        raise WorkspaceError(f"{path} is not a task worktree", path)
+    repo = queue.parent
+    try:
+        registered = _resolved(path) in {_resolved(p) for p in git.worktrees(repo)}
+    except GitError:
+        registered = False
+    if registered:
+        git.worktree_remove(repo, path, force=True)
+    elif path.is_dir():
+        shutil.rmtree(path)
+    with contextlib.suppress(GitError):
+        git.worktree_prune(repo)
 
 
 def _worktrees_folder(project: Project) -> Path:

@@ -10,7 +10,7 @@ import pytest
 from agentq.core.errors import WorkspaceError
 from agentq.queue.protocol import Claim, ControlRecord, Project
 from agentq.workspace.git import Git
-from agentq.workspace.worktrees import Worktrees, list_orphans
+from agentq.workspace.worktrees import Worktrees, list_orphans, prune_orphan
 from tests.integration.test_worktrees import GIT_ENV, git, make_repo
 
 pytestmark = pytest.mark.integration
@@ -86,3 +86,8 @@ def test_discard_removes_a_half_made_worktree_but_never_one_holding_work(repo: P
     assert gone and not half.exists()
     orphans = list_orphans(repo, Git())
     assert [(o.path.name, o.branch) for o in orphans] == [("busy", "agentq/busy")]
+    prune_orphan(orphans[0].path)
+    assert list_orphans(repo) == [] and not busy.path.exists()
+    assert git(repo.path, "worktree", "list", "--porcelain").count("worktree ") == 1
+    with pytest.raises(WorkspaceError, match="not a task worktree"):
+        prune_orphan(repo.path / "src")

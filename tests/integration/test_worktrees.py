@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -300,7 +301,7 @@ def test_failed_unknown_and_circular_dependencies_fail_with_reasons(
 
 
 def test_a_waiting_task_shows_what_it_waits_for_in_status(tmp_path: Path, socket_name: str) -> None:
-    """``agentq status`` says "waiting for slow.md" while the dependency runs."""
+    """``agentq status`` and the task list say "waiting for slow.md" while the dependency runs."""
     project = make_projects(tmp_path / "projects", 1)[0]
     daemon = Daemon(tmp_path, _config(tmp_path, socket_name))
     config = load_config(daemon.config_path, {"HOME": str(daemon.home)})
@@ -315,10 +316,21 @@ def test_a_waiting_task_shows_what_it_waits_for_in_status(tmp_path: Path, socket
             return text if "next.md: waiting for slow.md" in text else ""
 
         wait_until(shown, 30, message="status never showed the wait")
+        assert _listed_reason(daemon, "next.md") == "waiting for slow.md"
         wait_until(lambda: len(results([project])["done"]) == 2, 60)
         assert "waiting for" not in render_status(collect_status(config, 0.0))
+        assert _listed_reason(daemon, "next.md") is None
     finally:
         daemon.close()
+
+
+def _listed_reason(daemon: Daemon, name: str) -> str | None:
+    """The reason the API's task list gives for task ``name``."""
+    state = daemon.state_dir / "state.json"
+    url = wait_until(lambda: json.loads(state.read_text()).get("api", {}).get("url"), 10)
+    tasks = httpx.get(f"{url}/api/tasks?limit=500", timeout=10).json()["tasks"]
+    reason = next(t["reason"] for t in tasks if t["name"] == name)
+    return str(reason) if reason is not None else None
 
 
 # -- acceptance: what cannot have a worktree fails cleanly -------------------------------
