@@ -248,13 +248,9 @@ class Dispatcher:
             if executor is self.local:
                 worktree = self._workspaces.prepare(claim, task)
             elif self._settings.isolation(project.path, task.meta.isolation) is Isolation.WORKTREE:
-                note = "isolation: worktree does not apply to a task run by a provider"
-                decision = RouteDecision(
-                    decision.executor,
-                    decision.provider,
-                    decision.reason,
-                    (*decision.warnings, note),
-                )
+                decision = _warn(decision, "isolation: worktree does not apply at a provider")
+            if task.meta.base and worktree is None:
+                decision = _warn(decision, "base: ignored (it applies to isolation: worktree)")
             executor.start(Job(claim, task, decision, started, worktree))
         except WorkspaceError as exc:
             self.fail(claim, exc.reason, task, started)
@@ -410,6 +406,12 @@ class Dispatcher:
 
 def _redacted(details: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     return tuple((k, redact(v)) for k, v in details)
+
+
+def _warn(decision: RouteDecision, note: str) -> RouteDecision:
+    """The decision with one more warning for the footer."""
+    warnings = (*decision.warnings, note)
+    return RouteDecision(decision.executor, decision.provider, decision.reason, warnings)
 
 
 def _names(folder: Path) -> frozenset[str]:

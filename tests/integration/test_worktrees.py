@@ -352,7 +352,7 @@ def test_worktree_tasks_that_cannot_get_one_fail_with_the_reason_and_leave_nothi
         daemon.start()
         assert daemon.wait_ready()
         wait_until(lambda: len(results([plain, repo, empty])["failed"]) == 4, 60)
-        drop(plain, "after.md", "the daemon still works\nsim: work 0.1s")
+        drop(plain, "after.md", "the daemon still works\nsim: work 0.1s", base="main")
         drop(repo, "good.md", "a good one\nsim: work 0.1s", isolation="worktree", base="main")
         wait_until(lambda: len(results([plain, repo])["done"]) == 2, 60)
         assert daemon.proc is not None and daemon.proc.poll() is None
@@ -372,6 +372,8 @@ def test_worktree_tasks_that_cannot_get_one_fail_with_the_reason_and_leave_nothi
     assert git(repo, "rev-parse", "HEAD") == base
     assert not (plain / ".git").exists()
     assert list((repo / ".agent-queue" / "worktrees").iterdir()) == []
+    after = _footer(plain / ".agent-queue" / "done" / "after.md")
+    assert ("warning", "base: ignored (it applies to isolation: worktree)") in after.details
 
 
 def test_uncommitted_changes_keep_the_worktree_and_the_footer_says_where(
