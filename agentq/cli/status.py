@@ -92,7 +92,7 @@ def collect_status(config: Config, now: float) -> dict[str, Any]:
         "notifications": state.get("notifications", [])[-5:],
         "fleet": state.get("fleet", {}),
         "stale": _stale_from_state(state),
-        "waiting": state.get("waiting", {}),
+        "waiting": state.get("waiting", []),
         "project_config_problems": state.get("project_config_problems", {}),
     }
 
@@ -175,10 +175,9 @@ def render_status(doc: dict[str, Any]) -> str:
             f"notification {sent.get('time')}: {sent.get('event')} x{sent.get('count')} "
             f"to {sent.get('target')}: {outcome}"
         )
-    for project, names in sorted(doc["waiting"].items()):
-        for name, reason in sorted(names.items()):
-            lines.append(f"{project}/{name}: {reason}")
-    for path, problems in sorted(doc["project_config_problems"].items()):
+    for wait in doc.get("waiting", []):
+        lines.append(f"{wait['project']}/{wait['task']}: {wait['reason']}")
+    for path, problems in sorted(doc.get("project_config_problems", {}).items()):
         for problem in problems:
             lines.append(f"{path}: project config: {problem} (global defaults apply)")
     for inbox, names in doc["incomplete"].items():

@@ -181,6 +181,14 @@ class Dispatcher:
                     self._emit_pending(project, name, "")
         self.waiting = now
 
+    def waits(self) -> list[dict[str, str]]:
+        """Every waiting task with its reason, for ``state.json`` and the status document."""
+        return [
+            {"project": project, "task": name, "reason": reason}
+            for project, names in sorted(self.waiting.items())
+            for name, reason in sorted(names.items())
+        ]
+
     def _emit_pending(self, project: str, name: str, reason: str) -> None:
         self._events.emit(
             ev.TASK, project=Path(project).name, task=name, state="pending", reason=reason

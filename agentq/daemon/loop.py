@@ -540,7 +540,7 @@ class Daemon:
             self.state["notifications"] = self.notifications.history()
         self.state["project_config_problems"] = dict(self.settings.problems)
         if self.dispatcher is not None:
-            self.state["waiting"] = self.dispatcher.waiting
+            self.state["waiting"] = self.dispatcher.waits()
             for key, executor in (
                 ("sessions", self.dispatcher.local),
                 ("delegation", self.dispatcher.remote),

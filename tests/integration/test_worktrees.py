@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from agentq.cli.status import collect_status, render_status
+from agentq.cli.status import collect_status, fetch_status, render_status
 from agentq.config.load import load_config
 from agentq.queue import taskfile
 from tests.support.daemon import Daemon, drop, inbox_left, make_projects, results, wait_until
@@ -312,13 +312,16 @@ def test_a_waiting_task_shows_what_it_waits_for_in_status(tmp_path: Path, socket
         drop(project, "next.md", "next\nsim: work 0.1s", after=["slow.md"])
 
         def shown() -> str:
-            text = render_status(collect_status(config, 0.0))
-            return text if "next.md: waiting for slow.md" in text else ""
+            # Through the daemon's API (what `agentq status` prints), and from state.json.
+            text = render_status(fetch_status(config, 0.0))
+            folders = render_status(collect_status(config, 0.0))
+            wanted = "next.md: waiting for slow.md"
+            return text if wanted in text and wanted in folders else ""
 
         wait_until(shown, 30, message="status never showed the wait")
         assert _listed_reason(daemon, "next.md") == "waiting for slow.md"
         wait_until(lambda: len(results([project])["done"]) == 2, 60)
-        assert "waiting for" not in render_status(collect_status(config, 0.0))
+        assert "waiting for" not in render_status(fetch_status(config, 0.0))
         assert _listed_reason(daemon, "next.md") is None
     finally:
         daemon.close()
