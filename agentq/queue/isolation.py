@@ -8,6 +8,7 @@ find, and tidy, a worktree that a crash left half made.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -18,6 +19,18 @@ from typing import Any
 WORKTREES_DIRNAME = "worktrees"
 #: Every branch agentq creates starts with this.
 BRANCH_PREFIX = "agentq/"
+# A git revision as a task may write it (``main``, ``v1.2``, ``HEAD~2``, a commit id): no
+# leading dash (never an option), no blanks or control characters. git checks the rest.
+_BASE_RE = re.compile(r"^[^\s\x00-\x1f\x7f-][^\s\x00-\x1f\x7f]{0,199}$")
+
+
+def check_base(value: str | None) -> str | None:
+    """Validate a task's ``base:`` (a pydantic validator of the frontmatter schema)."""
+    if value is not None and not _BASE_RE.fullmatch(value):
+        raise ValueError(
+            "expected a git revision (a branch, tag or commit) without blanks or a leading '-'"
+        )
+    return value
 
 
 class Isolation(Enum):

@@ -22,12 +22,30 @@ Waiting costs nothing: a task that waits stays a plain file in ``inbox/``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 #: (project, task name): how the plan names a task.
 TaskKey = tuple[str, str]
+#: How many names ``after:`` may list.
+MAX_AFTER = 100
+#: A task file name (the rule of ``agentq.queue.vetting.NAME_RE``): ``after:`` names tasks.
+TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@=-]{0,196}\.md$")
+
+
+def check_after(value: object) -> tuple[str, ...]:
+    """Validate a task's ``after:`` (one name or a list; a frontmatter schema validator)."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list):
+        raise ValueError("expected a list of task file names, like [a.md, b.md]")
+    if len(names) > MAX_AFTER:
+        raise ValueError(f"at most {MAX_AFTER} names")
+    for name in names:
+        if not isinstance(name, str) or not TASK_NAME_RE.fullmatch(name):
+            raise ValueError(f"{name!r} is not a task file name of this project (x.md)")
+    return tuple(dict.fromkeys(names))
 
 
 class Place(Enum):

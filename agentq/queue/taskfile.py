@@ -30,20 +30,14 @@ from frontmatter.default_handlers import YAMLHandler
 
 from agentq.core.durations import format_duration, parse_duration
 from agentq.core.errors import TaskFileError
+from agentq.queue.isolation import check_base
+from agentq.queue.schedule import check_after
 
 logger = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_FRONTMATTER_BYTES = 64 * 1024
 MAX_YAML_DEPTH = 64
-#: How many names ``after:`` may list.
-MAX_AFTER = 100
-
-#: A task file name (the rule of ``agentq.queue.vetting.NAME_RE``): ``after:`` names tasks.
-TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@=-]{0,196}\.md$")
-# A git revision as a task may write it (``main``, ``v1.2``, ``HEAD~2``, a commit id): no
-# leading dash (never an option), no blanks or control characters. git checks the rest.
-_BASE_RE = re.compile(r"^[^\s\x00-\x1f\x7f-][^\s\x00-\x1f\x7f]{0,199}$")
 # The keys the scheduler reads before a claim (dependencies, isolation, and the routing keys
 # that tell whether a task will run in the project at all).
 _SCHEDULE_KEY_RE = re.compile(
@@ -79,27 +73,8 @@ class TaskMeta(pydantic.BaseModel, extra="allow", frozen=True):
     base: pydantic.StrictStr | None = None
     after: tuple[str, ...] = ()
 
-    @pydantic.field_validator("base")
-    @classmethod
-    def _plain_revision(cls, value: str | None) -> str | None:
-        if value is not None and not _BASE_RE.fullmatch(value):
-            raise ValueError(
-                "expected a git revision (a branch, tag or commit) without blanks or a leading '-'"
-            )
-        return value
-
-    @pydantic.field_validator("after", mode="before")
-    @classmethod
-    def _task_names(cls, value: object) -> object:
-        names = [value] if isinstance(value, str) else value
-        if not isinstance(names, list):
-            raise ValueError("expected a list of task file names, like [a.md, b.md]")
-        if len(names) > MAX_AFTER:
-            raise ValueError(f"at most {MAX_AFTER} names")
-        for name in names:
-            if not isinstance(name, str) or not TASK_NAME_RE.fullmatch(name):
-                raise ValueError(f"{name!r} is not a task file name of this project (x.md)")
-        return tuple(dict.fromkeys(names))
+    _check_base = pydantic.field_validator("base")(check_base)
+    _check_after = pydantic.field_validator("after", mode="before")(check_after)
 
     @pydantic.field_validator("priority", mode="before")
     @classmethod

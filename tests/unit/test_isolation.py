@@ -13,8 +13,9 @@ from agentq.core.errors import ConfigError, TaskFileError
 from agentq.queue import vetting
 from agentq.queue.isolation import Worktree
 from agentq.queue.protocol import ControlRecord
+from agentq.queue.schedule import TASK_NAME_RE
 from agentq.queue.submit import compose
-from agentq.queue.taskfile import TASK_NAME_RE, TaskMeta, parse_task, peek_meta
+from agentq.queue.taskfile import TaskMeta, parse_task, peek_meta
 from agentq.sim.actions import write_inside
 from agentq.sim.rules import Action, parse_script, relative_parts
 from agentq.workspace.git import Commit, DiffStat
