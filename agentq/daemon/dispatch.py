@@ -60,7 +60,8 @@ class Dispatcher:
         self._settings = settings
         self._workspaces = workspaces
         self._pool_size = pool_size
-        #: The local executor edits no project folder (the instant executor).
+        #: The local executor edits no project folder here (the instant executor, or the
+        #: fleet, whose workers run tasks in their own checkouts): no worktree, no checkout rule.
         self._folderless_local = folderless_local
         #: Tasks routed to an executor that was full: not claimed again until it has room.
         self._full_skips: dict[tuple[Path, str], Executor] = {}
@@ -253,10 +254,11 @@ class Dispatcher:
         claim.record.executor = executor.name
         worktree: Worktree | None = None
         try:
-            if executor is self.local:
+            if executor is self.local and not self._folderless_local:
                 worktree = self._workspaces.prepare(claim, task)
             elif self._settings.isolation(project.path, task.meta.isolation) is Isolation.WORKTREE:
-                decision = _warn(decision, "isolation: worktree does not apply at a provider")
+                where = "at a provider" if executor is self.remote else "where this task runs"
+                decision = _warn(decision, f"isolation: worktree does not apply {where}")
             if task.meta.base and worktree is None:
                 decision = _warn(decision, "base: ignored (it applies to isolation: worktree)")
             executor.start(Job(claim, task, decision, started, worktree))
@@ -301,9 +303,11 @@ class Dispatcher:
             return schedule.Place.ELSEWHERE
         if worktree is not None:
             return schedule.Place.WORKTREE
+        if self._folderless_local:
+            return schedule.Place.ELSEWHERE
         if (meta.isolation or default_isolation) == Isolation.WORKTREE.value:
             return schedule.Place.WORKTREE  # before the claim: it will get one
-        return schedule.Place.ELSEWHERE if self._folderless_local else schedule.Place.CHECKOUT
+        return schedule.Place.CHECKOUT
 
     def adopt(self, executor: Executor, job: Job) -> None:
         """Hand a task that was running before a restart back to its executor."""

@@ -238,7 +238,8 @@ class Daemon:
             self.settings,
             TaskWorkspaces(Worktrees(Git(self.env)), self.settings),
             pool_size=self.config.pool.max,
-            folderless_local=self.config.agent.profile == "instant",
+            folderless_local=self.config.agent.profile == "instant"
+            or (self.config.cluster is not None and self.config.cluster.submit),
         )
         self._start_switcher(local.pool)
         self.watcher.start()
