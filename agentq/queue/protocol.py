@@ -133,6 +133,8 @@ class Project:
         self.control = control or self.queue / CONTROL_DIRNAME
         self.quarantine = self.queue / QUARANTINE_DIRNAME
         self._uid = os.getuid()
+        #: name → ((inode, size, mtime), what the scheduler read of it): parsed once per version.
+        self._metas: dict[str, tuple[tuple[int, int, int], TaskMeta]] = {}
 
     def __repr__(self) -> str:
         return f"Project({str(self.path)!r})"
@@ -168,6 +170,8 @@ class Project:
             elif kind in (NameKind.INVALID, NameKind.PENDING):
                 self._vet_pending(entry, now_ns, quiet_ns, result, kind is NameKind.INVALID)
         result.ready.sort(key=lambda p: (-p.priority, p.arrival_ns, p.name))
+        ready = {p.name for p in result.ready}
+        self._metas = {n: m for n, m in self._metas.items() if n in ready}
         return result
 
     def _list(self, folder: Path) -> Iterator[os.DirEntry[str]]:
@@ -217,7 +221,11 @@ class Project:
             out.refused.append((entry.name, invalid_name_reason(entry.name)))
         else:
             priority = scan_priority(head)
-            out.ready.append(Pending(entry.name, priority, st.st_ctime_ns, peek_meta(head)))
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            known = self._metas.get(entry.name)
+            if known is None or known[0] != stamp:
+                known = self._metas[entry.name] = (stamp, peek_meta(head))
+            out.ready.append(Pending(entry.name, priority, st.st_ctime_ns, known[1]))
 
     def _peek(self, path: Path) -> tuple[bytes, bool]:
         """Read the head of a file safely; report whether someone still has it open for writing."""
