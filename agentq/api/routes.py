@@ -233,6 +233,8 @@ def status_doc(snap: Snapshot, now: float) -> dict[str, Any]:
         "delegation": dict(snap.delegation),
         "notifications": list(snap.health.get("notifications", [])),
         "stale": stale_doc(snap, now),
+        "waiting": [dict(w) for w in snap.health.get("waiting", [])],
+        "project_config_problems": dict(snap.health.get("project_config_problems", {})),
     }
 
 

@@ -1,8 +1,11 @@
 """``agentq demo``: the bundled simulated agent working through the sample queues in real tmux.
 
-Copies the sample projects into a throwaway workspace, starts the daemon with the
-``sim`` profile and a small pool on a private tmux server, prints progress as
-tasks move, and stops when every inbox is empty.
+Copies the sample projects into a throwaway workspace, makes one of them (``webapp``)
+a git repository whose tasks run in worktrees of their own, starts the daemon with the
+``sim`` profile and a small pool on a private tmux server, prints progress as tasks
+move, stops when every inbox is empty, and lists each task's branch and diffstat.
+Every git command runs with the demo's own identity and without the user's git
+configuration.
 """
 
 from __future__ import annotations
@@ -19,10 +22,23 @@ from typing import Any, TextIO
 from agentq.config.load import config_from_dict
 from agentq.daemon.loop import Daemon
 from agentq.queue import protocol as q
+from agentq.queue import taskfile
 from agentq.sessions.tmux import TmuxDriver
+from agentq.workspace.git import Git
 
 PACKAGED_FIXTURES = Path(__file__).parent.parent / "demo_fixtures"
 SOURCE_FIXTURES = Path(__file__).parent.parent.parent / "fixtures" / "queues"
+#: The sample project that becomes a git repository (its tasks use worktrees).
+GIT_PROJECT = "webapp"
+#: The demo's git identity; the user's global and system git configuration are not read.
+GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "agentq demo",
+    "GIT_AUTHOR_EMAIL": "demo@agentq.invalid",
+    "GIT_COMMITTER_NAME": "agentq demo",
+    "GIT_COMMITTER_EMAIL": "demo@agentq.invalid",
+}
 
 
 def fixtures_dir() -> Path:
@@ -41,7 +57,20 @@ def prepare_workspace(target: Path | None) -> Path:
     for project in sorted(fixtures_dir().iterdir()):
         if project.is_dir():
             shutil.copytree(project, projects / project.name, dirs_exist_ok=True)
+    repo = projects / GIT_PROJECT
+    if repo.is_dir() and not (repo / ".git").exists():
+        init_repository(repo)
     return workspace
+
+
+def init_repository(project: Path) -> None:
+    """Make ``project`` a git repository with a first commit (its queue folder left out)."""
+    git = Git({**os.environ, **GIT_ENV})
+    git.init(project)
+    exclude = project / ".git" / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    exclude.write_text(f"{q.QUEUE_DIRNAME}/\n")
+    git.commit_all(project, f"The {project.name} sample before agentq")
 
 
 def demo_config(workspace: Path, pool: int) -> dict[str, Any]:
@@ -49,7 +78,7 @@ def demo_config(workspace: Path, pool: int) -> dict[str, Any]:
     return {
         "state_dir": str(workspace / "state"),
         "projects": {"roots": [str(workspace / "projects")]},
-        "agent": {"profile": "sim"},
+        "agent": {"profile": "sim", "env": dict(GIT_ENV)},
         "accounts": [{"name": "demo", "home": str(workspace / "claude-home")}],
         "pool": {"prefix": "demo-", "min": 1, "max": pool},
         "tmux": {"socket_name": f"agentq-demo-{os.getpid()}"},
@@ -93,6 +122,24 @@ def _watch(daemon: Daemon, projects: list[q.Project], out: TextIO, deadline: flo
         time.sleep(0.5)  # the progress display's refresh rate
 
 
+def branch_summary(projects: list[q.Project]) -> list[str]:
+    """One line per finished task that ran in a worktree: its branch and diffstat."""
+    lines = []
+    for project in projects:
+        for folder in (project.done, project.failed):
+            for path in sorted(folder.glob("*.md")):
+                _, footer = taskfile.split_footer(path.read_text(errors="replace"))
+                rows = dict(footer.details) if footer is not None else {}
+                if "branch" in rows:
+                    lines.append(
+                        f"  {project.path.name}/{path.name}: branch {rows['branch']}, "
+                        f"{rows.get('diffstat', '')}"
+                    )
+    if lines:
+        lines.insert(0, "branches (see them with git -C <project> log --all --oneline):")
+    return lines
+
+
 def run_demo(target: Path | None, pool: int, out: TextIO = sys.stdout, timeout: float = 600) -> int:
     """Run the demo and return the exit code (0 when every task reached done/)."""
     if shutil.which("tmux") is None:
@@ -109,7 +156,7 @@ def run_demo(target: Path | None, pool: int, out: TextIO = sys.stdout, timeout: 
         file=out,
     )
     print(f"  watch them: tmux -L {raw['tmux']['socket_name']} attach", file=out, flush=True)
-    daemon = Daemon(config, dict(os.environ))
+    daemon = Daemon(config, {**os.environ, **GIT_ENV})
     watcher = threading.Thread(
         target=_watch, args=(daemon, projects, out, time.monotonic() + timeout)
     )
@@ -126,4 +173,6 @@ def run_demo(target: Path | None, pool: int, out: TextIO = sys.stdout, timeout: 
         print(f"  results: {project.done}", file=out)
         if project.counts()["failed"]:
             print(f"  failures: {project.failed}", file=out)
+    for line in branch_summary(projects):
+        print(line, file=out)
     return 0 if totals["failed"] == 0 and totals["pending"] == 0 else 1

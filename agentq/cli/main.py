@@ -104,6 +104,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         config = load_config(path, env)
         problems = account_problems(config) + notification_problems(config)
         problems += cluster_problems(config, env)
+        problems += _project_config_problems(config, env)
         warnings = _delegation_warnings(config, env)
     for warning in warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
@@ -122,6 +123,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     raw = args.config or os.environ.get("AGENTQ_CONFIG") or DEFAULT_CONFIG
     path = Path(os.path.expanduser(raw))
     return run_doctor(path, dict(os.environ), sys.stdout, as_json=args.json)
+
+
+def _project_config_problems(config: Config, env: dict[str, str]) -> list[str]:
+    """Every problem of the projects' own ``.agent-queue/config.yaml`` files."""
+    from agentq.config.load import load_project_config
+    from agentq.core.errors import ConfigError
+    from agentq.daemon.workspaces import PROJECT_CONFIG
+    from agentq.queue.protocol import QUEUE_DIRNAME, find_projects
+
+    problems = []
+    for project in find_projects(config.projects.roots, config.projects.paths):
+        path = project / QUEUE_DIRNAME / PROJECT_CONFIG
+        if not os.path.lexists(path):
+            continue
+        try:
+            load_project_config(path, env)
+        except ConfigError as exc:
+            problems += [f"{path}: {problem}" for problem in exc.problems]
+    return problems
 
 
 def _delegation_warnings(config: Config, env: dict[str, str]) -> list[str]:
@@ -252,7 +272,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     )
     if source is not None and args.file == "-":
         source = None
-    text = submit.compose(text, submit.parse_assignments(args.set or []))
+    assignments = submit.parse_assignments(args.set or [])
+    if args.isolation:
+        assignments["isolation"] = args.isolation
+    if args.after:
+        assignments["after"] = [
+            n.strip() for arg in args.after for n in arg.split(",") if n.strip()
+        ]
+    if args.base:
+        assignments["base"] = args.base
+    text = submit.compose(text, assignments)
     name = submit.choose_name(text, source, datetime.now())
     path = submit.submit(submit.project_root(Path(args.project).resolve()), text, name)
     print(path)
@@ -363,6 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file")
     p.add_argument("--text")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument(
+        "--isolation", choices=["none", "worktree"], help="run in a git worktree of its own"
+    )
+    p.add_argument(
+        "--after", action="append", metavar="NAME", help="wait for this task (repeatable)"
+    )
+    p.add_argument("--base", metavar="REF", help="the git revision a worktree starts from")
     p = add("status", cmd_status, "show queue counts and daemon health")
     p.add_argument("--config")
     p.add_argument("--json", action="store_true")

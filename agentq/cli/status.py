@@ -92,6 +92,8 @@ def collect_status(config: Config, now: float) -> dict[str, Any]:
         "notifications": state.get("notifications", [])[-5:],
         "fleet": state.get("fleet", {}),
         "stale": _stale_from_state(state),
+        "waiting": state.get("waiting", []),
+        "project_config_problems": state.get("project_config_problems", {}),
     }
 
 
@@ -173,6 +175,11 @@ def render_status(doc: dict[str, Any]) -> str:
             f"notification {sent.get('time')}: {sent.get('event')} x{sent.get('count')} "
             f"to {sent.get('target')}: {outcome}"
         )
+    for wait in doc.get("waiting", []):
+        lines.append(f"{wait['project']}/{wait['task']}: {wait['reason']}")
+    for path, problems in sorted(doc.get("project_config_problems", {}).items()):
+        for problem in problems:
+            lines.append(f"{path}: project config: {problem} (global defaults apply)")
     for inbox, names in doc["incomplete"].items():
         lines.append(f"{inbox}: still being written: {', '.join(names)}")
     return "\n".join(lines)

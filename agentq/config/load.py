@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agentq.config import issues
-from agentq.config.models import Config
+from agentq.config.models import Config, ProjectConfig
 from agentq.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -44,3 +44,18 @@ def validate_config_file(path: Path, env: Mapping[str, str]) -> list[str]:
     except ConfigError as exc:
         return exc.problems
     return []
+
+
+def load_project_config(path: Path, env: Mapping[str, str]) -> ProjectConfig:
+    """Read a project's ``.agent-queue/config.yaml`` (task defaults only).
+
+    Raises:
+        ConfigError: with every problem found, each one line with its YAML line number;
+            a symbolic link or anything but a regular file is refused without being read.
+    """
+    if path.is_symlink() or not path.is_file():
+        raise ConfigError(["not a regular file (symbolic links are not followed)"], path)
+    data, root = issues.read_yaml(path)
+    return issues.validate(
+        ProjectConfig, data, env=env, base_dir=path.absolute().parent, root=root, path=path
+    )

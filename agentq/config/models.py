@@ -68,6 +68,7 @@ __all__ = [
     "NotificationEvent",
     "PoolConfig",
     "PriceConfig",
+    "ProjectConfig",
     "ProjectsConfig",
     "ProviderConfig",
     "QuotaConfig",
@@ -87,6 +88,7 @@ MAX_POOL_SIZE = 64
 #: A host name (or IPv4 address) with an optional port, for ``api.allowed_hosts``.
 _HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$"
 
+Isolation = Literal["none", "worktree"]
 
 # --- sections -----------------------------------------------------------------------------------
 
@@ -205,6 +207,30 @@ class DispatchConfig(_Section):
     delivery_timeout: Duration = Field(default=15.0, gt=0)
     delivery_retries: int = Field(default=3, ge=0)
     after_restart: Literal["fail", "requeue"] = "fail"
+    isolation: Isolation = "none"
+    max_parallel: int | None = Field(default=None, ge=1)
+    keep_worktree: bool = False
+
+    def for_project(self, project: ProjectConfig | None) -> ProjectConfig:
+        """The task defaults of one project: its own ``config.yaml`` first, then these."""
+        own = project or ProjectConfig()
+        return ProjectConfig(
+            isolation=own.isolation or self.isolation,
+            max_parallel=own.max_parallel or self.max_parallel,
+            keep_worktree=self.keep_worktree if own.keep_worktree is None else own.keep_worktree,
+        )
+
+
+class ProjectConfig(_Section):
+    """``<project>/.agent-queue/config.yaml``: one project's task defaults (all optional).
+
+    ``max_parallel`` left unset means: one task at a time in the project's checkout, and
+    as many worktree tasks as the pool has sessions.
+    """
+
+    isolation: Isolation | None = None
+    max_parallel: int | None = Field(default=None, ge=1)
+    keep_worktree: bool | None = None
 
 
 class CompletionConfig(_Section):

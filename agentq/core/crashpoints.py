@@ -36,6 +36,8 @@ POINTS = (
     "janitor_before_rename",
     "janitor_after_archive",
     "janitor_mid_remove",
+    "after_worktree_intent",
+    "after_worktree_add",
 )
 
 

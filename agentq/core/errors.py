@@ -16,7 +16,9 @@
     ├── ProviderError        a remote AI provider failed (see ``agentq.delegation``)
     ├── ServiceFileError     a systemd unit cannot be rendered or installed
     ├── NotificationError    a notification target did not take a message (named, never its URL)
-    └── ClusterError         the fleet's workflow engine (Temporal) refused or lost a task
+    ├── ClusterError         the fleet's workflow engine (Temporal) refused or lost a task
+    └── WorkspaceError       a task's git worktree cannot be set up or inspected
+        └── GitError         a git command failed (see ``agentq.workspace.git``)
 
 Errors carry structured fields and build their one-line message in ``__init__`` so
 the daemon can put ``str(exc)`` into a footer or a log line as it is.
@@ -156,3 +158,22 @@ class ClusterError(AgentqError):
         self.workflow_id = workflow_id
         self.terminal = terminal
         super().__init__(message)
+
+
+class WorkspaceError(AgentqError):
+    """A task's workspace (its git worktree) cannot be set up; ``reason`` is one footer line."""
+
+    def __init__(self, reason: str, path: Path | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(reason)
+
+
+class GitError(WorkspaceError):
+    """A git command failed; ``command`` is its argument list, ``stderr`` git's last words."""
+
+    def __init__(self, command: list[str], stderr: str, path: Path | None = None) -> None:
+        self.command = list(command)
+        self.stderr = stderr
+        detail = " ".join(stderr.split())[:300] or "no message"
+        super().__init__(f"git {' '.join(command[:2])} failed: {detail}", path)

@@ -1,25 +1,31 @@
 """Dispatch and completion: ready tasks to executors, outcomes to ``done/`` and ``failed/``.
 
-A ready task is claimed (one rename), its attempt counted before anything else
-happens (R11), parsed, routed and handed to the executor the route names. What
-an executor returns from ``poll`` becomes a footer and one no-clobber move. Every
-footer the daemon writes is built here.
+Which ready tasks start is decided by :func:`agentq.queue.schedule.plan` (dependencies
+and per-project concurrency); tasks it fails (a failed, unknown or circular dependency)
+are claimed and failed at once. A task that starts is claimed (one rename), its attempt
+counted before anything else happens (R11), parsed, routed, given its worktree when it
+asks for isolation, and handed to the executor the route names. What an executor
+returns from ``poll`` becomes a footer and one no-clobber move. Every footer the daemon
+writes is built here.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from agentq.core import events as ev
 from agentq.core.clock import Clock
-from agentq.core.errors import AgentqError, RefusedEntryError, TaskFileError
+from agentq.core.errors import AgentqError, RefusedEntryError, TaskFileError, WorkspaceError
 from agentq.core.secrets import redact
 from agentq.daemon.state import Counters
+from agentq.daemon.workspaces import ProjectSettings, TaskWorkspaces
 from agentq.queue import protocol as q
-from agentq.queue import taskfile
+from agentq.queue import schedule, taskfile
+from agentq.queue.isolation import Isolation, Worktree
 from agentq.queue.jobs import Executor, Job, Outcome, OutcomeStatus
 from agentq.queue.records import ControlRecord
 from agentq.queue.router import RouteDecision, RoutingPolicy, route
@@ -39,6 +45,10 @@ class Dispatcher:
         counters: Counters,
         clock: Clock,
         events: ev.EventLog,
+        settings: ProjectSettings,
+        workspaces: TaskWorkspaces,
+        pool_size: int = 1,
+        folderless_local: bool = False,
     ) -> None:
         self.local = local
         self.remote = remote
@@ -47,8 +57,18 @@ class Dispatcher:
         self._counters = counters
         self._clock = clock
         self._events = events
+        self._settings = settings
+        self._workspaces = workspaces
+        self._pool_size = pool_size
+        #: The local executor edits no project folder here (the instant executor, or the
+        #: fleet, whose workers run tasks in their own checkouts): no worktree, no checkout rule.
+        self._folderless_local = folderless_local
         #: Tasks routed to an executor that was full: not claimed again until it has room.
         self._full_skips: dict[tuple[Path, str], Executor] = {}
+        #: project folder → task name → where it works, for every task started and not ended.
+        self._running: dict[Path, dict[str, schedule.Place]] = {}
+        #: project folder → task name → why it waits (status shows it).
+        self.waiting: dict[str, dict[str, str]] = {}
 
     def reconfigure(
         self, policy: RoutingPolicy, max_attempts: int, remote: Executor | None
@@ -83,24 +103,130 @@ class Dispatcher:
         pending: dict[Path, list[q.Pending]],
         project_of: dict[Path, q.Project],
         stopping: bool = False,
+        not_ready: dict[Path, set[str]] | None = None,
     ) -> None:
-        """Start the best ready tasks while an executor has room."""
+        """Plan (dependencies, per-project limits), fail what must fail, start what may start.
+
+        ``not_ready`` names, per inbox, the tasks that cannot be claimed yet (still being
+        written): a dependency on one of them waits.
+        """
+        if stopping:
+            return
         self._full_skips = {k: e for k, e in self._full_skips.items() if e.capacity() <= 0}
-        candidates = [(p, inbox) for inbox, items in pending.items() for p in items]
-        candidates.sort(key=lambda c: (-c[0].priority, c[0].arrival_ns, c[0].name))
-        for item, inbox in candidates:
-            if stopping or not self.has_room():
+        decided = self._plan(pending, project_of, not_ready or {})
+        current = {(str(inbox.parent.parent), p.name) for inbox, ps in pending.items() for p in ps}
+        self._note_waiting(decided.waiting, current)
+        for (folder, name), reason in decided.failing.items():
+            self._apply(pending, project_of, Path(folder), name, reason)
+        for candidate in decided.start:
+            if not self.has_room():
                 break
-            if (inbox, item.name) in self._full_skips:
-                continue
-            pending[inbox].remove(item)
+            self._apply(pending, project_of, Path(candidate.project), candidate.name, None)
+
+    def _plan(
+        self,
+        pending: dict[Path, list[q.Pending]],
+        project_of: dict[Path, q.Project],
+        not_ready: dict[Path, set[str]],
+    ) -> schedule.Plan:
+        candidates: list[schedule.Candidate] = []
+        states: dict[str, schedule.ProjectState] = {}
+        for inbox, items in pending.items():
             project = project_of.get(inbox.parent.parent)
             if project is None:
                 continue
-            try:
-                self._start_task(project, item.name)
-            except OSError as exc:
-                logger.error("cannot start task", extra={"task": item.name, "error": str(exc)})
+            settings = self._settings.get(project.path)
+            held = set(not_ready.get(inbox, ()))
+            for item in items:
+                if (inbox, item.name) in self._full_skips:
+                    held.add(item.name)
+                    continue
+                candidates.append(
+                    schedule.Candidate(
+                        str(project.path),
+                        item.name,
+                        item.priority,
+                        item.arrival_ns,
+                        self._place(settings.isolation, item.meta, self._route_meta(item.meta)),
+                        item.meta.after,
+                    )
+                )
+            needs_names = any(item.meta.after for item in items)
+            states[str(project.path)] = schedule.ProjectState(
+                in_flight=dict(self._running.get(project.path, {})),
+                done=_names(project.done) if needs_names else frozenset(),
+                failed=_names(project.failed) if needs_names else frozenset(),
+                not_ready=frozenset(held),
+                limits=schedule.Limits(settings.max_parallel, self._pool_size),
+            )
+        return schedule.plan(candidates, states)
+
+    def _note_waiting(
+        self, waiting: dict[schedule.TaskKey, str], pending: set[schedule.TaskKey]
+    ) -> None:
+        """Remember why tasks wait (``state.json``); tell the event log when a reason changes.
+
+        A ``pending`` event carries the reason (``''`` once a task waits no more), so the
+        task list shows "waiting for a.md" too.
+        """
+        before = self.waiting
+        now: dict[str, dict[str, str]] = {}
+        for (project, name), reason in waiting.items():
+            now.setdefault(project, {})[name] = reason
+            if before.get(project, {}).get(name) != reason:
+                logger.info("task waits", extra={"task": name, "reason": reason})
+                self._emit_pending(project, name, reason)
+        for project, names in before.items():
+            for name in names:
+                if name not in now.get(project, {}) and (project, name) in pending:
+                    self._emit_pending(project, name, "")
+        self.waiting = now
+
+    def waits(self) -> list[dict[str, str]]:
+        """Every waiting task with its reason, for ``state.json`` and the status document."""
+        return [
+            {"project": project, "task": name, "reason": reason}
+            for project, names in sorted(self.waiting.items())
+            for name, reason in sorted(names.items())
+        ]
+
+    def _emit_pending(self, project: str, name: str, reason: str) -> None:
+        self._events.emit(
+            ev.TASK, project=Path(project).name, task=name, state="pending", reason=reason
+        )
+
+    def _apply(
+        self,
+        pending: dict[Path, list[q.Pending]],
+        project_of: dict[Path, q.Project],
+        folder: Path,
+        name: str,
+        failure: str | None,
+    ) -> None:
+        """Start one planned task, or claim and fail it with ``failure``."""
+        project = project_of.get(folder)
+        if project is None:
+            return
+        items = pending.get(project.inbox, [])
+        pending[project.inbox] = [p for p in items if p.name != name]
+        try:
+            if failure is None:
+                self._start_task(project, name)
+            else:
+                self._fail_unstarted(project, name, failure)
+        except OSError as exc:
+            logger.error("cannot start task", extra={"task": name, "error": str(exc)})
+
+    def _fail_unstarted(self, project: q.Project, name: str, reason: str) -> None:
+        """Fail a pending task the plan refuses (its dependencies), keeping its text."""
+        claim = project.claim(name)
+        if claim is None:
+            return
+        try:
+            task: taskfile.Task | None = taskfile.parse_task(project.read_claimed(claim), name)
+        except (TaskFileError, RefusedEntryError):
+            task = None
+        self.fail(claim, reason, task)
 
     def _start_task(self, project: q.Project, name: str) -> None:
         claim = project.claim(name)
@@ -126,11 +252,26 @@ class Dispatcher:
             self._full_skips[(project.inbox, name)] = executor
             return
         claim.record.executor = executor.name
+        worktree: Worktree | None = None
         try:
-            executor.start(Job(claim, task, decision, started))
+            if executor is self.local and not self._folderless_local:
+                worktree = self._workspaces.prepare(claim, task)
+            elif self._settings.isolation(project.path, task.meta.isolation) is Isolation.WORKTREE:
+                where = "at a provider" if executor is self.remote else "where this task runs"
+                decision = _warn(decision, f"isolation: worktree does not apply {where}")
+            if task.meta.base and worktree is None:
+                decision = _warn(decision, "base: ignored (it applies to isolation: worktree)")
+            executor.start(Job(claim, task, decision, started, worktree))
+        except WorkspaceError as exc:
+            self.fail(claim, exc.reason, task, started)
+            return
         except AgentqError as exc:
             self.fail(claim, str(exc), task, started)
             return
+        default = self._settings.get(project.path).isolation
+        self._running.setdefault(project.path, {})[name] = self._place(
+            default, task.meta, decision, worktree
+        )
         self._counters.bump("started")
         self._emit(claim, "delegated" if executor is self.remote else "working")
         logger.info("task started", extra={"task": claim.task_id, "attempt": claim.record.attempts})
@@ -138,12 +279,54 @@ class Dispatcher:
     def route(self, task: taskfile.Task, record: ControlRecord) -> RouteDecision:
         """Where ``task`` runs now (providers that failed it terminally are skipped)."""
         unavailable = frozenset(record.unavailable)
-        decision = route(task.meta, self.policy, unavailable)
+        return self._route_meta(task.meta, unavailable)
+
+    def _route_meta(
+        self, meta: taskfile.TaskMeta, unavailable: frozenset[str] = frozenset()
+    ) -> RouteDecision:
+        decision = route(meta, self.policy, unavailable)
         if decision.executor == "provider" and self.remote is None:
             # Delegation is not wired to an executor here: run it locally, and say so.
             warning = f"provider {decision.provider!r} is not available; ran locally"
             return RouteDecision("local", None, decision.reason, (*decision.warnings, warning))
         return decision
+
+    def _place(
+        self,
+        default_isolation: str | None,
+        meta: taskfile.TaskMeta,
+        decision: RouteDecision,
+        worktree: Worktree | None = None,
+    ) -> schedule.Place:
+        """Where a task works: at a provider, in a worktree, or in the project's checkout."""
+        if decision.executor == "provider" and self.remote is not None:
+            return schedule.Place.ELSEWHERE
+        if worktree is not None:
+            return schedule.Place.WORKTREE
+        if self._folderless_local:
+            return schedule.Place.ELSEWHERE
+        if (meta.isolation or default_isolation) == Isolation.WORKTREE.value:
+            return schedule.Place.WORKTREE  # before the claim: it will get one
+        return schedule.Place.CHECKOUT
+
+    def adopt(self, executor: Executor, job: Job) -> None:
+        """Hand a task that was running before a restart back to its executor."""
+        executor.adopt(job)
+        project = job.claim.project.path
+        default = self._settings.get(project).isolation
+        place = self._place(default, job.task.meta, job.route, job.worktree)
+        if job.worktree is None and place is schedule.Place.WORKTREE:
+            place = schedule.Place.CHECKOUT  # it started before isolation was asked for
+        self._running.setdefault(project, {})[job.claim.name] = place
+
+    def requeue(self, claim: q.Claim) -> None:
+        """Give a claimed task back to the inbox; a worktree it never worked in goes."""
+        self._forget(claim)
+        self._workspaces.discard(claim)
+        claim.project.requeue(claim)
+
+    def _forget(self, claim: q.Claim) -> None:
+        self._running.get(claim.project.path, {}).pop(claim.name, None)
 
     # -- completion -------------------------------------------------------------------
 
@@ -164,12 +347,14 @@ class Dispatcher:
         """Write an executor's outcome: requeue, or ``done/``/``failed/`` with its footer."""
         claim = outcome.job.claim
         if outcome.status is OutcomeStatus.REQUEUE:
-            claim.project.requeue(claim)
+            self.requeue(claim)
             self._counters.bump("requeued")
             self._emit(claim, "pending", reason="requeued")
             return
+        self._forget(claim)
         done = outcome.status is OutcomeStatus.DONE
         details = tuple(("warning", w) for w in outcome.job.route.warnings) + outcome.details
+        details += self._workspaces.conclude(claim, outcome.job.worktree)
         footer = taskfile.Footer(
             status="done" if done else "failed",
             executor=claim.record.executor or "local",
@@ -194,6 +379,8 @@ class Dispatcher:
         started: datetime | None = None,
     ) -> None:
         """Fail a claimed task that no executor ran (or whose run cannot be observed)."""
+        self._forget(claim)
+        details = _redacted(self._workspaces.conclude(claim, None))
         now = self._clock.now()
         footer = taskfile.Footer.failure(
             redact(reason),
@@ -202,6 +389,7 @@ class Dispatcher:
             finished=now,
             attempts=claim.record.attempts,
             claim_id=claim.record.claim_id or None,
+            details=details,
         )
         self._finish(claim, False, task.text.encode() if task is not None else None, footer)
 
@@ -230,3 +418,18 @@ class Dispatcher:
 
 def _redacted(details: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     return tuple((k, redact(v)) for k, v in details)
+
+
+def _warn(decision: RouteDecision, note: str) -> RouteDecision:
+    """The decision with one more warning for the footer."""
+    warnings = (*decision.warnings, note)
+    return RouteDecision(decision.executor, decision.provider, decision.reason, warnings)
+
+
+def _names(folder: Path) -> frozenset[str]:
+    """The task names in a result folder (``done/``, ``failed/``)."""
+    try:
+        with os.scandir(folder) as entries:
+            return frozenset(e.name for e in entries if not e.name.startswith("."))
+    except OSError:
+        return frozenset()

@@ -195,6 +195,7 @@ class TaskIndex:
                 self._move(record, state, at)
             if isinstance(fields.get("attempts"), int):
                 record.attempts = fields["attempts"]
+            record.reason = _text(fields.get("reason"))  # why it waits; gone once it moves on
             return
         previous = self._remove(inbox_key)
         file = _text(fields.get("result")) or task

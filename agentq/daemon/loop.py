@@ -56,10 +56,13 @@ from agentq.daemon.wiring import (
     default_local,
     default_remote,
 )
+from agentq.daemon.workspaces import ProjectSettings, TaskWorkspaces
 from agentq.queue.janitor.plan import Limits
 from agentq.queue.janitor.run import Janitor
 from agentq.queue.router import RoutingPolicy
 from agentq.queue.watcher import InboxWatcher
+from agentq.workspace.git import Git
+from agentq.workspace.worktrees import Worktrees
 
 if TYPE_CHECKING:
     from agentq.accounts.switcher import AccountLinks, Switcher
@@ -115,6 +118,7 @@ class Daemon:
             self.clock,
             self.events,
         )
+        self.settings = ProjectSettings(config.dispatch, env)
         self._make_local = local_executor or default_local
         self._make_remote = remote_executor or default_remote
         self.dispatcher: Dispatcher | None = None
@@ -231,6 +235,11 @@ class Daemon:
             self.counters,
             self.clock,
             self.events,
+            self.settings,
+            TaskWorkspaces(Worktrees(Git(self.env)), self.settings),
+            pool_size=self.config.pool.max,
+            folderless_local=self.config.agent.profile == "instant"
+            or (self.config.cluster is not None and self.config.cluster.submit),
         )
         self._start_switcher(local.pool)
         self.watcher.start()
@@ -239,6 +248,8 @@ class Daemon:
             path.mkdir(mode=0o700, exist_ok=True)
             self.watcher.watch(path)
         self.scanner.discover()
+        for path in self.scanner.projects:
+            self.settings.get(path)  # every project config problem is logged at start-up
         self._sweep()
         recovery = Recovery(self.dispatcher, self.counters, self.clock)
         for project in list(self.scanner.projects.values()):
@@ -430,6 +441,8 @@ class Daemon:
             self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
         elif self.clock.monotonic() >= self._next_rescan:
             self.scanner.rescan()
+            for path in self.scanner.projects:
+                self.settings.get(path)  # a bad project config shows up in status soon
             self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
         self._take_requests()
         self.view.take_requests()
@@ -470,7 +483,9 @@ class Daemon:
         return self.dispatcher
 
     def _dispatch(self) -> None:
-        self._dispatcher().dispatch(self.scanner.pending, self.scanner.projects, self.stopping)
+        self._dispatcher().dispatch(
+            self.scanner.pending, self.scanner.projects, self.stopping, self.scanner.not_ready
+        )
 
     def _take_requests(self) -> None:
         """Request files (``agentq swap``/``reload`` without the API) in ``state_dir/requests``."""
@@ -524,7 +539,9 @@ class Daemon:
         self.state["incomplete"] = dict(self.scanner.incomplete)
         if self.notifications is not None:
             self.state["notifications"] = self.notifications.history()
+        self.state["project_config_problems"] = dict(self.settings.problems)
         if self.dispatcher is not None:
+            self.state["waiting"] = self.dispatcher.waits()
             for key, executor in (
                 ("sessions", self.dispatcher.local),
                 ("delegation", self.dispatcher.remote),

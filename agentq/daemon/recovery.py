@@ -53,6 +53,7 @@ class Recovery:
                 logger.error("cannot recover task", extra={"task": name, "error": str(exc)})
 
     def _recover_one(self, project: q.Project, name: str, suffix: str) -> None:
+        dispatcher = self._dispatcher
         record = project.load_record(name)
         claim = q.Claim(project, name, record or ControlRecord(name=name, ino=0), suffix)
         if suffix == DELEGATED_SUFFIX:
@@ -63,13 +64,12 @@ class Recovery:
             record = claim.record
             record.executor, record.claim_id = self._from_marker(claim)
         if record is None or not record.claim_id:
-            project.requeue(claim)  # claimed but no attempt began: nothing was done yet
+            dispatcher.requeue(claim)  # claimed but no attempt began: nothing was done yet
             return
         if project.find_result(name, record.claim_id) is not None:
             project.drop(claim)  # a completion finished its move before the crash
             self._counters.bump("recovered_completed")
             return
-        dispatcher = self._dispatcher
         if suffix == DELEGATED_SUFFIX:
             # The marker decides whatever its record says: a record rolled back by a power cut
             # (records are saved without fsync) may predate the handover. A fleet workflow
@@ -88,16 +88,17 @@ class Recovery:
             logger.warning(
                 "no executor for an in-flight task; requeued", extra={"task": claim.task_id}
             )
-            project.requeue(claim)
+            dispatcher.requeue(claim)
             return
         task = _parse_quietly(claim)
         decision = executor.recover(claim, task, self._clock.now())
         if decision.kind is RecoveryKind.ADOPT and task is not None:
             started = _parse_time(record.claimed_at, self._clock.now())
-            executor.adopt(Job(claim, task, dispatcher.route(task, record), started))
+            job = Job(claim, task, dispatcher.route(task, record), started, record.worktree)
+            dispatcher.adopt(executor, job)
             self._counters.bump("recovered_adopted")
         elif decision.kind is RecoveryKind.REQUEUE:
-            project.requeue(claim)
+            dispatcher.requeue(claim)
             self._counters.bump("recovered_requeued")
         elif decision.kind is RecoveryKind.FAIL:
             dispatcher.fail(claim, decision.reason or "abandoned after restart", None)

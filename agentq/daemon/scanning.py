@@ -77,6 +77,8 @@ class ProjectScanner:
         self.incomplete: dict[str, list[str]] = {}
         #: inbox → how many tasks its last scan found claimed: (``.working``, ``.delegated``).
         self.in_flight: dict[Path, tuple[int, int]] = {}
+        #: inbox → pending names that cannot be claimed yet (being written, or too fresh).
+        self.not_ready: dict[Path, set[str]] = {}
         self._waiting: dict[Path, int] = {}
         self._locks: dict[Path, InstanceLock] = {}
         #: Projects no longer configured, released once nothing of theirs is in flight.
@@ -221,6 +223,7 @@ class ProjectScanner:
         else:
             self._waiting.pop(inbox, None)
         self.incomplete[str(inbox)] = found.incomplete
+        self.not_ready[inbox] = set(found.waiting) | set(found.incomplete)
 
     def _announce(self, project: q.Project, inbox: Path, names: set[str]) -> None:
         """Emit a ``pending`` event for each task seen in the inbox for the first time."""

@@ -189,6 +189,8 @@ class LoopView:
                 "refused_projects": dict(d.scanner.refused),
                 "incomplete": {k: list(v) for k, v in d.scanner.incomplete.items() if v},
                 "notifications": d.notifications.history()[-5:] if d.notifications else [],
+                "waiting": d.dispatcher.waits() if d.dispatcher else [],
+                "project_config_problems": copy.deepcopy(d.settings.problems),
             },
             pool=[str(s.get("name")) for s in sessions],
             account_names=[a.name for a in d.config.accounts] or ["default"],

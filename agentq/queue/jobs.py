@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import Protocol
 
+from agentq.queue.isolation import Worktree
 from agentq.queue.protocol import Claim
 from agentq.queue.router import RouteDecision
 from agentq.queue.taskfile import Task
@@ -29,12 +31,23 @@ class OutcomeStatus(Enum):
 
 @dataclass(frozen=True)
 class Job:
-    """A claimed, parsed and routed task handed to an executor."""
+    """A claimed, parsed and routed task handed to an executor.
+
+    ``worktree`` is set when the task runs in a git worktree of its own (the daemon makes
+    it before :meth:`Executor.start`); the agent then works in :attr:`cwd`, never in the
+    project's own checkout.
+    """
 
     claim: Claim
     task: Task
     route: RouteDecision
     started: datetime
+    worktree: Worktree | None = None
+
+    @property
+    def cwd(self) -> Path:
+        """The folder the task's agent works in: its worktree, else the project folder."""
+        return self.worktree.cwd if self.worktree is not None else self.claim.project.path
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ from typing import Any
 
 from agentq.core import crashpoints, durable
 from agentq.core.errors import QueueError, RefusedEntryError
+from agentq.queue.isolation import Worktree
 from agentq.queue.records import KEEP, ControlRecord, Keep, Phase
-from agentq.queue.taskfile import MAX_FILE_BYTES, MAX_FRONTMATTER_BYTES
+from agentq.queue.taskfile import MAX_FILE_BYTES, MAX_FRONTMATTER_BYTES, TaskMeta, peek_meta
 from agentq.queue.vetting import (
     DELEGATED_SUFFIX,
     NAME_RE,
@@ -57,6 +58,8 @@ class Pending:
     name: str
     priority: int
     arrival_ns: int
+    #: What the scheduler reads before the claim (defaults when unreadable).
+    meta: TaskMeta = field(default_factory=TaskMeta)
 
 
 @dataclass
@@ -130,6 +133,8 @@ class Project:
         self.control = control or self.queue / CONTROL_DIRNAME
         self.quarantine = self.queue / QUARANTINE_DIRNAME
         self._uid = os.getuid()
+        #: name → ((inode, size, mtime), what the scheduler read of it): parsed once per version.
+        self._metas: dict[str, tuple[tuple[int, int, int], TaskMeta]] = {}
 
     def __repr__(self) -> str:
         return f"Project({str(self.path)!r})"
@@ -165,6 +170,8 @@ class Project:
             elif kind in (NameKind.INVALID, NameKind.PENDING):
                 self._vet_pending(entry, now_ns, quiet_ns, result, kind is NameKind.INVALID)
         result.ready.sort(key=lambda p: (-p.priority, p.arrival_ns, p.name))
+        ready = {p.name for p in result.ready}
+        self._metas = {n: m for n, m in self._metas.items() if n in ready}
         return result
 
     def _list(self, folder: Path) -> Iterator[os.DirEntry[str]]:
@@ -213,7 +220,12 @@ class Project:
         elif invalid_name:
             out.refused.append((entry.name, invalid_name_reason(entry.name)))
         else:
-            out.ready.append(Pending(entry.name, scan_priority(head), st.st_ctime_ns))
+            priority = scan_priority(head)
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            known = self._metas.get(entry.name)
+            if known is None or known[0] != stamp:
+                known = self._metas[entry.name] = (stamp, peek_meta(head))
+            out.ready.append(Pending(entry.name, priority, st.st_ctime_ns, known[1]))
 
     def _peek(self, path: Path) -> tuple[bytes, bool]:
         """Read the head of a file safely; report whether someone still has it open for writing."""
@@ -423,6 +435,11 @@ class Project:
 
     def _record_path(self, name: str) -> Path:
         return self.control / (name + ".json")
+
+    def note_worktree(self, claim: Claim, worktree: Worktree | None) -> None:
+        """Record (or forget) the claimed task's worktree, on disk before this returns."""
+        claim.record.worktree = worktree
+        self.save_record(claim.record)
 
     def load_record(self, name: str) -> ControlRecord | None:
         """Read a task's control record; a corrupt one is moved aside and ``None`` returned."""

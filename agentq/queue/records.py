@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from agentq.queue.isolation import Worktree
+
 RECORD_VERSION = 2
 #: Versions :meth:`ControlRecord.from_json` reads.
 READABLE_VERSIONS = frozenset({1, 2})
@@ -111,6 +113,8 @@ class ControlRecord:
         session_id: the agent's own session id of that task (what ``--resume`` takes).
         unavailable: providers that failed terminally for this task; kept across claims.
         delegation: the current claim's delegation, when it went to a provider.
+        worktree: the task's git worktree, recorded before it is made (an intent) and kept
+            until the task has ended (see :mod:`agentq.queue.isolation`).
     """
 
     name: str
@@ -124,6 +128,7 @@ class ControlRecord:
     session_id: str | None = None
     unavailable: tuple[str, ...] = ()
     delegation: DelegationIntent | None = field(default=None)
+    worktree: Worktree | None = None
 
     def begin(self, claim_id: str, claimed_at: str, executor: str) -> None:
         """Start a new attempt: what the previous claim learnt goes, except ``unavailable``."""
@@ -150,6 +155,7 @@ class ControlRecord:
             "session_id": self.session_id,
             "unavailable": list(self.unavailable),
             "delegation": self.delegation.to_dict() if self.delegation else None,
+            "worktree": self.worktree.to_dict() if self.worktree else None,
         }
         return json.dumps(body, sort_keys=True).encode()
 
@@ -162,6 +168,7 @@ class ControlRecord:
         # Version 1 kept the typed fields in a free "data" object.
         fields = body if body["version"] == RECORD_VERSION else {**(body.get("data") or {})}
         delegation = fields.get("delegation")
+        worktree = body.get("worktree")
         return cls(
             name=str(body["name"]),
             ino=int(body["ino"]),
@@ -174,6 +181,7 @@ class ControlRecord:
             session_id=_optional_str(fields.get("session_id")),
             unavailable=_names(fields.get("unavailable")),
             delegation=DelegationIntent.from_dict(delegation) if delegation else None,
+            worktree=Worktree.from_dict(worktree) if worktree else None,
         )
 
 

@@ -52,7 +52,7 @@ def compose(text: str, assignments: Mapping[str, Any]) -> str:
     if not assignments:
         return text
     task = parse_task(text.encode(), "submitted.md")
-    meta = task.meta.model_dump(exclude_none=True, exclude_defaults=True)
+    meta = task.meta.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
     meta.update(task.meta.model_extra or {})
     meta.update(assignments)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)

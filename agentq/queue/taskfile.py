@@ -30,12 +30,21 @@ from frontmatter.default_handlers import YAMLHandler
 
 from agentq.core.durations import format_duration, parse_duration
 from agentq.core.errors import TaskFileError
+from agentq.queue.isolation import check_base
+from agentq.queue.schedule import check_after
 
 logger = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_FRONTMATTER_BYTES = 64 * 1024
 MAX_YAML_DEPTH = 64
+# The keys the scheduler reads before a claim (dependencies, isolation, and the routing keys
+# that tell whether a task will run in the project at all).
+_SCHEDULE_KEY_RE = re.compile(
+    r"^(?:after|isolation|needs_claude_code|preferred_ai|allow_delegation|complexity_hint)"
+    r"[ \t]*:",
+    re.MULTILINE,
+)
 
 _REASON_LIMIT = 300
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -60,6 +69,12 @@ class TaskMeta(pydantic.BaseModel, extra="allow", frozen=True):
     complexity_hint: Literal["low", "medium", "high"] | None = None
     timeout: Annotated[float | None, pydantic.Field(description="seconds")] = None
     session: pydantic.StrictStr | None = None
+    isolation: Literal["none", "worktree"] | None = None
+    base: pydantic.StrictStr | None = None
+    after: tuple[str, ...] = ()
+
+    _check_base = pydantic.field_validator("base")(check_base)
+    _check_after = pydantic.field_validator("after", mode="before")(check_after)
 
     @pydantic.field_validator("priority", mode="before")
     @classmethod
@@ -112,6 +127,23 @@ def parse_task(data: bytes, name: str) -> Task:
     frontmatter, body = _split_frontmatter(text)
     meta = TaskMeta() if frontmatter is None else _parse_meta(frontmatter)
     return Task(name=name, meta=meta, body=body, text=text)
+
+
+def peek_meta(head: bytes) -> TaskMeta:
+    """The frontmatter the scheduler needs, read from the first bytes of a pending task.
+
+    Lenient: anything unreadable reads as the defaults; the full parse after the claim
+    refuses the file with its reason. A file that mentions none of the keys the
+    scheduler reads (``after``, ``isolation`` and the routing keys) is not parsed.
+    """
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    if not _SCHEDULE_KEY_RE.search(text):
+        return TaskMeta()
+    try:
+        frontmatter, _ = _split_frontmatter(text)
+        return TaskMeta() if frontmatter is None else _parse_meta(frontmatter)
+    except TaskFileError:
+        return TaskMeta()
 
 
 class _SplitOnlyHandler(YAMLHandler):

@@ -166,13 +166,13 @@ class SessionExecutor:
         return sum(s.state in (m.SlotState.IDLE, m.SlotState.EMPTY) for s in self._owned())
 
     def start(self, job: Job) -> None:
-        """Assign ``job`` to a free slot, in the project folder, and begin delivery.
+        """Assign ``job`` to a free slot, in the job's folder (``job.cwd``), and begin delivery.
 
         Raises:
             AgentError: the task pins a session outside the pool, or no session could be
                 launched for it (the slot is left free again).
         """
-        cwd = job.claim.project.path
+        cwd = job.cwd
         pinned = job.task.meta.session
         if pinned and not self.pool.owns(pinned):
             raise AgentError(f"session pin {pinned!r} is not one of the pool's sessions")
@@ -569,7 +569,7 @@ class SessionExecutor:
         claim = job.claim
         project = claim.project.path
         prompt = prompt_text(claim.name, project.name, claim.record.attempts, job.task.body)
-        return m.TaskView(claim.task_id, project, prompt, job.task.meta.timeout)
+        return m.TaskView(claim.task_id, job.cwd, prompt, job.task.meta.timeout)
 
     # -- signals ---------------------------------------------------------------------------
 

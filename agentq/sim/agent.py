@@ -15,12 +15,13 @@ What a turn does is scripted by lines in the prompt:
 ``sim: permission``     ask for permission first (``1``/Enter go on, ``3``/Esc stop)
 ``sim: hang``           stay busy until interrupted
 ``sim: exit``           the process dies mid-turn (no hook, no answer)
+``sim: write PATH TEXT`` / ``sim: commit MSG``  change the cwd (:mod:`agentq.sim.actions`)
 
 and by files in the account home (``$CLAUDE_CONFIG_DIR``, default ``~/.claude``):
 ``sim-quota`` (content ``resets 3pm (UTC)``, or ``<epoch> [text]`` which lifts at
 that time) makes every prompt hit the session limit; ``sim-server-error`` makes it
 end on a 500. ``$AGENTQ_SIM_LOG`` names a file that gets one JSON line per prompt
-received, byte-exact (tests prove exactly-once delivery with it).
+received, byte-exact, with its time and cwd (tests prove exactly-once delivery with it).
 
 Simplifications: hooks are read from ``settings.json`` once at start (as Claude
 Code snapshots them); the permission ``Notification`` follows ``PermissionRequest``
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentq.sim.actions import perform
 from agentq.sim.rules import (
     FAIL_TEXT,
     INTERRUPTED,
@@ -260,6 +262,8 @@ class Sim:
             "session": self.env.get("AGENTQ_SESSION"),
             "session_id": self.session.session_id,
             "prompt": prompt,
+            "at": time.time(),
+            "cwd": self.session.cwd,
         }
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape")
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -337,6 +341,9 @@ class Sim:
         seconds = round(now - turn.started)
         if turn.outcome == "answer":
             text = turn.script.answer or default_answer(turn.prompt)
+            folder = Path(self.session.cwd)
+            notes = [perform(action, folder, self.env) for action in turn.script.actions]
+            text = "\n".join([text, *notes])
         else:
             text = SERVER_ERROR_TEXT if turn.outcome == "server_error" else FAIL_TEXT
         first, *rest = text.split("\n")

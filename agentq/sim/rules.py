@@ -60,6 +60,19 @@ _DIRECTIVE_RE = re.compile(r"^\s*sim:\s*(\w+)\s*(.*?)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
+class Action:
+    """A change the simulated agent makes in its folder at the end of its turn.
+
+    ``write``: ``path`` (relative to the folder) gets ``text`` plus a newline;
+    ``commit``: ``git add -A`` then ``git commit -m text``.
+    """
+
+    verb: str
+    path: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
 class Script:
     """What the ``sim:`` lines of a prompt ask for."""
 
@@ -68,11 +81,13 @@ class Script:
     fail: bool = False
     permission: bool = False
     exit: bool = False
+    actions: tuple[Action, ...] = ()
 
 
 def parse_script(prompt: str) -> Script:
     """Read the ``sim: …`` directives of a prompt (unknown ones are ignored)."""
     fields: dict[str, Any] = {}
+    actions: list[Action] = []
     for line in prompt.splitlines():
         match = _DIRECTIVE_RE.match(line)
         if not match:
@@ -89,7 +104,22 @@ def parse_script(prompt: str) -> Script:
             fields["answer"] = arg
         elif verb in ("fail", "permission", "exit"):
             fields[verb] = True
-    return Script(**fields)
+        elif verb == "write" and arg:
+            path, _, text = arg.partition(" ")
+            actions.append(Action("write", path, text))
+        elif verb == "commit":
+            actions.append(Action("commit", text=arg or "agentq sim commit"))
+    return Script(**fields, actions=tuple(actions))
+
+
+def relative_parts(path: str) -> tuple[str, ...] | None:
+    """The parts of a path that stays inside its folder, or ``None`` (absolute, ``..``, NUL)."""
+    if not path or "\0" in path or path.startswith(("/", "\\")):
+        return None
+    parts = tuple(part for part in path.split("/") if part not in ("", "."))
+    if not parts or ".." in parts:
+        return None
+    return parts
 
 
 def default_answer(prompt: str) -> str:

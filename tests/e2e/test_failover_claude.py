@@ -108,7 +108,8 @@ def _config(root: Path, project_root: Path, claude_bin: str, homes: list[ClaudeH
         "active_link": str(root / "home" / ".claude"),
         "shared": {"root": str(root / "claude-shared")},
         "pool": {"prefix": "e2e-", "min": 1, "max": 3, "dedicated": [{"name": OPS}]},
-        "dispatch": {"rescan_interval": "2s", "quiet_period": "0.2s"},
+        # Three turns of the one project in flight at once (plain tasks otherwise run singly).
+        "dispatch": {"rescan_interval": "2s", "quiet_period": "0.2s", "max_parallel": 3},
         "completion": {"idle_timeout": "2m", "task_timeout": "3m"},
         "quota": {"cooldown": "1s"},
         "logging": {"format": "json"},

@@ -206,6 +206,8 @@ def test_demo_finishes_the_sample_queues_and_prints_where_the_results_are(tmp_pa
     assert out.returncode == 0, out.stdout + out.stderr
     assert "finished: 7 done, 0 failed" in out.stdout
     assert "results: " in out.stdout
+    for task in ("fix-login-redirect", "add-rate-limit-headers", "upgrade-deps"):
+        assert f"webapp/{task}.md: branch agentq/{task}, 1 file(s) changed" in out.stdout
     done = list((tmp_path / "ws" / "projects").glob("*/.agent-queue/done/*.md"))
     assert len(done) == 7
 

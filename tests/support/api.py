@@ -22,7 +22,13 @@ def sim_config(root: Path, socket: str, **extra: Any) -> dict[str, Any]:
         "accounts": [{"name": "work", "home": str(root / "claude-work")}],
         "pool": {"prefix": "aq-", "min": 2, "max": 2},
         "tmux": {"socket_name": socket},
-        "dispatch": {"rescan_interval": "2s", "quiet_period": "0.2s", "delivery_timeout": "10s"},
+        # Two tasks of one project at once (plain tasks otherwise run one at a time).
+        "dispatch": {
+            "rescan_interval": "2s",
+            "quiet_period": "0.2s",
+            "delivery_timeout": "10s",
+            "max_parallel": 2,
+        },
         "completion": {"idle_timeout": "60s", "permission_timeout": "5s"},
     }
     for key, value in extra.items():

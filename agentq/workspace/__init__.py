@@ -1,0 +1,1 @@
+"""Task workspaces: the git adapter and the worktrees tasks run in."""
