@@ -238,8 +238,8 @@ def test_task_is_delegated_and_finished_with_one_footer(
     drop(project, "write.md", "write a haiku about queues", preferred_ai=provider)
     daemon = _daemon(daemons, tmp_path, _settings(tmp_path, fakes), _env(canary))
     _run(daemon, project, 1)
-    status = _delegation_status(daemon)
     assert daemon.stop() == 0
+    status = _delegation_status(daemon)  # the final counters, saved on the way out
     done = _results(project)["done"]
     assert [p.name for p in done] == ["write.md"]
     footer = _footer(done[0])
@@ -372,8 +372,10 @@ def test_hundred_tasks_under_random_faults(
         settings = _settings(tmp_path, found, timeout="0.3s", max_retries=4)
         daemon = _daemon(daemons, tmp_path, settings, _env(canary))
         _run(daemon, project, 100, timeout=300)
-        status = _delegation_status(daemon)
         assert daemon.stop() == 0
+        # Read after the stop: the daemon saves its final counters on the way out, while a
+        # read as soon as the last file lands may see state.json from one pass earlier.
+        status = _delegation_status(daemon)
     finally:
         for fake in found.values():
             fake.stop()
@@ -647,8 +649,8 @@ def test_401_everywhere_ends_at_the_local_agent(
     settings["dispatch"]["max_attempts"] = 4
     daemon = _daemon(daemons, tmp_path, settings, _env(canary))
     _run(daemon, project, 1)
-    status = _delegation_status(daemon)
     assert daemon.stop() == 0
+    status = _delegation_status(daemon)  # the final counters, saved on the way out
     [done] = _results(project)["done"]
     footer = _footer(done)
     assert footer.executor != "provider" and footer.result == LOCAL_ANSWER
