@@ -56,7 +56,7 @@ from agentq.queue.watcher import InboxWatcher
 
 if TYPE_CHECKING:
     from agentq.accounts.switcher import Switcher
-    from agentq.cluster.temporal import FleetWorker
+    from agentq.cluster.hostworker import FleetWorker
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,8 @@ class Worker:
     def start(self) -> None:
         """Build the pool and the switcher, find the checkouts, connect to the fleet."""
         try:
-            from agentq.cluster.temporal import FleetWorker, connection_from_config
+            from agentq.cluster.hostworker import FleetWorker
+            from agentq.cluster.temporal import connection_from_config
         except ImportError as exc:
             raise missing_sdk(exc) from None
 
