@@ -445,7 +445,8 @@ class Daemon:
                 self.settings.get(path)  # a bad project config shows up in status soon
             self._next_rescan = self.clock.monotonic() + self.config.dispatch.rescan_interval
         self._take_requests()
-        self.view.take_requests()
+        if self.view.take_requests():
+            self.counters.changed = True  # an answered request may have changed the state
         for inbox in self.watcher.take_dirty() | self.scanner.due():
             self.scanner.scan(inbox)
         self._dispatch()

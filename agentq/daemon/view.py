@@ -137,16 +137,17 @@ class LoopView:
         """How long the last finished pass took (the loop's own lag measure)."""
         return float(self._loop.get("last_pass_s") or 0.0)
 
-    def take_requests(self) -> None:
-        """Answer every queued API request (one the API gave up on is skipped)."""
+    def take_requests(self) -> int:
+        """Answer every queued API request (one the API gave up on is skipped); how many."""
+        answered = 0
         while True:
             try:
                 request, future = self._requests.get_nowait()
             except queue.Empty:
-                return
+                return answered
             if not future.set_running_or_notify_cancel():
                 continue
-            self._daemon.counters.changed = True
+            answered += 1
             future.set_result(self.answer(request))
 
     def answer(self, request: Request) -> Answer:
