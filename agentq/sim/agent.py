@@ -25,13 +25,16 @@ What a turn does is scripted by lines in the prompt:
 
 and by files in the account home (``$CLAUDE_CONFIG_DIR``, default ``~/.claude``):
 ``sim-quota`` (content ``resets 3pm (UTC)``, or ``<epoch> [text]`` which lifts at
-that time) makes every prompt hit the session limit; ``sim-server-error`` makes it
-end on a 500. ``$AGENTQ_SIM_LOG`` names a file that gets one JSON line per prompt
-received, byte-exact, with its time and cwd (tests prove exactly-once delivery with it).
+that time) makes every prompt hit the session limit; ``sim-limit`` (``<requests> <epoch>``)
+lets the account's first ``<requests>`` prompts through (counted in ``sim-requests``) and
+the later ones hit the limit until ``<epoch>``; ``sim-server-error`` makes it end on a
+500. ``$AGENTQ_SIM_LOG`` names a file that gets one JSON line per prompt received,
+byte-exact, with its time and cwd (tests prove exactly-once delivery with it).
 
 Replies record a ``usage`` (about four characters a token) in the transcript, so what a
 task used can be summed. Simplifications: hooks are read from ``settings.json`` once at
-start (as Claude Code snapshots them); the permission ``Notification`` follows ``PermissionRequest``
+start (as Claude Code snapshots them); the permission ``Notification`` follows
+``PermissionRequest``
 at once (Claude Code waits about 6 s); only ``/exit`` and ``/clear`` are commands.
 """
 
@@ -56,16 +59,19 @@ from agentq.sim.rules import (
     BACKGROUND_STARTED,
     FAIL_TEXT,
     INTERRUPTED,
+    LIMIT_FILE,
     LIMIT_MENU,
     PERMISSION_COMMAND,
     PERMISSION_DIALOG,
     QUOTA_FILE,
+    REQUESTS_FILE,
     SERVER_ERROR_FILE,
     SERVER_ERROR_TEXT,
     VERSION,
     Script,
     default_answer,
     echo_line,
+    limit_message,
     parse_script,
     quota_message,
     task_notification,
@@ -260,7 +266,12 @@ class Sim:
         self.screen.set_title(TITLE_BUSY[0])
 
     def _quota_text(self) -> str | None:
-        path = self.session.config_dir / QUOTA_FILE
+        home = self.session.config_dir
+        requests = self.out.count_request(home / REQUESTS_FILE)
+        limit = limit_message(read_text(home / LIMIT_FILE), requests, time.time())
+        if limit is not None:
+            return limit
+        path = home / QUOTA_FILE
         return quota_message(read_text(path), time.time()) if path.exists() else None
 
     def _hit_limit(self, prompt: str, message: str) -> None:

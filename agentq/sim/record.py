@@ -125,6 +125,19 @@ class Recorder:
         self._write(path, self._entry("assistant", answer, base, message, parent=None))
         return path
 
+    @staticmethod
+    def count_request(path: Path) -> int:
+        """Count one more prompt of the account in ``path``; return the count so far."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b".\n")  # one append each: concurrent sessions never lose a count
+        finally:
+            os.close(fd)
+        try:
+            return path.read_bytes().count(b"\n")
+        except OSError:
+            return 0
+
     def log_prompt(self, prompt: str) -> None:
         """Append the prompt, byte-exact, to ``$AGENTQ_SIM_LOG`` (tests count deliveries)."""
         log = self.env.get("AGENTQ_SIM_LOG")

@@ -22,6 +22,10 @@ DEFAULT_WORK = 1.0
 HOOK_TIMEOUT = 60.0
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 QUOTA_FILE = "sim-quota"
+#: ``<requests> <epoch>``: the account's prompts after the first ``<requests>`` hit the limit
+#: until ``<epoch>``; the prompts are counted in :data:`REQUESTS_FILE` (one line each).
+LIMIT_FILE = "sim-limit"
+REQUESTS_FILE = "sim-requests"
 SERVER_ERROR_FILE = "sim-server-error"
 SERVER_ERROR_TEXT = (
     "API Error: 500 Internal server error. This is a server-side issue, usually temporary"
@@ -220,6 +224,17 @@ def quota_message(content: str, now: float) -> str | None:
     if not text.startswith("resets"):
         text = "resets " + text
     return f"You've hit your session limit · {text}"
+
+
+def limit_message(content: str, requests: int, now: float) -> str | None:
+    """The limit line for a ``sim-limit`` file once ``requests`` passed its allowance."""
+    words = content.split()
+    if len(words) != 2 or not all(word.isdigit() for word in words):
+        return None
+    allowed, reset = int(words[0]), int(words[1])
+    if requests <= allowed:
+        return None
+    return quota_message(f"{reset}", now)
 
 
 def project_dir(config_dir: Path, cwd: str) -> Path:
