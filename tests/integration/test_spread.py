@@ -140,6 +140,7 @@ def test_spread_stops_only_the_exhausted_account_and_it_rejoins_after_its_reset(
     placements = {n: (f.target, f.account) for n, f in sorted(first.items())}
     print(f"\nspread: ten tasks in {took:.1f}s; placements {placements}")
     print(f"B's pane pids before {before}, after the run {after_run}, at the end {at_end}")
+    assert before == after_run == at_end and len(before) == 2  # B's sessions never restarted
     assert resumed, f"no cut task was resumed: {placements}"
     limited = []
     for name, footer in resumed.items():
@@ -158,7 +159,6 @@ def test_spread_stops_only_the_exhausted_account_and_it_rejoins_after_its_reset(
         limited += [name] if any(e.get("isApiErrorMessage") for e in entries) else []
     assert limited, "no resumed transcript holds the limit (a task cut mid-turn only)"
     assert sum(f.account == "a" for f in first.values()) <= 3
-    assert before == after_run == at_end and len(before) == 2
     assert [(s["from"], s["to"]) for s in state["swaps"]] == [("a", "b")]  # the link moved
     assert {f.account for f in later.values()} >= {"a"}, later
     assert state["accounts"]["a"]["windows"]["five_hour"]["used"] == 100
