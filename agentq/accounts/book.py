@@ -313,3 +313,28 @@ def _windows(value: object) -> dict[Window, WindowState]:
         if name in known and state is not None:
             out[known[name]] = state
     return out
+
+
+def window_rows(entry: object) -> list[dict[str, Any]]:
+    """An account's windows as status and the API list them: one object per window, named.
+
+    ``entry`` is the account's ``state.json`` entry (:meth:`AccountBook.to_dict`).
+    """
+    windows = entry.get("windows") if isinstance(entry, dict) else None
+    rows = []
+    for name, raw in sorted(windows.items()) if isinstance(windows, dict) else ():
+        state = WindowState.from_dict(raw)
+        if state is not None:
+            rows.append({"window": str(name), **state.to_dict()})
+    return rows
+
+
+def account_status(entry: object) -> dict[str, Any]:
+    """An account's ``state.json`` entry in the shape status and the API show (every key)."""
+    row = entry if isinstance(entry, dict) else {}
+    preempted = row.get("preempted")
+    return {
+        "exhausted_until": row.get("exhausted_until"),
+        "windows": window_rows(row),
+        "preempted": preempted if isinstance(preempted, str) else None,
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -21,6 +22,9 @@ from agentq.accounts.quota import (
 from agentq.accounts.windows import covers, exhaust, model_family, note_use, preempt_reason
 from agentq.agents.readings import Reading, ReadingKind, WindowUse
 from agentq.agents.status import Window
+from agentq.cli.status import collect_status, render_status
+from agentq.config.load import config_from_dict
+from agentq.daemon.state import StateFile
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RESET = T0 + timedelta(hours=5)
@@ -381,3 +385,19 @@ def test_warnings_of_any_reading_feed_the_windows() -> None:
     verdict = plan_swap(book(), [warned("a", 92)], T0, FAILOVER)
     assert verdict.plan is None and verdict.stop == ()
     assert verdict.book.windows["a"][Window.FIVE_HOUR].used == 92
+
+
+def test_status_shows_each_accounts_windows_and_preemption(tmp_path: Path) -> None:
+    """``agentq status`` reads state.json: exhaustion, preemption and every window."""
+    noted = note_use(book(), "b", WindowUse(Window.SEVEN_DAY, 90, True, WEEK), T0, timedelta(1))
+    out = exhaust(noted, "a", Window.FIVE_HOUR, RESET, T0).with_preempted({"b": "seven_day 90%"})
+    config = config_from_dict({"state_dir": str(tmp_path)}, {"HOME": str(tmp_path)}, tmp_path)
+    StateFile(tmp_path).save({**out.to_dict(), "counters": {}})
+    doc = collect_status(config, T0.timestamp())
+    assert doc["accounts"]["b"]["preempted"] == "seven_day 90%"
+    assert [row["window"] for row in doc["accounts"]["a"]["windows"]] == ["five_hour"]
+    text = render_status(doc)
+    assert f"account a: exhausted until {RESET.isoformat()}" in text
+    assert "account a: five_hour window 100% used, out until" in text
+    assert "account b: takes no new task (seven_day 90%)" in text
+    assert f"account b: seven_day window over 90% used, resets {WEEK.isoformat()}" in text
