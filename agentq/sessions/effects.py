@@ -104,6 +104,7 @@ class StepBase:
             launched_at=self.now.wall,
             echo_baseline="",
             stale=False,
+            background=False,  # a fresh agent process runs no background agent of ours
         )
 
     def launch_failed(self, reason: str) -> None:
