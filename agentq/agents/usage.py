@@ -188,7 +188,8 @@ def usage_footer(
     total = usage.total
     tokens = (
         f"input {total.input:,} · output {total.output:,} · cache read {total.cache_read:,}"
-        f" · cache write {total.cache_write:,} ({usage.replies} replies"
+        f" · cache write {total.cache_write:,} ({usage.replies} repl"
+        + ("y" if usage.replies == 1 else "ies")
     )
     if usage.agents:
         tokens += f"; {usage.agents} agent transcript(s) included"

@@ -153,9 +153,9 @@ def test_spread_resumes_a_cut_task_on_b_never_restarts_b_and_a_rejoins_after_its
     assert [(s["from"], s["to"]) for s in state["swaps"]] == [("a", "b")]
     assert state["accounts"]["a"]["windows"]["five_hour"]["exhausted_until"] is not None
     assert "a" in {f.account for f in later.values()}, later
-    for footer in [*first.values(), *later.values()]:
+    for name, footer in [*first.items(), *later.items()]:
         details = dict(footer.details)
-        assert details["model"] == PRICED_MODEL, details
+        assert details.get("model") == PRICED_MODEL, (name, footer)
         assert details["tokens"].startswith("input "), details
         assert footer.cost is not None and footer.cost.endswith("(API-equivalent)"), footer.cost
 

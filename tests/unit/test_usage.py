@@ -137,7 +137,7 @@ def test_the_footer_names_model_tokens_and_cost(login: Login, cost: str) -> None
     assert got_cost == cost
     assert dict(details)["model"] == SONNET
     assert dict(details)["tokens"] == (
-        "input 100 · output 20 · cache read 1,000 · cache write 10 (1 replies)"
+        "input 100 · output 20 · cache read 1,000 · cache write 10 (1 reply)"
     )
 
 
