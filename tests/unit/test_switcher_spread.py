@@ -16,7 +16,7 @@ from agentq.agents.readings import Reading, WindowUse
 from agentq.agents.status import Window
 from agentq.config.load import config_from_dict
 from agentq.config.models import Config
-from tests.unit.test_switcher import SID, FakeLinks, FakePool
+from tests.unit.test_switcher import SID, Events, FakeLinks, FakePool
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RESET = T0 + timedelta(minutes=1)
@@ -52,12 +52,12 @@ class Rig:
         self.root = root
         self.pool = SpreadPool()
         self.links = FakeLinks(root / "a")
-        self.notified: list[tuple[str, str]] = []
+        self.events = Events()
         self.switcher = Switcher(
             make_config(root, policy, **quota),
             self.pool,
             AccountBook.fresh(["a", "b", "c"]),
-            lambda e, m: self.notified.append((e, m)),
+            self.events,
             links=self.links,
         )
         self.switcher.tick(T0)
@@ -95,6 +95,8 @@ def test_a_limit_stops_only_that_accounts_sessions_and_resumes_their_tasks_elsew
     assert rig.switcher.book.active == "a" and rig.switcher.book.swaps == ()
     assert rig.links.points_to == tmp_path / "a"
     assert rig.switcher.book.windows["b"][Window.FIVE_HOUR].exhausted_until == RESET
+    ((kind, fields),) = rig.events.seen
+    assert (kind, fields["from"], fields["to"], fields["stopped"]) == ("swap", "b", "a,c", ["b"])
 
 
 def test_an_exhausted_account_rejoins_by_itself_after_its_reset(tmp_path: Path) -> None:
@@ -122,6 +124,13 @@ def test_the_active_accounts_limit_moves_the_link_and_the_operator_sessions(
     assert ("use accounts", "b,c") in calls and calls[-1] == ("resume parked",)
     assert rig.links.points_to == tmp_path / "b"
     assert [(s.source, s.target) for s in rig.switcher.book.swaps] == [("a", "b")]
+    ((kind, fields),) = rig.events.seen
+    assert (kind, fields["stopped"], fields["soft"], fields["dedicated"]) == (
+        "swap",
+        ["a"],
+        False,
+        ["ops"],
+    )
 
 
 def test_every_account_out_holds_and_the_first_reset_releases(tmp_path: Path) -> None:
@@ -130,14 +139,14 @@ def test_every_account_out_holds_and_the_first_reset_releases(tmp_path: Path) ->
     for account in ("b", "c", "a"):
         rig.limit(account)
     assert rig.switcher.book.hold is not None
-    assert "accounts_exhausted" in [event for event, _ in rig.notified]
+    assert rig.events.kinds().count("hold") == 1
     rig.calls()
     rig.switcher.tick(RESET)
     calls = rig.calls()
     assert rig.switcher.book.hold is None
     assert ("resume dispatch",) in calls and ("resume parked",) in calls
     assert ("use accounts", "a,b,c") in calls
-    assert rig.notified[-1][0] == "accounts_available"
+    assert rig.events.kinds()[-1] == "accounts_available"
 
 
 def test_spread_leaves_a_preempted_account_out_of_new_launches(tmp_path: Path) -> None:
@@ -162,6 +171,8 @@ def test_failover_swaps_softly_off_a_preempted_active_account(tmp_path: Path) ->
     assert rig.links.points_to == tmp_path / "b"
     swap = rig.switcher.book.swaps[-1]
     assert (swap.source, swap.target) == ("a", "b") and swap.trigger.startswith("preempt: ")
+    ((kind, fields),) = rig.events.seen
+    assert (kind, fields["soft"], fields["stopped"]) == ("swap", True, [])
 
 
 def test_failover_stops_the_preempted_accounts_sessions_when_it_runs_out(tmp_path: Path) -> None:
