@@ -490,7 +490,7 @@ class SessionExecutor:
             result = transcript_answer(finish.answer_from, self.settings.accounts)
         status = OutcomeStatus.DONE if finish.ending is m.Ending.DONE else OutcomeStatus.FAILED
         account = self._slots[name].account or self._account
-        prompt, cwd = self._task_view(job).prompt, job.claim.project.path
+        prompt, cwd = self._task_view(job).prompt, job.cwd
         cost, usage = task_usage_footer(finish, self.settings, account, cwd, prompt)
         self._finished.append(
             Outcome(
