@@ -59,7 +59,8 @@ def _config(
         "active_link": str(root / "home" / ".claude"),
         "shared": {"root": str(root / "claude-shared")},
         "pool": {"prefix": "e2e-", **pool},
-        "dispatch": {"rescan_interval": "2s", "quiet_period": "0.2s"},
+        # Every session on the one project at once (plain tasks otherwise run singly).
+        "dispatch": {"rescan_interval": "2s", "quiet_period": "0.2s", "max_parallel": 4},
         "completion": {"idle_timeout": "2m", "task_timeout": "4m", "recycle": False},
         "quota": {"cooldown": "1s", "default_exhausted": "10m"},
         "logging": {"format": "json"},

@@ -41,7 +41,8 @@ def _config(root: Path, socket: str, **pool: Any) -> dict[str, Any]:
         "shared": {"root": str(root / "claude-shared")},
         "pool": {"prefix": "sp-", "min": 4, "max": 4, **pool},
         "tmux": {"socket_name": socket},
-        "dispatch": {"rescan_interval": "2s", "quiet_period": "0.2s"},
+        # The pool's sessions work on the one project at once (plain tasks otherwise run singly).
+        "dispatch": {"rescan_interval": "2s", "quiet_period": "0.2s", "max_parallel": 4},
         "completion": {"idle_timeout": "60s", "recycle": False},
         "quota": {"cooldown": "1s", "confirm_polls": 1, "default_exhausted": "10m"},
     }
