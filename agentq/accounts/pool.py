@@ -7,7 +7,7 @@ executor to the switcher as a :class:`SessionPool`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 
@@ -33,8 +33,16 @@ class SessionPool(Protocol):
         """Launch every later session on account ``name``."""
         ...
 
+    def use_accounts(self, names: Sequence[str]) -> None:
+        """Spread later sessions over accounts ``names`` (``pool.account_policy: spread``).
+
+        Each session starts on its own account while that one is listed, else on a listed
+        one; a running session is never restarted for it.
+        """
+        ...
+
     def resume_parked(self) -> int:
-        """Relaunch each parked task on the current account (``--resume`` in its cwd)."""
+        """Relaunch each parked task on the current account(s) (``--resume`` in its cwd)."""
         ...
 
     def operator_sessions(self) -> Mapping[str, str]:

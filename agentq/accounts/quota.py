@@ -17,6 +17,25 @@ The plan names the next account not exhausted, round-robin (:func:`choose_accoun
 none: every account is exhausted and the queue holds until the earliest reset. Every
 non-ok reading yields a :class:`Decision` whose ``forensic`` line says which session, which
 signal, what text matched and which reset, so each detection can be logged once.
+
+Per account (:mod:`agentq.accounts.windows`): every reading's usage warning is recorded on
+its window; a confirmed limit exhausts its window and blocks the account until its reset.
+What happens then depends on ``pool.account_policy``:
+
+- ``failover``: a limit of the active account swaps (as above). A limit of another account
+  (its sessions still finishing tasks after a preempt) stops only that account's sessions
+  (:attr:`Verdict.stop`); their tasks resume on the active one. No cooldown applies there.
+- ``spread``: every account with quota left runs sessions (:func:`launch_accounts`). A limit
+  stops only its account's sessions; their tasks resume on the others. When that account is
+  the active one (the active link's), the link moves to the next account with quota left
+  (a ``link`` plan); with none left the queue holds. An account rejoins by itself once its
+  reset passed. The cooldown does not apply: an exhausted account's further readings are
+  ignored until its reset.
+
+Preempt (:func:`plan_preempt`, each poll): an account past ``quota.preempt_at`` takes no new
+task while another account has room. In ``failover`` the active one is swapped away from
+softly (a ``preempt`` plan: no session is stopped, running tasks finish where they are, new
+sessions start on the target); in ``spread`` it is left out of :func:`launch_accounts`.
 """
 
 from __future__ import annotations
@@ -25,10 +44,13 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Literal
 
 from agentq.accounts.book import AccountBook, Suspicion
+from agentq.accounts.windows import exhaust, model_family, note_use, preempted_accounts
 from agentq.agents.readings import Reading, ReadingKind, Source
-from agentq.config.models import QuotaConfig
+from agentq.agents.status import Window
+from agentq.config.models import Config, QuotaConfig
 
 #: The matched text in a forensic line is cut to this many characters.
 FORENSIC_TEXT_MAX = 120
@@ -36,14 +58,28 @@ DEFAULT_CONFIRM_POLLS = 2
 DEFAULT_COOLDOWN = timedelta(minutes=5)
 DEFAULT_EXHAUSTED = timedelta(hours=1)
 
+AccountPolicy = Literal["failover", "spread"]
+#: ``swap``: the failover swap (every session parked, resumed on the target) or, without a
+#: target, the hold; ``preempt``: a soft swap (nothing parked, new sessions on the target);
+#: ``link``: spread mode's active link moves (only the exhausted account's sessions stopped).
+PlanMode = Literal["swap", "preempt", "link"]
+
 
 @dataclass(frozen=True)
 class QuotaRules:
-    """How readings become swaps: confirmation, cooldown, and the reset assumed when unknown."""
+    """How readings become swaps: confirmation, cooldown, and the reset assumed when unknown.
+
+    ``preempt_at`` (a fraction, None: off) is the window use past which an account takes no
+    new task; ``policy`` is ``pool.account_policy``; ``family`` the pool's model family when
+    the configuration names one (:func:`~agentq.accounts.windows.model_family`).
+    """
 
     confirm_polls: int = DEFAULT_CONFIRM_POLLS
     cooldown: timedelta = DEFAULT_COOLDOWN
     default_exhausted: timedelta = DEFAULT_EXHAUSTED
+    preempt_at: float | None = None
+    policy: AccountPolicy = "failover"
+    family: str | None = None
 
     def __post_init__(self) -> None:
         if self.confirm_polls < 1:
@@ -56,7 +92,15 @@ class QuotaRules:
             quota.confirm_polls,
             timedelta(seconds=quota.cooldown),
             timedelta(seconds=quota.default_exhausted),
+            quota.preempt_at,
         )
+
+    @classmethod
+    def for_config(cls, config: Config) -> QuotaRules:
+        """The rules of the whole configuration: quota, account policy and the pool's model."""
+        family = model_family(config.agent.args, config.agent.env)
+        quota = cls.from_config(config.quota)
+        return replace(quota, policy=config.pool.account_policy, family=family)
 
 
 @dataclass(frozen=True)
@@ -84,15 +128,21 @@ class SwapPlan:
     source: str
     target: str | None
     hold_until: datetime | None = None
+    mode: PlanMode = "swap"
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """One poll's readings applied: the next book, each detection, and the plan if any."""
+    """One poll's readings applied: the next book, each detection, and the plan if any.
+
+    ``stop`` names the accounts whose sessions stop now (their tasks wait, parked, and resume
+    on an account with quota left), in the order they ran out.
+    """
 
     book: AccountBook
     decisions: tuple[Decision, ...] = ()
     plan: SwapPlan | None = None
+    stop: tuple[str, ...] = ()
 
 
 def plan_swap(
@@ -100,15 +150,19 @@ def plan_swap(
 ) -> Verdict:
     """Apply one poll's readings to ``book``; plan a swap (or a hold) when one is due.
 
-    The returned book carries the updated suspicions, the cooldown start and the exhausted
-    account; nothing else changes until the plan is carried out.
+    The returned book carries the updated suspicions and windows, the cooldown start and the
+    exhausted accounts; nothing else changes until the plan is carried out.
     """
     ordered = sorted(readings, key=lambda r: r.kind != "server_error")
     suspicions = dict(book.suspicions)
     vetoed = {(r.session, r.at) for r in ordered if r.kind == "server_error"}
     decisions: list[Decision] = []
     plan: SwapPlan | None = None
+    stop: list[str] = []
     for reading in ordered:
+        account = reading.account or book.active
+        if reading.use is not None:
+            book = note_use(book, account, reading.use, now, rules.default_exhausted)
         if reading.kind == "ok":
             suspicions.pop(reading.session, None)
             continue
@@ -121,29 +175,116 @@ def plan_swap(
             decisions.append(_decide(reading, swap=False, reason=reason))
             continue
         reason, confirmed = _quota_reason(reading, suspicions, rules)
-        wait = _wait_reason(book, reading, now, rules) if confirmed else None
+        wait = _wait_reason(book, account, now, rules) if confirmed else None
         if not confirmed or wait is not None:
             full = f"{reason}; {wait}" if wait else reason
             decisions.append(_decide(reading, swap=False, reason=full))
             continue
-        decision = _decide(reading, swap=True, reason=reason)
-        decisions.append(decision)
-        suspicions.clear()
-        vetoed.clear()
         until = exhausted_until_for(reading.reset_at, now, rules.default_exhausted)
-        book = replace(book.exhausted(book.active, until), last_swap_at=now)
-        trigger = f"quota: {reason} ({decision.source}, {decision.session})"
-        plan = plan_target(book, trigger, None, now, rules)
-    return Verdict(replace(book, suspicions=suspicions), tuple(decisions), plan)
+        book = exhaust(book, account, reading.window or Window.UNKNOWN, until, now)
+        if rules.policy == "failover" and account == book.active:
+            decision = _decide(reading, swap=True, reason=reason)
+            suspicions.clear()
+            vetoed.clear()
+            book = replace(book, last_swap_at=now)
+            trigger = f"quota: {reason} ({decision.source}, {decision.session})"
+            plan = plan_target(book, trigger, None, now, rules)
+        else:
+            decision = _stop_decision(book, reading, account, reason, now, rules)
+            suspicions.pop(reading.session, None)
+            stop.append(account)
+            plan = _after_stop(book, account, decision, now, rules) or plan
+        decisions.append(decision)
+    return Verdict(replace(book, suspicions=suspicions), tuple(decisions), plan, tuple(stop))
+
+
+def _stop_decision(
+    book: AccountBook,
+    reading: Reading,
+    account: str,
+    reason: str,
+    now: datetime,
+    rules: QuotaRules,
+) -> Decision:
+    """The decision to stop only ``account``'s sessions (spread, or not the active one)."""
+    usable = launch_accounts(book, now, rules) if rules.policy == "spread" else (book.active,)
+    where = ", ".join(a for a in usable if a != account) or "no account (hold)"
+    why = "" if rules.policy == "spread" else f"account {account} is not the active one; "
+    full = f"{reason}; {why}its sessions stop, their tasks resume on {where}"
+    return _decide(reading, swap=rules.policy == "spread", reason=full)
+
+
+def _after_stop(
+    book: AccountBook, account: str, decision: Decision, now: datetime, rules: QuotaRules
+) -> SwapPlan | None:
+    """After ``account`` stopped: the active link moves off it (spread), or every account is out."""
+    trigger = f"quota: account {account} exhausted ({decision.source}, {decision.session})"
+    if rules.policy == "spread" and account == book.active:
+        return plan_target(book, trigger, None, now, rules, mode="link")
+    if choose_account(book.accounts, book.active, book.exhausted_until, now) is None:
+        return plan_target(book, trigger, None, now, rules)
+    return None
+
+
+def plan_preempt(book: AccountBook, now: datetime, rules: QuotaRules) -> Verdict:
+    """Mark the accounts past ``preempt_at``; in failover, plan a soft swap off the active one.
+
+    The swap needs another account with room (usable and not preempted), no partial swap, no
+    hold and no swap within the cooldown; otherwise the active account goes on taking tasks
+    (its quota is still there).
+    """
+    preempted = preempted_accounts(book, now, rules.preempt_at, rules.family)
+    if preempted != book.preempted:
+        book = book.with_preempted(preempted)
+    active = book.active
+    if rules.policy != "failover" or active not in preempted:
+        return Verdict(book)
+    if book.partial is not None or book.hold is not None:
+        return Verdict(book)
+    if book.last_swap_at is not None and now - book.last_swap_at < rules.cooldown:
+        return Verdict(book)
+    target = _roomy_account(book, now)
+    if target is None:
+        return Verdict(book)
+    trigger = f"preempt: account {active}: {preempted[active]}"
+    book = replace(book, last_swap_at=now)
+    return Verdict(book, plan=SwapPlan(trigger, active, target, mode="preempt"))
+
+
+def launch_accounts(book: AccountBook, now: datetime, rules: QuotaRules) -> tuple[str, ...]:
+    """The accounts new pool sessions start on, in configured order.
+
+    ``failover``: the active one. ``spread``: every account with quota left, less the
+    preempted ones while another has room; empty when every account is exhausted.
+    """
+    if rules.policy == "failover":
+        return (book.active,)
+    usable = tuple(a for a in book.accounts if not book.is_exhausted(a, now))
+    roomy = tuple(a for a in usable if a not in book.preempted)
+    return roomy or usable
+
+
+def _roomy_account(book: AccountBook, now: datetime) -> str | None:
+    """The next account after the active one that is usable and not preempted."""
+    blocked = dict.fromkeys(book.preempted, now + DEFAULT_EXHAUSTED)
+    candidate = choose_account(book.accounts, book.active, {**book.exhausted_until, **blocked}, now)
+    return candidate if candidate != book.active else None
 
 
 def plan_target(
-    book: AccountBook, trigger: str, to: str | None, now: datetime, rules: QuotaRules
+    book: AccountBook,
+    trigger: str,
+    to: str | None,
+    now: datetime,
+    rules: QuotaRules,
+    mode: PlanMode = "swap",
 ) -> SwapPlan:
-    """The swap for ``trigger``: to ``to`` if given, else the next usable account, else a hold."""
-    target = to or choose_account(book.accounts, book.active, book.exhausted_until, now)
+    """The swap for ``trigger``: to ``to`` if given, else the next usable account (one that is
+    not preempted first), else a hold."""
+    target = to or _roomy_account(book, now)
+    target = target or choose_account(book.accounts, book.active, book.exhausted_until, now)
     if target is not None:
-        return SwapPlan(trigger, book.active, target)
+        return SwapPlan(trigger, book.active, target, mode=mode)
     until = earliest_reset(book.exhausted_until, now) or now + rules.default_exhausted
     return SwapPlan(trigger, book.active, None, until)
 
@@ -163,14 +304,15 @@ def _quota_reason(
     return f"quota confirmed by {entry.polls} consecutive polls", True
 
 
-def _wait_reason(
-    book: AccountBook, reading: Reading, now: datetime, rules: QuotaRules
-) -> str | None:
-    """Why a confirmed quota does not swap now; None when it does."""
+def _wait_reason(book: AccountBook, account: str, now: datetime, rules: QuotaRules) -> str | None:
+    """Why a confirmed quota of ``account`` does not act now; None when it does."""
     if book.partial is not None:
         return "a partial swap waits for `agentq swap --clear`"
-    if reading.account and reading.account != book.active:
-        return f"account {reading.account} is not the active one"
+    other = rules.policy == "spread" or account != book.active
+    if other and book.is_exhausted(account, now):
+        return f"account {account} is exhausted already"
+    if other:
+        return None
     if book.last_swap_at is not None and now - book.last_swap_at < rules.cooldown:
         return f"cooldown since the swap at {book.last_swap_at.isoformat()}"
     return None

@@ -21,13 +21,24 @@ each once, when it happens: ``swap`` (from, to, trigger, resumed; a rolled-back 
 ``rolled_back: true`` and the error), ``partial_swap`` (entered; ``active: false`` when
 cleared), ``hold`` (since, until: every account is exhausted) and ``accounts_available`` (the
 hold ended). The notifications are built from them; nobody else reports these.
+
+The planner may also stop one account's sessions only (:attr:`~agentq.accounts.quota.Verdict
+.stop`): in ``pool.account_policy: spread`` every account with quota left runs sessions, and
+a limit parks only its own account's sessions; their tasks resume on the others (the same
+``--resume``), other accounts' sessions are never restarted, and the account rejoins once its
+reset passed (:meth:`Switcher.tick` hands the pool the accounts to use). There the active
+link is the operator's account: it moves off an account only when that one runs out (to the
+next with quota left, dedicated sessions resumed there as after a swap). A preempted account
+(past ``quota.preempt_at``) is swapped away from softly in failover: nothing is parked, its
+running tasks finish, new sessions start on the target. Each of these is a ``swap`` event
+(``stopped`` names the accounts whose sessions stopped; ``soft: true`` when none did).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -35,7 +46,16 @@ from typing import Protocol
 from agentq.accounts.book import AccountBook, PartialSwap
 from agentq.accounts.links import SharedLinks
 from agentq.accounts.pool import SessionPool
-from agentq.accounts.quota import Decision, QuotaRules, SwapPlan, plan_swap, plan_target
+from agentq.accounts.quota import (
+    Decision,
+    PlanMode,
+    QuotaRules,
+    SwapPlan,
+    launch_accounts,
+    plan_preempt,
+    plan_swap,
+    plan_target,
+)
 from agentq.agents.readings import Reading
 from agentq.config.models import Config
 from agentq.core import events as ev
@@ -83,7 +103,9 @@ class Switcher:
         self._emit = emit
         self._homes = {a.name: a.home for a in config.accounts}
         self._active_link = config.active_link
-        self._rules = QuotaRules.from_config(config.quota)
+        self._rules = QuotaRules.for_config(config)
+        #: The accounts the pool was last told to spread over (spread mode).
+        self._spread: tuple[str, ...] | None = None
         shared = len(self._homes) > 1
         self._links = links or SharedLinks(config.shared.root, config.shared.links, shared)
         #: One forensic line per session and verdict change, not one per poll.
@@ -102,8 +124,11 @@ class Switcher:
         return self._book
 
     def reconfigure(self, rules: QuotaRules) -> None:
-        """Decide by ``rules`` from the next reading on (a reload of ``quota:``)."""
-        self._rules = rules
+        """Decide by ``rules`` from the next reading on (a reload of ``quota:``).
+
+        The account policy is kept: changing it needs a restart.
+        """
+        self._rules = replace(rules, policy=self._rules.policy)
 
     # -- the loop's entry points ---------------------------------------------------------
 
@@ -118,17 +143,33 @@ class Switcher:
             if reading.kind == "ok":
                 self._logged.pop(reading.session, None)
         self._log(verdict.decisions)
+        for account in verdict.stop:
+            parked = self._pool.park(account)
+            until = self._book.exhausted_until.get(account)
+            logger.warning(
+                "account exhausted: its sessions stop",
+                extra={"account": account, "parked": parked, "until": str(until)},
+            )
         if verdict.plan is not None:
-            self._execute(verdict.plan, now)
+            self._execute(verdict.plan, now, verdict.stop)
+        elif verdict.stop:
+            self._resume_elsewhere(verdict.stop, now)
 
     def tick(self, now: datetime) -> None:
-        """End a hold whose reset has passed: try the swap again."""
+        """End a hold whose reset has passed; preempt; let accounts whose reset passed rejoin."""
         hold = self._book.hold
-        if self._book.partial is not None or hold is None or hold.until > now:
-            return
-        # Push the hold out first: if this attempt fails, the next one waits.
-        self._set_book(self._book.held(hold.since, now + RETRY_AFTER_FAILED_SWAP))
-        self.swap("hold ended: the earliest reset passed", None, now)
+        if self._book.partial is None and hold is not None and hold.until <= now:
+            if self._rules.policy == "spread":
+                self._release(now)
+            else:
+                # Push the hold out first: if this attempt fails, the next one waits.
+                self._set_book(self._book.held(hold.since, now + RETRY_AFTER_FAILED_SWAP))
+                self.swap("hold ended: the earliest reset passed", None, now)
+        verdict = plan_preempt(self._book, now, self._rules)
+        self._set_book(verdict.book)
+        if verdict.plan is not None:
+            self._execute(verdict.plan, now)
+        self._sync_accounts(now)
 
     def next_wakeup(self, now: datetime) -> float | None:
         """Seconds until a hold ends, so the loop wakes for it."""
@@ -145,7 +186,8 @@ class Switcher:
             return SwapOutcome(False, "refused: a partial swap needs `agentq swap --clear` first")
         if to is not None and to not in self._homes:
             return SwapOutcome(False, f"unknown account {to!r}")
-        return self._execute(plan_target(self._book, trigger, to, now, self._rules), now)
+        mode: PlanMode = "link" if self._rules.policy == "spread" else "swap"
+        return self._execute(plan_target(self._book, trigger, to, now, self._rules, mode), now)
 
     def clear_partial(self) -> SwapOutcome:
         """``agentq swap --clear``: leave the partial-swap state and dispatch again.
@@ -167,9 +209,11 @@ class Switcher:
 
     # -- the procedure -------------------------------------------------------------------
 
-    def _execute(self, plan: SwapPlan, now: datetime) -> SwapOutcome:
+    def _execute(self, plan: SwapPlan, now: datetime, stopped: tuple[str, ...] = ()) -> SwapOutcome:
         if plan.target is None:
             return self._hold(plan, now)
+        if plan.mode != "swap":
+            return self._move_link(plan, plan.target, now, stopped)
         source, target = plan.source, plan.target
         parked = self._pool.park()
         self._pool.pause_dispatch()
@@ -199,8 +243,106 @@ class Switcher:
         )
         return SwapOutcome(True, message)
 
-    def _flip_and_ensure(self, source: str, target: str, trigger: str, now: datetime) -> str | None:
-        """Flip the active link and ensure the target's links; roll back on failure."""
+    def _move_link(
+        self, plan: SwapPlan, target: str, now: datetime, stopped: tuple[str, ...] = ()
+    ) -> SwapOutcome:
+        """A swap that parks no more sessions: preempt (failover) or the link moving (spread).
+
+        Running tasks finish where they are; new sessions start on ``target`` (failover) or
+        on every account with quota left (spread). In spread the operator's dedicated
+        sessions at their shell are resumed on ``target``, as after a failover swap, and the
+        tasks of the account that ran out (``stopped``, parked already) resume elsewhere.
+        """
+        source, spread = plan.source, self._rules.policy == "spread"
+        dedicated = dict(self._pool.operator_sessions()) if spread else {}
+        problem = self._flip_and_ensure(source, target, plan.trigger, now, resume=not spread)
+        if problem is not None:
+            return SwapOutcome(False, problem)
+        # Only one account (or none) ran out: the other sessions' suspicion runs stand.
+        suspicions = self._book.suspicions
+        swapped = self._book.swapped(source, target, now, plan.trigger)
+        self._set_book(replace(swapped, suspicions=suspicions))
+        self._sync_accounts(now)
+        resumed = [name for name, sid in dedicated.items() if self._resume_operator(name, sid)]
+        tasks = self._pool.resume_parked()
+        what = "active link" if spread else "new tasks"
+        message = f"{what} moved from {source} to {target} ({plan.trigger})"
+        if resumed:
+            message += f"; resumed dedicated session(s) {', '.join(sorted(resumed))}"
+        logger.warning("accounts: %s", message, extra={"from": source, "to": target})
+        self._emit(
+            ev.SWAP,
+            **{"from": source, "to": target},
+            trigger=plan.trigger,
+            resumed=tasks,
+            dedicated=sorted(resumed),
+            stopped=list(stopped),
+            soft=not stopped,
+            message=message,
+        )
+        return SwapOutcome(True, message)
+
+    def _resume_elsewhere(self, stopped: tuple[str, ...], now: datetime) -> None:
+        """Only ``stopped`` accounts' sessions parked: their tasks resume on the others."""
+        self._sync_accounts(now)
+        tasks = self._pool.resume_parked()
+        usable = launch_accounts(self._book, now, self._rules)
+        to = ",".join(usable) if self._rules.policy == "spread" else self._book.active
+        accounts = ", ".join(stopped)
+        message = f"account {accounts} exhausted; {tasks} task(s) resumed on {to}"
+        logger.warning("accounts: %s", message, extra={"from": accounts, "to": to})
+        self._emit(
+            ev.SWAP,
+            **{"from": accounts, "to": to},
+            trigger=f"quota: account {accounts} exhausted",
+            resumed=tasks,
+            dedicated=[],
+            stopped=list(stopped),
+            soft=False,
+            message=message,
+        )
+
+    def _release(self, now: datetime) -> None:
+        """Spread: end a hold once an account has quota again; its parked tasks resume there."""
+        hold = self._book.hold
+        usable = launch_accounts(self._book, now, self._rules)
+        if hold is None:
+            return
+        if not usable:
+            self._set_book(self._book.held(hold.since, now + RETRY_AFTER_FAILED_SWAP))
+            return
+        self._set_book(self._book.released())  # reports accounts_available
+        if self._book.is_exhausted(self._book.active, now):
+            trigger = "hold ended: the earliest reset passed"
+            plan = SwapPlan(trigger, self._book.active, usable[0], mode="link")
+            self._move_link(plan, usable[0], now)
+        self._pool.resume_dispatch()
+        self._sync_accounts(now)
+        self._pool.resume_parked()
+
+    def _sync_accounts(self, now: datetime) -> None:
+        """Spread: hand the pool the accounts with quota left when that changed."""
+        if self._rules.policy != "spread":
+            return
+        accounts = launch_accounts(self._book, now, self._rules)
+        if accounts == self._spread:
+            return
+        old = set(self._spread or ())
+        self._spread = accounts
+        if accounts:
+            self._pool.use_accounts(accounts)
+        back = [a for a in accounts if a not in old]
+        extra = {"accounts": ",".join(accounts), "rejoined": ",".join(back)}
+        logger.info("sessions spread over accounts", extra=extra)
+
+    def _flip_and_ensure(
+        self, source: str, target: str, trigger: str, now: datetime, *, resume: bool = True
+    ) -> str | None:
+        """Flip the active link and ensure the target's links; roll back on failure.
+
+        After a rollback the pool resumes on ``source`` (or holds when it is exhausted) unless
+        ``resume`` is off (a spread pool runs on without the link).
+        """
         link, target_home, source_home = (
             self._active_link,
             self._homes.get(target),
@@ -220,7 +362,7 @@ class Switcher:
             except (AccountError, OSError) as back:
                 return self._enter_partial(source, target, error, _one_line(back))
             logger.error("swap rolled back", extra={"from": source, "to": target, "error": error})
-            resumed = self._after_rollback(source, now)
+            resumed = self._after_rollback(source, now) if resume else 0
             message = f"swap from {source} to {target} failed and was rolled back: {error}"
             self._emit(
                 ev.SWAP,

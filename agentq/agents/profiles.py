@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,13 @@ class AgentProfile:
     def operator_command(self, resume: str | None = None) -> list[str]:
         """The argument list that resumes an operator's dedicated session: no pool settings."""
         return self._argv((), resume)
+
+    def operator_line(self, account_home: Path, resume: str) -> str:
+        """The shell line that resumes an operator's session on ``account_home`` (no pool
+        settings: the operator's own auto-continue stays as set)."""
+        env = {**self.env, "CLAUDE_CONFIG_DIR": str(account_home)}
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
+        return " ".join([*assignments, *map(shlex.quote, self.operator_command(resume))])
 
     def _argv(self, extra: tuple[str, ...], resume: str | None) -> list[str]:
         argv = [*self.command, *extra, *self.args]

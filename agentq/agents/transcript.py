@@ -1,9 +1,11 @@
 """Reading an agent's transcript files (I/O: this module opens files; its callers stay pure).
 
 Claude Code keeps each session in ``<config dir>/projects/<cwd slug>/<session id>.jsonl``
-(:func:`agentq.agents.profiles.transcript_path`). The session executor reads the last
-answer from it when a turn ended without a ``Stop`` hook, and finds the session that holds
-our prompt when no hook reported its id yet.
+(:func:`agentq.agents.profiles.transcript_path`), and the agents a session started in
+``<session id>/subagents/agent-<id>.jsonl`` beside it. The session executor reads the last
+answer from it when a turn ended without a ``Stop`` hook, finds the session that holds our
+prompt when no hook reported its id yet, reads a limit's exact window and reset (2.1.332's
+``quotaLimits``) and what a task used (:mod:`agentq.agents.usage` sums it).
 """
 
 from __future__ import annotations
@@ -12,10 +14,50 @@ import json
 import re
 from pathlib import Path
 
+from agentq.agents.classify import Kind, SignalReading, classify_transcript
 from agentq.agents.profiles import UUID_RE
 
 #: How many of the newest transcripts :func:`find_session_by_prompt` opens.
 NEWEST_SEARCHED = 20
+#: A limit is read from the transcript's last lines only (its error entry is the newest).
+TAIL_LINES = 200
+
+
+def read_entries(path: Path) -> list[dict[str, object]]:
+    """The JSON objects of a JSONL transcript, in order ([] when it cannot be read)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+def task_entries(path: Path) -> tuple[list[dict[str, object]], list[list[dict[str, object]]]]:
+    """A session transcript's entries and those of each agent it started (``subagents/``)."""
+    folder = path.with_suffix("") / "subagents"
+    try:
+        agents = sorted(folder.glob("*.jsonl"))
+    except OSError:
+        agents = []
+    return read_entries(path), [read_entries(agent) for agent in agents]
+
+
+def quota_reading(path: Path) -> SignalReading | None:
+    """The limit the transcript's last reply records (window, exact reset), if it is one."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[-TAIL_LINES:]
+    except OSError:
+        return None
+    reading = classify_transcript(lines)
+    return reading if reading.kind is Kind.QUOTA else None
 
 
 def last_assistant_text(path: Path) -> str:

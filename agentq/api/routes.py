@@ -212,7 +212,7 @@ def status_doc(snap: Snapshot, now: float) -> dict[str, Any]:
         projects.append({"path": row.get("path"), **{s: row.get(s, 0) for s in states}})
         projects[-1]["oldest_pending_age"] = age
     book = {
-        a["name"]: {"exhausted_until": a.get("exhausted_until")}
+        a["name"]: {k: a.get(k) for k in ("exhausted_until", "windows", "preempted")}
         for a in snap.accounts.get("accounts", [])
     }
     return {
@@ -239,5 +239,6 @@ def status_doc(snap: Snapshot, now: float) -> dict[str, Any]:
 
 
 def accounts_doc(snap: Snapshot) -> dict[str, Any]:
-    """``GET /api/accounts``: the active account, each one's reset time, holds and swaps."""
+    """``GET /api/accounts``: the active account, the policy, each one's windows and reset
+    time, holds and swaps."""
     return dict(snap.accounts)

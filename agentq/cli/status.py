@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentq.accounts.book import account_status
 from agentq.config.models import Config
 from agentq.core.lock import is_locked
 from agentq.daemon.state import StateFile
@@ -73,6 +74,8 @@ def collect_status(config: Config, now: float) -> dict[str, Any]:
         k: sum(p[k] for p in projects)
         for k in ("pending", "working", "delegated", "done", "failed")
     }
+    recorded = state.get("accounts")
+    accounts = recorded if isinstance(recorded, dict) else {}
     return {
         "running": is_locked(config.state_dir / "lock"),
         "daemon": state.get("daemon", {}),
@@ -84,7 +87,7 @@ def collect_status(config: Config, now: float) -> dict[str, Any]:
         "refused_projects": state.get("refused_projects", {}),
         "sessions": state.get("sessions", []),
         "active_account": state.get("active_account"),
-        "accounts": state.get("accounts", {}),
+        "accounts": {name: account_status(entry) for name, entry in accounts.items()},
         "hold": state.get("hold"),
         "partial_swap": state.get("partial_swap"),
         "swaps": state.get("swaps", [])[-5:],
@@ -139,8 +142,7 @@ def render_status(doc: dict[str, Any]) -> str:
     if doc["active_account"]:
         lines.append(f"active account: {doc['active_account']}")
     for name, entry in sorted(doc["accounts"].items()):
-        if entry.get("exhausted_until"):
-            lines.append(f"account {name}: exhausted until {entry['exhausted_until']}")
+        lines += _account_lines(name, entry)
     if doc["hold"]:
         lines.append(f"QUEUE HELD: every account is exhausted until {doc['hold']['until']}")
     if doc["partial_swap"]:
@@ -190,6 +192,25 @@ def _when(value: object) -> str:
     if isinstance(value, int | float):
         return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
     return str(value)
+
+
+def _account_lines(name: str, entry: dict[str, Any]) -> list[str]:
+    """An account's exhaustion, preemption and each window it has readings of."""
+    lines = []
+    if entry.get("exhausted_until"):
+        lines.append(f"account {name}: exhausted until {entry['exhausted_until']}")
+    if entry.get("preempted"):
+        lines.append(f"account {name}: takes no new task ({entry['preempted']})")
+    for row in entry.get("windows") or []:
+        used = row.get("used")
+        shown = "?" if used is None else f"{'over ' if row.get('over') else ''}{used}%"
+        text = f"account {name}: {row.get('window')} window {shown} used"
+        if row.get("exhausted_until"):
+            text += f", out until {row['exhausted_until']}"
+        elif row.get("resets_at"):
+            text += f", resets {row['resets_at']}"
+        lines.append(text)
+    return lines
 
 
 def state_path(config: Config) -> Path:

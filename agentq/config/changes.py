@@ -48,6 +48,7 @@ LIVE_KEYS = frozenset(
         "quota.confirm_polls",
         "quota.default_exhausted",
         "quota.timezone",
+        "quota.preempt_at",
         "delegation.allow_by_default",
         "delegation.providers",
         "delegation.fallbacks",

@@ -42,6 +42,7 @@ from agentq.config.types import (
     EnvName,
     HttpUrl,
     LinkName,
+    Percent,
     ProviderName,
     SessionName,
     expand_path,
@@ -153,6 +154,7 @@ class PoolConfig(_Section):
     min: int = Field(default=2, ge=0, le=MAX_POOL_SIZE)
     max: int = Field(default=4, ge=1, le=MAX_POOL_SIZE)
     dedicated: list[DedicatedSession] = Field(default_factory=list)
+    account_policy: Literal["failover", "spread"] = "failover"
 
     @field_validator("max")
     @classmethod
@@ -251,6 +253,7 @@ class QuotaConfig(_Section):
     confirm_polls: int = Field(default=2, ge=1)
     default_exhausted: Duration = Field(default=_HOUR, gt=0)
     timezone: str = "UTC"
+    preempt_at: Percent | None = None
 
     @field_validator("timezone")
     @classmethod

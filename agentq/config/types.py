@@ -31,6 +31,25 @@ def _seconds(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(_seconds)]
 """Seconds, written in the file as ``30s``, ``5m``, ``1h30m`` or a bare number."""
 
+
+def _fraction(value: object) -> float:
+    """A share written ``90%`` (or a number between 0 and 1), as a fraction."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = value.strip()[:-1].strip()
+        try:
+            value = float(number) / 100
+        except ValueError:
+            raise ValueError("expected a percentage like 90%") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected a percentage like 90% (or a fraction like 0.9)")
+    if not 0 < value <= 1:
+        raise ValueError("must be above 0% and at most 100%")
+    return float(value)
+
+
+Percent = Annotated[float, BeforeValidator(_fraction)]
+"""A share, written ``90%`` or ``0.9``; a fraction in (0, 1]."""
+
 _VAR = re.compile(r"\$(?:\{(?P<braced>[^}]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NO_ENV_HINT = " (build the config with load_config or config_from_dict)"

@@ -424,6 +424,7 @@ class Daemon:
         book = AccountBook.from_dict(self.state, [a.name for a in self.config.accounts])
         emit = self.events.emit
         self.switcher = Switcher(self.config, pool, book, emit, links=self._account_links)
+        self.switcher.tick(self.clock.now())  # spread: the accounts to start sessions on
         self._pool = pool
         self._record_accounts()
 

@@ -161,7 +161,7 @@ class Reloader:
             pool, settings = session_setup(config, self._env, config.state_dir)
             parts.pool.reconfigure(pool, settings)
         if parts.switcher is not None:
-            parts.switcher.reconfigure(QuotaRules.from_config(config.quota))
+            parts.switcher.reconfigure(QuotaRules.for_config(config))
         parts.janitor.reconfigure(config.janitor, config.dispatch.tmp_max_age)
         parts.notifier.reconfigure(specs & parts.notifier.specs(), targets)
         return warnings

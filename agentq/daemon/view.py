@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from agentq.accounts.book import account_status
 from agentq.api.routes import footer_doc
 from agentq.api.view import Answer, Request, Snapshot, TaskDetail, TaskEntry, TaskPage
 from agentq.daemon.index import DELIVERED, TaskIndex
@@ -266,12 +267,12 @@ class LoopView:
         book = d.state.get("accounts", {})
         accounts = []
         for name in names:
-            raw = (book.get(name) or {}).get("exhausted_until")
-            accounts.append(
-                {"name": name, "exhausted_until": raw, "exhausted_until_ts": _timestamp(raw)}
-            )
+            entry = account_status(book.get(name))
+            raw = entry["exhausted_until"]
+            accounts.append({"name": name, **entry, "exhausted_until_ts": _timestamp(raw)})
         return {
             "active": d.state.get("active_account") or names[0],
+            "policy": d.config.pool.account_policy,
             "accounts": accounts,
             "hold": copy.deepcopy(d.state.get("hold")),
             "partial_swap": copy.deepcopy(d.state.get("partial_swap")),

@@ -16,132 +16,56 @@ The two formulas differ on purpose:
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import Literal
+
+from agentq.core.pricing import (
+    DEFAULT_PRICES,
+    DEFAULT_PRICES_AS_OF,
+    DEFAULT_PRICES_SOURCE,
+    LONG_CONTEXT_TOKENS,
+    PER_MILLION,
+    CostSource,
+    Price,
+    PriceLike,
+    anthropic_tokens,
+    canonical_model,
+    cost_anthropic,
+    count_tokens,
+    find_price,
+    format_cost,
+)
+
+__all__ = [
+    "DEFAULT_PRICES",
+    "DEFAULT_PRICES_AS_OF",
+    "DEFAULT_PRICES_SOURCE",
+    "CostSource",
+    "Price",
+    "PriceLike",
+    "TokenFormula",
+    "anthropic_tokens",
+    "canonical_model",
+    "cost_anthropic",
+    "cost_for",
+    "cost_openai",
+    "find_price",
+    "format_cost",
+    "openai_tokens",
+    "reported_cost",
+]
 
 logger = logging.getLogger(__name__)
 
-CostSource = Literal["provider", "price_table", "unknown"]
 TokenFormula = Literal["openai", "anthropic"]
-
-PER_MILLION = 1_000_000
-LONG_CONTEXT_TOKENS = 200_000
-# Anthropic bills 5-minute cache writes at 1.25x the input rate.
-ANTHROPIC_CACHE_WRITE_FACTOR = 1.25
-DEFAULT_PRICES_AS_OF = "2026-11-21"
-DEFAULT_PRICES_SOURCE = "LiteLLM 1.109.1 model_prices_and_context_window_backup.json"
-
-
-class PriceLike(Protocol):
-    """What cost arithmetic needs from a price entry (``PriceConfig`` or :class:`Price`)."""
-
-    @property
-    def input(self) -> float: ...
-    @property
-    def output(self) -> float: ...
-    @property
-    def cache_read(self) -> float | None: ...
-    @property
-    def cache_write(self) -> float | None: ...
-
-
-@dataclass(frozen=True)
-class Price:
-    """One model's price in USD per 1M tokens, with where and when it was read."""
-
-    input: float
-    output: float
-    cache_read: float | None = None
-    cache_write: float | None = None
-    as_of: str | None = None
-    source: str | None = None
-    input_above_200k: float | None = None
-    output_above_200k: float | None = None
-
-
-def _default(input_: float, output: float, read: float, write: float | None = None) -> Price:
-    return Price(input_, output, read, write, DEFAULT_PRICES_AS_OF, DEFAULT_PRICES_SOURCE)
-
-
-DEFAULT_PRICES: Mapping[str, Price] = MappingProxyType(
-    {
-        "claude-sonnet-4-5": _default(3.00, 15.00, 0.30, 3.75),
-        "claude-haiku-4-5": _default(1.00, 5.00, 0.10, 1.25),
-        "claude-opus-4-5": _default(5.00, 25.00, 0.50, 6.25),
-        "gpt-4.1": _default(2.00, 8.00, 0.50),
-        "gpt-5": _default(1.25, 10.00, 0.125),
-        "gpt-4o": _default(2.50, 10.00, 1.25),
-        "gemini/gemini-2.5-pro": Price(
-            1.25,
-            10.00,
-            0.125,
-            None,
-            DEFAULT_PRICES_AS_OF,
-            DEFAULT_PRICES_SOURCE,
-            input_above_200k=2.50,
-            output_above_200k=15.00,
-        ),
-        "gemini/gemini-2.5-flash": _default(0.30, 2.50, 0.03),
-    }
-)
-
-_DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
-
-
-def canonical_model(name: str) -> str:
-    """Normalise a model name for price lookup: lower case, no ``vendor/`` prefix, no date."""
-    base = name.strip().lower().rsplit("/", 1)[-1]
-    return _DATE_SUFFIX.sub("", base)
-
-
-def find_price(
-    model: str | None,
-    overrides: Mapping[str, PriceLike] | None = None,
-    table: Mapping[str, PriceLike] = DEFAULT_PRICES,
-) -> PriceLike | None:
-    """The price for ``model``: a config override first, then the table; None if unknown."""
-    if not model:
-        return None
-    for source in (overrides or {}, table):
-        if model in source:
-            return source[model]
-        wanted = canonical_model(model)
-        for key, price in source.items():
-            if canonical_model(key) == wanted:
-                return price
-    return None
-
-
-def _count(usage: Mapping[str, object], *path: str) -> int:
-    node: object = usage
-    for name in path:
-        if not isinstance(node, Mapping):
-            return 0
-        node = node.get(name)
-    if isinstance(node, bool) or not isinstance(node, int | float):
-        return 0
-    return max(0, int(node))
 
 
 def openai_tokens(usage: Mapping[str, object]) -> tuple[int, int, int, int]:
     """(uncached input, output, cache read, cache write) from an OpenAI ``usage`` object."""
-    prompt = _count(usage, "prompt_tokens")
-    cached = min(prompt, _count(usage, "prompt_tokens_details", "cached_tokens"))
-    written = _count(usage, "prompt_tokens_details", "cache_write_tokens")
-    return prompt - cached, _count(usage, "completion_tokens"), cached, written
-
-
-def anthropic_tokens(usage: Mapping[str, object]) -> tuple[int, int, int, int]:
-    """(uncached input, output, cache read, cache write) from an Anthropic ``usage`` object."""
-    return (
-        _count(usage, "input_tokens"),
-        _count(usage, "output_tokens"),
-        _count(usage, "cache_read_input_tokens"),
-        _count(usage, "cache_creation_input_tokens"),
-    )
+    prompt = count_tokens(usage, "prompt_tokens")
+    cached = min(prompt, count_tokens(usage, "prompt_tokens_details", "cached_tokens"))
+    written = count_tokens(usage, "prompt_tokens_details", "cache_write_tokens")
+    return prompt - cached, count_tokens(usage, "completion_tokens"), cached, written
 
 
 def cost_openai(usage: Mapping[str, object], price: PriceLike) -> float:
@@ -154,19 +78,6 @@ def cost_openai(usage: Mapping[str, object], price: PriceLike) -> float:
     # No cache rate configured: the server gives no discount we know of.
     read_rate = price.cache_read if price.cache_read is not None else rate_in
     return (uncached * rate_in + cached * read_rate + output * rate_out) / PER_MILLION
-
-
-def cost_anthropic(usage: Mapping[str, object], price: PriceLike) -> float:
-    """USD for an Anthropic ``usage``; cache reads and writes are separate from input."""
-    uncached, output, read, written = anthropic_tokens(usage)
-    read_rate = price.cache_read if price.cache_read is not None else price.input
-    write_rate = (
-        price.cache_write
-        if price.cache_write is not None
-        else price.input * ANTHROPIC_CACHE_WRITE_FACTOR
-    )
-    total = uncached * price.input + written * write_rate + read * read_rate
-    return (total + output * price.output) / PER_MILLION
 
 
 def reported_cost(usage: Mapping[str, object]) -> float | None:
@@ -195,10 +106,3 @@ def cost_for(
             compute = cost_openai if formula == "openai" else cost_anthropic
             return compute(usage, price), "price_table"
     return None, "unknown"
-
-
-def format_cost(cost_usd: float | None, source: str) -> str:
-    """``"$0.0123"`` for a known cost, ``"unknown"`` otherwise."""
-    if cost_usd is None or source == "unknown":
-        return "unknown"
-    return f"${cost_usd:.4f}"

@@ -8,6 +8,8 @@ past prompt (``❯`` + a normal space), which tells a new turn from an earlier o
 
 from __future__ import annotations
 
+from agentq.agents.classify import pending_input
+
 #: How many non-blank pane lines a failure footer quotes.
 TAIL_LINES = 15
 #: What a task resumed on another account is told (its original prompt is in the session).
@@ -44,11 +46,12 @@ def last_echo(screen: str) -> str:
 
 
 def has_pending_input(screen: str) -> bool:
-    """Whether the live input line (``❯`` + U+00A0) holds text waiting for Enter."""
-    for line in reversed(screen.splitlines()):
-        if line.startswith(LIVE_INPUT):
-            return bool(line[len(LIVE_INPUT) :].strip())
-    return False
+    """Whether the live input line (``❯`` + U+00A0) holds text waiting for Enter.
+
+    Claude Code 2.1.332's placeholders ("Resend your message to try again", "Press up to
+    edit queued messages") are no input (:func:`agentq.agents.classify.pending_input`).
+    """
+    return bool(pending_input(screen))
 
 
 def screen_tail(screen: str, lines: int = TAIL_LINES) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agentq.agents.readings import ReadingKind, Source
-from agentq.agents.status import Kind
+from agentq.agents.status import Kind, UsageWarning, Window
 from agentq.sessions.delivery import CONTINUE_PROMPT, TAIL_LINES, first_line, progress_view
 from agentq.sessions.model import (
     Action,
@@ -104,6 +104,7 @@ class StepBase:
             launched_at=self.now.wall,
             echo_baseline="",
             stale=False,
+            background=False,  # a fresh agent process runs no background agent of ours
         )
 
     def launch_failed(self, reason: str) -> None:
@@ -159,8 +160,17 @@ class StepBase:
     def note(self, key: str, value: str) -> None:
         self.set(notes=(*self.slot.notes, (key, value)))
 
-    def report(self, source: Source, kind: Kind, reset_text: str | None, text: str) -> None:
-        self.emit(Report(source, _KINDS[kind], reset_text, text))
+    def report(
+        self,
+        source: Source,
+        kind: Kind,
+        reset_text: str | None,
+        text: str,
+        *,
+        window: Window | None = None,
+        warning: UsageWarning | None = None,
+    ) -> None:
+        self.emit(Report(source, _KINDS[kind], reset_text, text, window, warning))
 
     def finish(
         self,
@@ -192,5 +202,6 @@ class StepBase:
             resume_id=None,
             submitted=False,
             flagged_stale=False,
+            background=False,
         )
         self.task = None

@@ -13,8 +13,9 @@ is typed. Hooks are installed into every account home once, here, at constructio
 
 The account swap drives the executor through the pool interface the accounts side
 defines (:class:`agentq.accounts.pool.SessionPool`): ``pause_dispatch``/``resume_dispatch``,
-``park``, ``use_account``, ``resume_parked``, ``operator_sessions`` and
-``resume_operator_session``.
+``park``, ``use_account``, ``use_accounts`` (spread), ``resume_parked``,
+``operator_sessions`` and ``resume_operator_session``. Which account a launch uses is
+:func:`agentq.sessions.pool.pick_account`'s choice.
 
 A task the machine flags stale (its pane and transcript stood still for
 ``completion.stale_after``) is reported as a ``task_stale`` event through the ``emit``
@@ -25,18 +26,16 @@ reaches the executor through :meth:`SessionExecutor.reconfigure`.
 from __future__ import annotations
 
 import logging
-import shlex
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from agentq.agents.classify import Activity
+from agentq.agents.classify import Activity, Login
 from agentq.agents.hooks import consume, merge_hooks, read_signals
 from agentq.agents.profiles import AgentProfile, make_profile
 from agentq.agents.readings import Reading
-from agentq.agents.resets import parse_reset
 from agentq.agents.transcript import find_session_by_prompt
 from agentq.config.models import Config
 from agentq.core import crashpoints
@@ -50,16 +49,21 @@ from agentq.queue.taskfile import Task
 from agentq.sessions import model as m
 from agentq.sessions.delivery import SHELLS, prompt_text
 from agentq.sessions.machine import needs_screen, step
-from agentq.sessions.observe import hook_of, transcript_answer, transcript_stamp
-from agentq.sessions.pool import PoolSpec, pick_slot, plan_launches
+from agentq.sessions.observe import (
+    hook_of,
+    reading_of,
+    stale_fields,
+    task_usage_footer,
+    transcript_answer,
+    transcript_stamp,
+    turn_signalled,
+)
+from agentq.sessions.pool import PoolSpec, pick_account, pick_slot, plan_launches
 from agentq.sessions.settings import SessionSettings, session_setup
 from agentq.sessions.tmux import PaneInfo, TmuxDriver
 
 logger = logging.getLogger(__name__)
 
-#: A quota reading quotes at most this much of what the session said.
-READING_TEXT_MAX = 120
-SUBSCRIPTION_COST = "not reported (subscription session)"
 #: Poll intervals: quick while a session starts, takes a paste or exits; calmer while it works.
 FAST_POLL = 0.1
 BUSY_POLL = 0.5
@@ -100,6 +104,8 @@ class SessionExecutor:
         self._tallies: Counter[tuple[str, ...]] = Counter()
         self._paused = False
         self._account = settings.account
+        #: The accounts launches are spread over (spread mode); empty: all on ``_account``.
+        self._spread: tuple[str, ...] = ()
         (state_dir / "signals").mkdir(parents=True, exist_ok=True)
         for home in settings.accounts.values():
             # The one place hooks are merged: every home a session may start on, at start-up,
@@ -176,7 +182,7 @@ class SessionExecutor:
         pinned = job.task.meta.session
         if pinned and not self.pool.owns(pinned):
             raise AgentError(f"session pin {pinned!r} is not one of the pool's sessions")
-        slot = pick_slot(self._owned(), cwd, pinned)
+        slot = pick_slot(self._owned(), cwd, pinned, self._spread)
         if slot is None:
             raise AgentError("no free agent session")
         note = None
@@ -187,7 +193,7 @@ class SessionExecutor:
         pane = None
         if slot.state is m.SlotState.IDLE:  # reused if its agent runs; its screen sets the echo
             pane = self._pane(slot, self.driver.list_panes().get(slot.name), screen=True)
-        assign = m.Assign(view, self._account, pane, note)
+        assign = m.Assign(view, self._launch_account(slot.name), pane, note)
         failure = self._run(slot.name, assign, *self._moment(), drop_task=True)
         if failure is not None:
             raise AgentError(f"could not start an agent session: {failure}", slot.name) from failure
@@ -226,7 +232,7 @@ class SessionExecutor:
             return Recovery(RecoveryKind.REQUEUE)
         info = self.driver.list_panes().get(session)
         if session in self._slots and info is not None and info.alive and task is not None:
-            if self._turn_signalled(session, claim.record.claimed_at):
+            if turn_signalled(self.state_dir, session, claim.record.claimed_at):
                 return Recovery(RecoveryKind.ADOPT)  # its hooks said it took (or finished) the turn
             activity = self.profile.activity(self.driver.capture(session), info.title)
             if activity in (Activity.BUSY, Activity.PERMISSION):
@@ -328,18 +334,29 @@ class SessionExecutor:
         return sum(s.state is m.SlotState.PARKED for s in self._slots.values())
 
     def use_account(self, name: str) -> None:
-        """Launch later sessions on account ``name`` (its hooks were installed at start-up)."""
+        """Launch later sessions on account ``name`` (its hooks were installed at start-up).
+
+        In spread mode it is the operator's account (dedicated sessions resume there).
+        """
         if name not in self.settings.accounts:
             raise AgentError(f"unknown account {name!r} for the session pool")
         self._account = name
 
+    def use_accounts(self, names: Sequence[str]) -> None:
+        """Spread later launches over accounts ``names`` (see :func:`pick_account`)."""
+        unknown = [name for name in names if name not in self.settings.accounts]
+        if unknown:
+            raise AgentError(f"unknown account(s) {', '.join(unknown)} for the session pool")
+        self._spread = tuple(names)
+
     def resume_parked(self) -> int:
-        """Relaunch each parked task on the current account: ``--resume`` it or deliver afresh."""
+        """Relaunch each parked task on a usable account: ``--resume`` it or deliver afresh."""
         instant, now = self._moment()
         resumed = 0
         for name, slot in self._slots.items():
             if slot.state is m.SlotState.PARKED:
-                self._run(name, m.Resume(self._view(name), self._account), instant, now)
+                resume = m.Resume(self._view(name), self._launch_account(name))
+                self._run(name, resume, instant, now)
                 resumed += self._slots[name].state is m.SlotState.LAUNCHING
         return resumed
 
@@ -354,11 +371,8 @@ class SessionExecutor:
             return False
         if info.command not in SHELLS:
             return False  # the agent (or something else) still runs there: never interrupt it
-        home = self.settings.accounts[self._account]
-        env = {**self.profile.env, "CLAUDE_CONFIG_DIR": str(home)}
-        assignments = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
-        argv = [shlex.quote(a) for a in self.profile.launch_command(resume=session_id)]
-        self.driver.send_keys(name, " ".join([*assignments, *argv]), literal=True)
+        line = self.profile.operator_line(self.settings.accounts[self._account], session_id)
+        self.driver.send_keys(name, line, literal=True)
         self.driver.send_keys(name, "Enter")
         return True
 
@@ -378,7 +392,9 @@ class SessionExecutor:
         if info is None:
             return None
         wanted = info.alive and (screen or needs_screen(slot))
-        return m.Pane(info.alive, info.title, self.driver.capture(slot.name) if wanted else "")
+        text = self.driver.capture(slot.name) if wanted else ""
+        login = self.settings.logins.get(slot.account, Login.UNKNOWN)
+        return m.Pane(info.alive, info.title, text, login)
 
     def _run(
         self,
@@ -440,7 +456,8 @@ class SessionExecutor:
             case m.Finish():
                 self._finish(name, action, now)
             case m.Report():
-                reading = self._reading(name, action, now)
+                slot, tz = self._slots[name], self.settings.timezone
+                reading = reading_of(name, slot.account, slot.transcript, action, now, tz)
                 self._tallies["reading", reading.account, reading.source, reading.kind] += 1
                 self._readings.append(reading)
             case m.FindSessionId(account=account, cwd=cwd, first_line=first):
@@ -460,18 +477,8 @@ class SessionExecutor:
     def _report_stale(self, name: str, idle: float) -> None:
         """The ``task_stale`` event of the slot's task (the machine flags once per standstill)."""
         job = self._job(name)
-        if job is None or self._emit is None:
-            return
-        claim, after = job.claim, self._rules.stale_after
-        self._emit(
-            ev.STALE,
-            project=claim.project.path.name,
-            task=claim.name,
-            session=name,
-            idle_s=round(idle),
-            stale_after=after,
-            message=f"{claim.task_id} on {name}: no progress for {idle:.0f}s",
-        )
+        if job is not None and self._emit is not None:
+            self._emit(ev.STALE, **stale_fields(job.claim, name, idle, self._rules.stale_after))
 
     def _finish(self, name: str, finish: m.Finish, now: datetime) -> None:
         job = self._job(name)
@@ -482,6 +489,9 @@ class SessionExecutor:
         if finish.answer_from is not None:
             result = transcript_answer(finish.answer_from, self.settings.accounts)
         status = OutcomeStatus.DONE if finish.ending is m.Ending.DONE else OutcomeStatus.FAILED
+        account = self._slots[name].account or self._account
+        prompt, cwd = self._task_view(job).prompt, job.cwd
+        cost, usage = task_usage_footer(finish, self.settings, account, cwd, prompt)
         self._finished.append(
             Outcome(
                 job,
@@ -490,18 +500,11 @@ class SessionExecutor:
                 result=result,
                 error=finish.error,
                 target=name,
-                account=self._slots[name].account or self._account,
-                cost=SUBSCRIPTION_COST,
-                details=finish.details,
+                account=account,
+                cost=cost,
+                details=(*usage, *finish.details),
             )
         )
-
-    def _reading(self, name: str, report: m.Report, now: datetime) -> Reading:
-        reset = report.reset_text
-        reset_at = parse_reset(reset, now, self.settings.timezone) if reset else None
-        text = report.text[:READING_TEXT_MAX]
-        account = self._slots[name].account
-        return Reading(name, report.source, report.kind, reset_at, text, now, account)
 
     # -- slots and tasks -----------------------------------------------------------------
 
@@ -537,6 +540,12 @@ class SessionExecutor:
                 del self._slots[name]
                 logger.info("pool session retired", extra={"session": name})
 
+    def _launch_account(self, name: str) -> str:
+        """The account slot ``name``'s next launch uses (its home while usable, …)."""
+        accounts = self._spread or (self._account,)
+        order = list(self.settings.accounts)
+        return pick_account(self.pool, self._slots[name], self._slots.values(), accounts, order)
+
     def _keep_minimum(self, instant: m.Instant, now: datetime) -> None:
         if self._paused:
             return
@@ -550,7 +559,7 @@ class SessionExecutor:
             cwd = self._slots[name].cwd
             if cwd is None or not cwd.is_dir():
                 cwd = self.settings.default_cwd
-            self._run(name, m.Warm(cwd, self._account), instant, now)
+            self._run(name, m.Warm(cwd, self._launch_account(name)), instant, now)
 
     def _job(self, name: str) -> Job | None:
         entry = self._tasks.get(name)
@@ -586,14 +595,3 @@ class SessionExecutor:
             if sig.session in self._slots:
                 by_session.setdefault(sig.session, []).append(hook_of(sig))
         return {name: tuple(hooks) for name, hooks in by_session.items()}
-
-    def _turn_signalled(self, session: str, claimed_at: str) -> bool:
-        """Whether hook signals since the claim show ``session`` took (or finished) this turn."""
-        try:
-            since = datetime.fromisoformat(claimed_at).timestamp()
-        except ValueError:
-            return False
-        return any(
-            sig.session == session and sig.event in m.TURN_EVENTS and sig.received_at >= since
-            for sig in read_signals(self.state_dir)
-        )

@@ -45,7 +45,7 @@ Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is Exit → EXITING (ID
 23   BUSY           Tick: StopFailure, another error                 Finish(failed), recycle
 24   BUSY           Tick: the limit on the pane after our echo       QUOTA: Report, Esc on menu
 25   BUSY           Tick: a limit line above our echo (history)      unchanged
-26   BUSY           Tick: pane ok, retrying, or a server error       BUSY: Report
+26   BUSY           Tick: pane ok, retrying, or a server error       BUSY: Report (a retry: ok)
 27   BUSY           Tick: the idle prompt, first seen                BUSY (idle noted)
 28   BUSY           Tick: the idle prompt for ``stop_grace``         Finish(transcript), recycle
 29   BUSY           Tick: working again                              BUSY (idle forgotten)
@@ -83,10 +83,27 @@ Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is Exit → EXITING (ID
 61   task states    Cancel: the session is gone                      EMPTY: Finish(failed)
 62   BUSY, QUOTA    Tick, after the above: pane or transcript moved  unchanged (progress noted)
 63   BUSY, QUOTA    Tick, after the above: still for ``stale_after`` unchanged: Stale, once per halt
+64   BUSY           Tick: Stop hook, background agents still run     BUSY (background noted)
+65   BUSY           Tick: the idle prompt, background agents run     BUSY (no completion)
+66   SUBMITTED      Tick: the automatic continue's prompt hook       unchanged (not our prompt)
+67   BUSY, QUOTA    Tick: automatic continue armed on the pane       QUOTA: Esc (cancel), Report
+68   BUSY, QUOTA    Tick: automatic continue fired (hook, notice)    QUOTA: Esc (interrupt), Report
+69   LAUNCHING…     Tick: the CLI exited (resume hint, a shell)      as 3-5: Kill first
+70   BUSY           Tick: StopFailure: the account cannot run tasks  QUOTA: Report(hook)
+71   BUSY           Tick: Stop hook, a usage warning on the pane     as 21, Report(warning) first
 ===  =============  ===============================================  ==========================
 
 A session of ours found at start-up begins LAUNCHING and stale. The slot states a task
-can be in are LAUNCHING, PASTED, SUBMITTED, BUSY, QUOTA and PARKED ("task states").
+can be in are LAUNCHING, PASTED, SUBMITTED, BUSY, QUOTA and PARKED ("task states");
+"LAUNCHING…" are the states whose pane is read (LAUNCHING to QUOTA). BUSY and QUOTA are
+:mod:`agentq.sessions.working`'s.
+
+A task ends on the ``Stop`` that leaves no background agent of its running (Claude Code
+fires one when the main turn ends and another after the follow-up turn the agents' end
+starts). Claude Code 2.1.332's automatic continue after a limit never runs a pool task on:
+pool sessions start with it off; armed anyway it is cancelled, fired anyway it is
+interrupted and the task waits at the limit for agentq's resume. A reading resting on a
+retry line is provisional (reported as ok) whatever its kind, as the account's login reads it.
 
 Hook signals count only when they belong to this slot's current agent process (not older
 than its launch, nor than the current delivery); once the agent session that took our
@@ -100,8 +117,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from agentq.agents.classify import Activity, classify_activity, classify_hook_payload, classify_pane
-from agentq.agents.status import Kind
+from agentq.agents.classify import Activity, classify_activity, has_exited
 from agentq.queue.records import Phase
 from agentq.sessions.delivery import (
     CONTINUE_PROMPT,
@@ -109,7 +125,6 @@ from agentq.sessions.delivery import (
     last_echo,
     screen_tail,
 )
-from agentq.sessions.effects import StepBase
 from agentq.sessions.model import (
     SCREEN_STATES,
     SUBMITTED_STATES,
@@ -130,7 +145,6 @@ from agentq.sessions.model import (
     Park,
     Paste,
     Progress,
-    QuotaHint,
     Resume,
     Rules,
     SendKeys,
@@ -138,9 +152,9 @@ from agentq.sessions.model import (
     SlotState,
     Submit,
     Tick,
-    TranscriptRef,
     Warm,
 )
+from agentq.sessions.working import WorkingStep
 
 #: Signals stamped up to this long before the paste still count (two clocks, one host).
 DELIVERY_SLACK = 0.001
@@ -180,7 +194,7 @@ def step(
 
 
 @dataclass
-class _Step(StepBase):
+class _Step(WorkingStep):
     """One step: the observation handlers and what each state does with a Tick."""
 
     # -- observations ----------------------------------------------------------------------
@@ -195,6 +209,9 @@ class _Step(StepBase):
             self.session_gone(tick.pane)
             return
         pane = tick.pane
+        if state in SCREEN_STATES and self.cli_exited(pane):
+            self.session_gone(pane)  # row 69: the CLI exited under a shell or wrapper
+            return
         if state is SlotState.LAUNCHING:
             self.on_launching(pane)
         elif state is SlotState.PASTED:
@@ -209,6 +226,11 @@ class _Step(StepBase):
             self.kill()
         if self.task is not None and self.slot.state in (SlotState.BUSY, SlotState.QUOTA):
             self.watch_progress(pane.screen, tick.transcript)  # the stale rule (rows 62, 63)
+
+    def cli_exited(self, pane: Pane) -> bool:
+        """The agent CLI is gone though the pane lives (its resume hint, a shell prompt)."""
+        activity = classify_activity(pane.screen, pane.title)
+        return activity is Activity.UNKNOWN and has_exited(pane.screen)
 
     def exit_overdue(self) -> bool:
         return self.now.mono - self.slot.since > self.rules.exit_timeout
@@ -420,7 +442,8 @@ class _Step(StepBase):
             self.retry_or_fail("the paste never showed in the agent's input line")
 
     def on_submitted(self, pane: Pane, own: list[Hook]) -> None:
-        events = {hook.event for hook in own}
+        # Row 66: the prompt Claude Code's automatic continue submits is not our delivery.
+        events = {hook.event for hook in own if not hook.auto_continue}
         busy = bool(events & TURN_EVENTS)
         if not busy:
             activity = classify_activity(pane.screen, pane.title)
@@ -450,130 +473,6 @@ class _Step(StepBase):
         self.set(progress_at=mono, flagged_stale=False)
         self.emit(Progress(Phase.RUNNING))
         self.log(logging.INFO, "task delivered", task=self.task.key)
-
-    def on_busy(self, pane: Pane, own: list[Hook]) -> None:
-        if self.task is None:
-            return
-        for hook in own:
-            if hook.event == "Stop":
-                self.note("completed by", "Stop hook")
-                self.finish(Ending.DONE, result=hook.last_assistant_message or "")
-                self.recycle()
-                return
-            if hook.event == "StopFailure":
-                self.on_stop_failure(hook)
-                return
-        mono, screen = self.now.mono, pane.screen
-        if screen != self.slot.last_screen:
-            self.set(last_screen=screen, last_change=mono)
-        at_limit = self.watch_quota(pane)
-        activity = classify_activity(screen, pane.title)
-        if self.check_limits(activity):
-            return
-        if at_limit:
-            if activity is Activity.MENU:
-                self.emit(SendKeys(("Escape",)))  # the rate-limit menu blocks the input
-            self.set(state=SlotState.QUOTA)  # at the account's limit: never "done" when idle
-            return
-        if activity is not Activity.IDLE:
-            self.set(idle_seen_at=None)
-            return
-        seen = self.slot.idle_seen_at if self.slot.idle_seen_at is not None else mono
-        self.set(idle_seen_at=seen)
-        if mono - seen >= self.rules.stop_grace:
-            self.note("completed by", "idle prompt (answer from the transcript)")
-            slot = self.slot
-            ref = TranscriptRef(slot.transcript, slot.account, slot.cwd, self.session_id)
-            self.finish(Ending.DONE, answer_from=ref)
-            self.recycle()
-
-    def on_stop_failure(self, hook: Hook) -> None:
-        payload = {
-            "hook_event_name": "StopFailure",
-            "error": hook.error,
-            "last_assistant_message": hook.last_assistant_message,
-        }
-        reading = classify_hook_payload(payload)
-        if reading.kind is Kind.QUOTA:
-            hint = QuotaHint(reading.reset_text, reading.evidence or "")
-            self.report("hook", Kind.QUOTA, hint.reset_text, hint.evidence)
-            self.set(state=SlotState.QUOTA, quota_hint=hint)
-            return
-        lines = (hook.last_assistant_message or "").strip().splitlines()
-        text = lines[0] if lines else ""
-        error = f"agent error ({hook.error or 'unknown'}, {reading.kind}): {text}".rstrip(": ")
-        self.finish(Ending.FAILED, error=error[:500])
-        self.recycle()
-
-    def watch_quota(self, pane: Pane) -> bool:
-        """Pane fallback: report what it says; True when it shows the account's limit.
-
-        Until our prompt's echo is on screen, what the pane shows belongs to an earlier
-        turn (a resumed session's history ends on the old account's limit line).
-        """
-        if last_echo(pane.screen) == self.slot.echo_baseline:
-            return False
-        reading = classify_pane(pane.screen, pane.title)
-        if reading.kind is Kind.OK or (reading.kind is Kind.QUOTA and reading.retrying):
-            self.report("pane", Kind.OK, None, "")
-            return False
-        self.report("pane", reading.kind, reading.reset_text, reading.evidence or "")
-        return reading.kind is Kind.QUOTA
-
-    def on_quota(self, pane: Pane, own: list[Hook]) -> None:
-        """At the account's limit: wait for the swap; the turn may still finish or recover."""
-        if any(hook.event == "Stop" for hook in own):
-            self.set(state=SlotState.BUSY)
-            self.on_busy(pane, own)
-            return
-        activity = classify_activity(pane.screen, pane.title)
-        if activity is Activity.MENU:
-            self.emit(SendKeys(("Escape",)))  # the rate-limit menu blocks the input
-        elif activity is Activity.BUSY:
-            self.set(state=SlotState.BUSY, quota_hint=None)  # the limit lifted, or was misread
-            return
-        if self.check_limits(activity):
-            return
-        reading = classify_pane(pane.screen, pane.title)
-        hint = self.slot.quota_hint
-        if reading.kind is Kind.QUOTA and not reading.retrying:
-            self.report("pane", Kind.QUOTA, reading.reset_text, reading.evidence or "")
-        elif hint is not None:
-            self.report("hook", Kind.QUOTA, hint.reset_text, hint.evidence)
-
-    def check_limits(self, activity: Activity) -> bool:
-        """Task timeout, permission dialog, stall: True when the task ended here."""
-        slot, mono = self.slot, self.now.mono
-        timeout = (self.task.timeout if self.task else None) or self.rules.task_timeout
-        if timeout and mono - slot.since > timeout:
-            self.fail_and_kill(f"timed out after {timeout:g}s", screen_tail(slot.last_screen))
-            return True
-        if activity is Activity.PERMISSION:
-            if slot.permission_since is None:
-                self.set(permission_since=mono, permission_text=screen_tail(slot.last_screen, 8))
-                self.log(logging.WARNING, "agent waits on a permission dialog")
-            waited = mono - (self.slot.permission_since or mono)
-            if waited >= self.rules.permission_timeout:
-                return self.permission_timeout(waited)
-            return False
-        self.set(permission_since=None)
-        if mono - slot.last_change > self.rules.idle_timeout:
-            error = f"stalled: no output for {self.rules.idle_timeout:g}s"
-            self.fail_and_kill(error, screen_tail(slot.last_screen))
-            return True
-        return False
-
-    def permission_timeout(self, waited: float) -> bool:
-        note = f"waited {waited:.0f}s on a permission dialog"
-        answer = self.rules.permission_answer
-        if answer is not None:
-            self.note("permission", f"{note}; answered {answer!r}")
-            self.emit(SendKeys((answer,), literal=True))
-            self.set(permission_since=None)
-            return False
-        dialog = " ".join(self.slot.permission_text.split())[:300]
-        self.fail_and_kill(f"{note}: {dialog}", "")
-        return True
 
     def retry_or_fail(self, reason: str) -> None:
         """Start over on a fresh session (nothing was submitted yet) or give up."""

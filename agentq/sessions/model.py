@@ -12,6 +12,7 @@ from enum import Enum
 from pathlib import Path
 
 from agentq.agents.readings import ReadingKind, Source
+from agentq.agents.status import Login, UsageWarning, Window
 from agentq.queue.records import KEEP, Keep, Phase
 
 DEFAULT_LAUNCH_TIMEOUT = 45.0
@@ -114,7 +115,12 @@ class TaskView:
 
 @dataclass(frozen=True)
 class Hook:
-    """One hook signal of the slot's tmux session (the fields the machine reads)."""
+    """One hook signal of the slot's tmux session (the fields the machine reads).
+
+    ``ends_task`` is False for a ``Stop`` whose ``background_tasks`` still run (their
+    follow-up turn ends with another ``Stop``); ``auto_continue`` is True for the hooks
+    Claude Code sends when its automatic continue after a usage limit fires.
+    """
 
     event: str
     received_at: float
@@ -123,15 +129,22 @@ class Hook:
     transcript_path: str | None = None
     error: str | None = None
     last_assistant_message: str | None = None
+    ends_task: bool = True
+    auto_continue: bool = False
 
 
 @dataclass(frozen=True)
 class Pane:
-    """The slot's tmux session as this poll saw it; ``screen`` only when it was captured."""
+    """The slot's tmux session as this poll saw it; ``screen`` only when it was captured.
+
+    ``login`` is how the account the session runs on signs in (it decides what a retried
+    limit line means).
+    """
 
     alive: bool
     title: str = ""
     screen: str = ""
+    login: Login = Login.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -148,6 +161,7 @@ class QuotaHint:
 
     reset_text: str | None
     evidence: str
+    window: Window | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +209,8 @@ class Slot:
     progress_file: FileStamp | None = None
     progress_at: float = 0.0
     flagged_stale: bool = False
+    #: A Stop came while background agents the task started still ran: wait for the next.
+    background: bool = False
 
 
 # -- observations ------------------------------------------------------------------------
@@ -354,12 +370,17 @@ class Finish:
 
 @dataclass(frozen=True)
 class Report:
-    """A quota reading of the slot's session, for the accounts side."""
+    """A quota reading of the slot's session, for the accounts side.
+
+    ``window`` is the usage window a quota ran out of; ``warning`` a usage warning shown.
+    """
 
     source: Source
     kind: ReadingKind
     reset_text: str | None = None
     text: str = ""
+    window: Window | None = None
+    warning: UsageWarning | None = None
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,22 @@
 Names are ``prefix + i`` for ``i`` in ``[start_index, start_index + max)``. Only
 those are created, typed into, exited or killed. Dedicated (operator) sessions
 are known so status can show them and a swap can resume them, nothing more.
-Which slot takes a task and which empty slots to warm up are pure choices here.
+Which slot takes a task, which empty slots to warm up and which account a launch
+uses are pure choices here.
+
+Accounts (``pool.account_policy: spread``): each slot has a home account, the
+configured accounts in turn (``agentq-0`` on the first, ``agentq-1`` on the
+second, …). A launch uses the home account while it is one the pool may use; else
+the account the slot ran on, if still usable (a borrowed session is not moved
+needlessly); else the usable account with the fewest sessions. A slot launched
+elsewhere goes home at its next launch once its home is usable again: a running
+session is never restarted for it. With one usable account (failover), every
+launch uses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,15 +65,51 @@ def plan_launches(
     return missing[: max(0, target - len(alive))]
 
 
-def pick_slot(slots: Iterable[Slot], cwd: Path, pinned: str | None) -> Slot | None:
+def pick_slot(
+    slots: Iterable[Slot], cwd: Path, pinned: str | None, accounts: Sequence[str] = ()
+) -> Slot | None:
     """The free slot for a task in ``cwd``: the pinned one, an idle one in ``cwd``, an empty one.
 
-    A pin to a busy session falls back to any free slot (the footer says so).
+    A pin to a busy session falls back to any free slot (the footer says so). With
+    ``accounts`` (those the pool may use), an idle session on one of them comes before one
+    that would have to be relaunched elsewhere.
     """
     free = [s for s in slots if s.state in FREE_STATES]
     if pinned:
         free = [s for s in free if s.name == pinned] or free
     same = [s for s in free if s.state is SlotState.IDLE and s.cwd == cwd]
+    if accounts:
+        same.sort(key=lambda s: s.account not in accounts)
     empty = [s for s in free if s.state is SlotState.EMPTY]
     candidates = same or empty or free
     return candidates[0] if candidates else None
+
+
+def home_account(spec: PoolSpec, name: str, order: Sequence[str]) -> str:
+    """The account slot ``name`` belongs to: the configured accounts in turn along the pool."""
+    names = [n for n in spec.names() if n not in spec.dedicated]
+    index = names.index(name) if name in names else 0
+    return order[index % len(order)] if order else ""
+
+
+def pick_account(
+    spec: PoolSpec, slot: Slot, slots: Iterable[Slot], accounts: Sequence[str], order: Sequence[str]
+) -> str:
+    """The account the next launch of ``slot`` uses (see the module docstring).
+
+    Args:
+        accounts: the accounts the pool may launch on now (one in failover), in order.
+        order: every configured account, in order (the homes go round it).
+    """
+    if len(accounts) <= 1:
+        return accounts[0] if accounts else slot.account
+    home = home_account(spec, slot.name, order)
+    if home in accounts:
+        return home
+    if slot.account in accounts and slot.state is not SlotState.EMPTY:
+        return slot.account
+    load = dict.fromkeys(accounts, 0)
+    for other in slots:
+        if other.name != slot.name and other.state is not SlotState.EMPTY:
+            load[other.account] = load.get(other.account, 0) + 1
+    return min(accounts, key=lambda account: load[account])

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentq.agents.classify import Login
+from agentq.agents.profiles import login_of
 from agentq.config.models import Config
 from agentq.queue.protocol import find_projects
 from agentq.sessions import model as m
@@ -24,6 +26,8 @@ class SessionSettings:
 
     ``accounts`` maps every account the pool may launch on to its config dir (one entry,
     ``default``, without configured accounts); ``account`` is the one it starts on.
+    ``logins`` says how each signs in (it decides what a retried limit line means, and
+    whether a footer's cost is real or API-equivalent).
     """
 
     accounts: Mapping[str, Path]
@@ -31,6 +35,7 @@ class SessionSettings:
     default_cwd: Path
     timezone: str = "UTC"
     rules: m.Rules = field(default_factory=m.Rules)
+    logins: Mapping[str, Login] = field(default_factory=dict)
 
     @classmethod
     def from_config(
@@ -47,6 +52,9 @@ class SessionSettings:
             default_cwd=projects[0] if projects else state_dir,
             timezone=config.quota.timezone,
             rules=rules_from_config(config),
+            logins={
+                name: login_of(home, {**env, **config.agent.env}) for name, home in accounts.items()
+            },
         )
 
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from agentq.sim.agent import main
+from agentq.sim.program import main
 
 raise SystemExit(main())

@@ -16,63 +16,70 @@ What a turn does is scripted by lines in the prompt:
 ``sim: hang``           stay busy until interrupted
 ``sim: exit``           the process dies mid-turn (no hook, no answer)
 ``sim: write PATH TEXT`` / ``sim: commit MSG``  change the cwd (:mod:`agentq.sim.actions`)
+``sim: background 5s``  the turn starts a background agent that runs that long after the
+                        turn's ``Stop`` (which lists it running), as Claude Code 2.1.332 does:
+                        ``✻ Waiting for 1 background agent to finish``, then ``SubagentStop``,
+                        a ``<task-notification>`` prompt and a final ``Stop`` with the answer
+``sim: warning 92%``    a usage warning under the input box from this turn on
+                        (``sim: warning 80% weekly`` for the weekly window)
 
 and by files in the account home (``$CLAUDE_CONFIG_DIR``, default ``~/.claude``):
 ``sim-quota`` (content ``resets 3pm (UTC)``, or ``<epoch> [text]`` which lifts at
-that time) makes every prompt hit the session limit; ``sim-server-error`` makes it
-end on a 500. ``$AGENTQ_SIM_LOG`` names a file that gets one JSON line per prompt
-received, byte-exact, with its time and cwd (tests prove exactly-once delivery with it).
+that time) makes every prompt hit the session limit; ``sim-limit`` (``<requests> <epoch>``)
+lets the account's first ``<requests>`` prompts through (counted in ``sim-requests``) and
+the later ones hit the limit until ``<epoch>``; ``sim-server-error`` makes it end on a
+500. ``$AGENTQ_SIM_LOG`` names a file that gets one JSON line per prompt received,
+byte-exact, with its time and cwd (tests prove exactly-once delivery with it).
 
-Simplifications: hooks are read from ``settings.json`` once at start (as Claude
-Code snapshots them); the permission ``Notification`` follows ``PermissionRequest``
+Replies record a ``usage`` (about four characters a token) in the transcript, so what a
+task used can be summed. Simplifications: hooks are read from ``settings.json`` once at
+start (as Claude Code snapshots them); the permission ``Notification`` follows
+``PermissionRequest``
 at once (Claude Code waits about 6 s); only ``/exit`` and ``/clear`` are commands.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
 import logging
 import math
-import os
-import select
-import subprocess
-import sys
+import secrets
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from agentq.sim.actions import perform
+from agentq.sim.record import Recorder, Session
 from agentq.sim.rules import (
+    BACKGROUND_AGENT,
+    BACKGROUND_RESULT,
+    BACKGROUND_STARTED,
     FAIL_TEXT,
     INTERRUPTED,
+    LIMIT_FILE,
     LIMIT_MENU,
     PERMISSION_COMMAND,
     PERMISSION_DIALOG,
     QUOTA_FILE,
+    REQUESTS_FILE,
     SERVER_ERROR_FILE,
     SERVER_ERROR_TEXT,
-    UUID_RE,
     VERSION,
     Script,
     default_answer,
     echo_line,
-    parse_hooks,
+    limit_message,
     parse_script,
-    project_dir,
     quota_message,
+    task_notification,
+    warning_text,
 )
 from agentq.sim.term import (
-    BRACKETED_PASTE_OFF,
-    BRACKETED_PASTE_ON,
     Key,
-    KeyParser,
     Screen,
-    raw_terminal,
 )
 from agentq.sim.term import fit as fit_text
 
@@ -88,15 +95,12 @@ CTRL_C_WINDOW = 2.0
 MAX_INPUT_LINES = 6
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """A text file's content ('' when it cannot be read)."""
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return ""
-
-
-def _now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # -- the agent -----------------------------------------------------------------
@@ -128,19 +132,14 @@ class Turn:
 
 
 @dataclass
-class Session:
-    """Identity of the conversation (a new one on ``/clear``)."""
+class Background:
+    """A background agent the last turn started: it runs until ``ends_at``."""
 
-    config_dir: Path
-    cwd: str
-    session_id: str
-    parent_uuid: str | None = None
-    resumed: bool = False
-
-    @property
-    def transcript(self) -> Path:
-        """The session's ``.jsonl`` transcript."""
-        return project_dir(self.config_dir, self.cwd) / f"{self.session_id}.jsonl"
+    agent_id: str
+    prompt: str
+    script: Script
+    started: float
+    ends_at: float
 
 
 @dataclass
@@ -153,6 +152,10 @@ class Sim:
     screen: Screen
     hooks: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     mode: str = "idle"  # idle | busy | permission | menu
+    background: Background | None = None
+    #: The usage warning shown under the input box (Claude Code keeps it until it changes).
+    warning: str | None = None
+    out: Recorder = field(init=False)
     segments: list[Segment] = field(default_factory=list)
     pastes: int = 0
     turn: Turn | None = None
@@ -163,6 +166,9 @@ class Sim:
     ticks: int = 0
     exit_code: int | None = None
     pending_history: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.out = Recorder(self.session, self.env, self.bypass, self.hooks)
 
     # -- start, hooks, transcript --------------------------------------------------
 
@@ -207,84 +213,25 @@ class Sim:
         self.pending_history.append("")
 
     def _fire(self, event: str, **fields: Any) -> None:
-        payload = {
-            "session_id": self.session.session_id,
-            "transcript_path": str(self.session.transcript),
-            "cwd": self.session.cwd,
-            "hook_event_name": event,
-            "permission_mode": "bypassPermissions" if self.bypass else "default",
-            **fields,
-        }
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        env = {**self.env, "CLAUDE_PROJECT_DIR": self.session.cwd}
-        for command, timeout in self.hooks.get(event, []):
-            # Claude Code runs a hook command as `/bin/sh -c <command>`; so do we,
-            # as an argument list (the command is the user's own shell text).
-            try:
-                subprocess.run(
-                    ["/bin/sh", "-c", command],
-                    input=data,
-                    capture_output=True,
-                    timeout=timeout,
-                    cwd=self.session.cwd,
-                    env=env,
-                    check=False,
-                )
-            except (OSError, subprocess.SubprocessError) as exc:
-                # Like Claude Code: a broken or slow hook does not stop the agent.
-                logger.debug("hook failed", extra={"event": event, "error": str(exc)})
-
-    def _record(self, kind: str, text: str, **extra: Any) -> None:
-        entry_uuid = str(uuid.uuid4())
-        content: Any = text if kind == "user" else [{"type": "text", "text": text}]
-        entry = {
-            "parentUuid": self.session.parent_uuid,
-            "type": kind,
-            "message": {"role": kind, "content": content},
-            "sessionId": self.session.session_id,
-            "cwd": self.session.cwd,
-            "timestamp": _now_iso(),
-            "uuid": entry_uuid,
-            "version": VERSION,
-            **extra,
-        }
-        self.session.parent_uuid = entry_uuid
-        path = self.session.transcript
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as transcript:
-            transcript.write(json.dumps(entry, ensure_ascii=False) + "\n")
-
-    def _log_prompt(self, prompt: str) -> None:
-        log = self.env.get("AGENTQ_SIM_LOG")
-        if not log:
-            return
-        record = {
-            "session": self.env.get("AGENTQ_SESSION"),
-            "session_id": self.session.session_id,
-            "prompt": prompt,
-            "at": time.time(),
-            "cwd": self.session.cwd,
-        }
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape")
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        self.out.fire(event, **fields)
 
     # -- turns ---------------------------------------------------------------------
 
     def submit(self, prompt: str, now: float) -> None:
         """Run one prompt: echo it, record it, then work, ask, fail or hit the limit."""
         self.pending_history += ["", echo_line(prompt, self.screen.columns())]
-        self._log_prompt(prompt)
-        self._record("user", prompt)
+        self.out.log_prompt(prompt)
+        self.out.user(prompt, origin={"kind": "human"})
         quota = self._quota_text()
         if quota is not None:
             self._hit_limit(prompt, quota)
             return
         config_dir = self.session.config_dir
         turn = Turn(prompt, parse_script(prompt))
+        if turn.script.warning is not None:
+            reset = time.time() + 4 * 3600
+            percent, window = turn.script.warning, turn.script.warning_window
+            self.warning = warning_text(percent, window, reset, time.time())
         if (config_dir / SERVER_ERROR_FILE).exists():
             turn.outcome = "server_error"
         elif turn.script.fail:
@@ -319,13 +266,18 @@ class Sim:
         self.screen.set_title(TITLE_BUSY[0])
 
     def _quota_text(self) -> str | None:
-        path = self.session.config_dir / QUOTA_FILE
-        return quota_message(_read_text(path), time.time()) if path.exists() else None
+        home = self.session.config_dir
+        requests = self.out.count_request(home / REQUESTS_FILE)
+        limit = limit_message(read_text(home / LIMIT_FILE), requests, time.time())
+        if limit is not None:
+            return limit
+        path = home / QUOTA_FILE
+        return quota_message(read_text(path), time.time()) if path.exists() else None
 
     def _hit_limit(self, prompt: str, message: str) -> None:
         self.pending_history += [f"  ⎿  {message}", "", "✻ Worked for 0s"]
-        self._record(
-            "assistant", message, isApiErrorMessage=True, error="rate_limit", apiErrorStatus=429
+        self.out.reply(
+            message, prompt, isApiErrorMessage=True, error="rate_limit", apiErrorStatus=429
         )
         if not self.menu_shown:
             self.menu_shown = True
@@ -339,6 +291,9 @@ class Sim:
             self.exit_code = 1  # dies mid-turn: no answer, no hook
             return
         seconds = round(now - turn.started)
+        if turn.outcome == "answer" and turn.script.background > 0:
+            self._start_background(turn, now)
+            return
         if turn.outcome == "answer":
             text = turn.script.answer or default_answer(turn.prompt)
             folder = Path(self.session.cwd)
@@ -351,16 +306,75 @@ class Sim:
         self.pending_history += ["", f"✻ Worked for {seconds}s"]
         self._end_turn()
         if turn.outcome == "answer":
-            self._record("assistant", text)
-            self._fire("Stop", last_assistant_message=text, stop_hook_active=False)
+            self.out.reply(text, turn.prompt)
+            self._fire(
+                "Stop", last_assistant_message=text, stop_hook_active=False, background_tasks=[]
+            )
         else:
             error = "server_error" if turn.outcome == "server_error" else "unknown"
             status = 500 if turn.outcome == "server_error" else None
             extra = {"isApiErrorMessage": True, "error": error, "apiErrorStatus": status}
-            self._record("assistant", text, **extra)
+            self.out.reply(text, turn.prompt, **extra)
             self._fire("StopFailure", error=error, last_assistant_message=text)
         if self.queued and self.mode == "idle" and self.exit_code is None:
             self.submit(self.queued.pop(0), time.monotonic())
+
+    def _start_background(self, turn: Turn, now: float) -> None:
+        """The turn ends leaving an agent running: a Stop that lists it, then the wait."""
+        agent_id = secrets.token_hex(8)
+        self.pending_history += [
+            "",
+            f"● Agent({BACKGROUND_AGENT})",
+            "  ⎿  Backgrounded agent (↓ to manage · ctrl+o to expand)",
+            "",
+            f"● {BACKGROUND_STARTED}",
+        ]
+        self.out.reply(BACKGROUND_STARTED, turn.prompt)
+        prompt = f"Do the background part of: {turn.prompt.splitlines()[0]}"
+        ends = now + turn.script.background
+        self.background = Background(agent_id, turn.prompt, turn.script, now, ends)
+        self.turn = None
+        self.next_tick = now + TICK
+        self.render()
+        running = {
+            "id": agent_id,
+            "type": "subagent",
+            "status": "running",
+            "description": BACKGROUND_AGENT,
+            "agent_type": "general-purpose",
+        }
+        self._fire(
+            "Stop",
+            last_assistant_message=BACKGROUND_STARTED,
+            stop_hook_active=False,
+            background_tasks=[running],
+        )
+        self.out.agent_run(agent_id, prompt, BACKGROUND_RESULT)
+
+    def _background_done(self, now: float) -> None:
+        """The agent ended: SubagentStop, the notification prompt, the follow-up turn."""
+        agent = self.background
+        if agent is None:
+            return
+        self.background = None
+        seconds = now - agent.started
+        path = self.session.agent_transcript(agent.agent_id)
+        self.pending_history += ["", f'● Agent "{BACKGROUND_AGENT}" finished · {round(seconds)}s']
+        self._fire(
+            "SubagentStop",
+            agent_id=agent.agent_id,
+            agent_type="general-purpose",
+            agent_transcript_path=str(path),
+            last_assistant_message=BACKGROUND_RESULT,
+        )
+        notice = task_notification(agent.agent_id, BACKGROUND_RESULT, seconds)
+        self.out.user(notice, origin={"kind": "task-notification"}, isMeta=True)
+        self._fire("UserPromptSubmit", prompt=notice, prompt_id=str(uuid.uuid4()))
+        script = replace(agent.script, background=0.0, work=TICK)
+        turn = Turn(agent.prompt, script)
+        self.turn = turn
+        self._start_work(turn, time.monotonic())
+        self.render()
 
     def _end_turn(self) -> None:
         self.turn = None
@@ -372,6 +386,7 @@ class Sim:
     def interrupt(self) -> None:
         """Esc/Ctrl-C/"No": stop the turn without a hook; queued prompts return to the input."""
         self.pending_history.append(INTERRUPTED)
+        self.background = None
         self.segments += [Segment(text) for text in self.queued]
         self.queued.clear()
         self._end_turn()
@@ -388,6 +403,7 @@ class Sim:
         """``/clear``: end this session, start a new one with a new id."""
         self._fire("SessionEnd", reason="clear")
         self.session = Session(self.session.config_dir, self.session.cwd, str(uuid.uuid4()))
+        self.out.session = self.session
         self.pending_history.clear()
         self.screen.clear()
         self.start("clear")
@@ -475,6 +491,8 @@ class Sim:
         due = [self.next_tick]
         if self.turn is not None and self.mode == "busy":
             due.append(self.turn.ends_at)
+        if self.background is not None and self.turn is None:
+            due.append(self.background.ends_at)
         if self.ctrl_c_until > now:
             due.append(self.ctrl_c_until)
         if pending_escape:
@@ -484,8 +502,11 @@ class Sim:
 
     def tick(self, now: float) -> None:
         """Advance the clock: finish a due turn, spin the spinner."""
+        agent = self.background
         if self.mode == "busy" and self.turn is not None and now >= self.turn.ends_at:
             self._finish(self.turn, now)
+        elif self.turn is None and agent is not None and now >= agent.ends_at:
+            self._background_done(now)
         elif self.mode == "busy" and now >= self.next_tick:
             self.ticks += 1
             self.next_tick = now + TICK
@@ -513,8 +534,13 @@ class Sim:
             glyph = SPINNER_GLYPHS[self.ticks % len(SPINNER_GLYPHS)]
             elapsed = int(max(now - self.turn.started, 0))
             lines += ["", f"{glyph} Scurrying… ({elapsed}s · esc to interrupt)"]
+        elif self.mode == "busy" and self.background is not None:
+            lines += ["", "✻ Waiting for 1 background agent to finish"]
         lines += [f"  queued: {echo_line(text, self.screen.columns())[2:]}" for text in self.queued]
-        return [*lines, "", rule, *self._input_lines(), rule, self._footer()]
+        footer = [self._footer()]
+        if self.warning is not None:
+            footer.append(self.warning.rjust(self.screen.columns() - 1))
+        return [*lines, "", rule, *self._input_lines(), rule, *footer]
 
     def _input_lines(self) -> list[str]:
         rest = "".join(segment.shown() for segment in self.segments)
@@ -539,59 +565,3 @@ class Sim:
         if self.bypass:
             return "  ⏵⏵ bypass permissions on (shift+tab to cycle)"
         return "" if self.segments else "  ? for shortcuts"
-
-
-# -- the program ---------------------------------------------------------------
-
-
-def run(sim: Sim, fd_in: int, source: str) -> int:
-    """The event loop: read keys with a timeout, advance the clock, redraw."""
-    keys = KeyParser()
-    with raw_terminal(fd_in):
-        sim.screen.write(BRACKETED_PASTE_ON)
-        sim.start(source)
-        while sim.exit_code is None:
-            now = time.monotonic()
-            ready, _, _ = select.select([fd_in], [], [], sim.timeout(now, keys.pending_escape))
-            if ready:
-                data = os.read(fd_in, 65536)
-                if not data:
-                    return 0  # the terminal went away
-                events = keys.feed(data)
-            else:
-                events = keys.flush() if keys.pending_escape else []
-            for event in events:
-                sim.on_key(event, time.monotonic())
-                if sim.exit_code is not None:
-                    break
-            sim.tick(time.monotonic())
-            sim.render()
-        sim.screen.write(BRACKETED_PASTE_OFF)
-    return sim.exit_code or 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m agentq.sim``; other Claude Code arguments are ignored."""
-    parser = argparse.ArgumentParser(prog="python -m agentq.sim", allow_abbrev=False)
-    parser.add_argument("--resume", "-r", metavar="UUID")
-    parser.add_argument("--dangerously-skip-permissions", action="store_true")
-    args, _ignored = parser.parse_known_args(argv)
-    env = dict(os.environ)
-    config_dir = Path(env.get("CLAUDE_CONFIG_DIR") or Path("~/.claude").expanduser())
-    cwd = str(Path.cwd())
-    session = Session(config_dir, cwd, args.resume or str(uuid.uuid4()), resumed=bool(args.resume))
-    if args.resume and not (UUID_RE.fullmatch(args.resume) and session.transcript.is_file()):
-        print(f"No conversation found with session ID: {args.resume}", file=sys.stderr)
-        return 1
-    sim = Sim(
-        session=session,
-        env=env,
-        bypass=args.dangerously_skip_permissions,
-        screen=Screen(sys.stdout.fileno()),
-        hooks=parse_hooks(_read_text(config_dir / "settings.json")),
-    )
-    return run(sim, sys.stdin.fileno(), "resume" if args.resume else "startup")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

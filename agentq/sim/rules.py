@@ -22,6 +22,10 @@ DEFAULT_WORK = 1.0
 HOOK_TIMEOUT = 60.0
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 QUOTA_FILE = "sim-quota"
+#: ``<requests> <epoch>``: the account's prompts after the first ``<requests>`` hit the limit
+#: until ``<epoch>``; the prompts are counted in :data:`REQUESTS_FILE` (one line each).
+LIMIT_FILE = "sim-limit"
+REQUESTS_FILE = "sim-requests"
 SERVER_ERROR_FILE = "sim-server-error"
 SERVER_ERROR_TEXT = (
     "API Error: 500 Internal server error. This is a server-side issue, usually temporary"
@@ -59,6 +63,16 @@ LIMIT_MENU = (
 _DIRECTIVE_RE = re.compile(r"^\s*sim:\s*(\w+)\s*(.*?)\s*$", re.IGNORECASE)
 
 
+#: A background agent's name in the pane and in ``background_tasks``.
+BACKGROUND_AGENT = "background helper"
+#: What the main turn says when it leaves a background agent running.
+BACKGROUND_STARTED = "Started a background agent (background helper); it reports when it ends."
+BACKGROUND_RESULT = "SUB RESULT: the background work is finished"
+#: Token counts the simulated replies report besides their text's: a cached system prompt.
+CACHE_READ_TOKENS = 2048
+SYSTEM_TOKENS = 12
+
+
 @dataclass(frozen=True)
 class Action:
     """A change the simulated agent makes in its folder at the end of its turn.
@@ -82,6 +96,11 @@ class Script:
     permission: bool = False
     exit: bool = False
     actions: tuple[Action, ...] = ()
+    #: Seconds a background agent started by the turn runs after the turn's first Stop.
+    background: float = 0.0
+    #: A usage warning shown from the turn on: percent used, and ``session`` or ``weekly``.
+    warning: int | None = None
+    warning_window: str = "session"
 
 
 def parse_script(prompt: str) -> Script:
@@ -102,6 +121,13 @@ def parse_script(prompt: str) -> Script:
             fields["work"] = math.inf
         elif verb == "answer":
             fields["answer"] = arg
+        elif verb == "background":
+            try:
+                fields["background"] = parse_duration(arg)
+            except ValueError:
+                continue
+        elif verb == "warning":
+            fields.update(_warning(arg))
         elif verb in ("fail", "permission", "exit"):
             fields[verb] = True
         elif verb == "write" and arg:
@@ -120,6 +146,49 @@ def relative_parts(path: str) -> tuple[str, ...] | None:
     if not parts or ".." in parts:
         return None
     return parts
+
+
+def _warning(arg: str) -> dict[str, Any]:
+    """``92%`` or ``80% weekly``: the warning's percentage and window (nothing when invalid)."""
+    words = arg.split()
+    number = words[0].rstrip("%") if words else ""
+    if not number.isdigit() or not 0 < int(number) <= 100:
+        return {}
+    window = "weekly" if len(words) > 1 and words[1].lower().startswith("week") else "session"
+    return {"warning": int(number), "warning_window": window}
+
+
+def warning_text(percent: int, window: str, reset_at: float, now: float) -> str:
+    """The usage warning Claude Code 2.1.197 shows under the input box."""
+    hint = "/upgrade to keep using Claude Code" if window == "session" else "try /effort medium"
+    reset = format_reset(reset_at, now)
+    return f"You've used {percent}% of your {window} limit · resets {reset} · {hint}"
+
+
+def usage_of(prompt: str, text: str) -> dict[str, int]:
+    """A reply's ``usage`` (Anthropic's fields): about four characters a token; none for ''."""
+    if not prompt and not text:
+        return {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+        }
+    return {
+        "input_tokens": len(prompt) // 4 + SYSTEM_TOKENS,
+        "output_tokens": max(1, len(text) // 4),
+        "cache_read_input_tokens": CACHE_READ_TOKENS,
+        "cache_creation_input_tokens": 0,
+    }
+
+
+def task_notification(agent_id: str, result: str, seconds: float) -> str:
+    """The prompt Claude Code submits by itself when a background agent finished."""
+    return (
+        f"<task-notification>\n<task-id>{agent_id}</task-id>\n<status>completed</status>\n"
+        f'<summary>Agent "{BACKGROUND_AGENT}" finished</summary>\n<result>{result}</result>\n'
+        f"<usage><duration_ms>{round(seconds * 1000)}</duration_ms></usage>\n</task-notification>"
+    )
 
 
 def default_answer(prompt: str) -> str:
@@ -155,6 +224,17 @@ def quota_message(content: str, now: float) -> str | None:
     if not text.startswith("resets"):
         text = "resets " + text
     return f"You've hit your session limit · {text}"
+
+
+def limit_message(content: str, requests: int, now: float) -> str | None:
+    """The limit line for a ``sim-limit`` file once ``requests`` passed its allowance."""
+    words = content.split()
+    if len(words) != 2 or not all(word.isdigit() for word in words):
+        return None
+    allowed, reset = int(words[0]), int(words[1])
+    if requests <= allowed:
+        return None
+    return quota_message(f"{reset}", now)
 
 
 def project_dir(config_dir: Path, cwd: str) -> Path:

@@ -15,8 +15,16 @@ import pytest
 
 import agentq
 from agentq.agents import hooks
+from agentq.agents.classify import Activity, classify_activity, classify_pane
+from agentq.agents.usage import task_usage
 from agentq.sessions.tmux import TmuxDriver
-from agentq.sim.rules import default_answer, format_reset, parse_script, quota_message
+from agentq.sim.rules import (
+    BACKGROUND_STARTED,
+    default_answer,
+    format_reset,
+    parse_script,
+    quota_message,
+)
 from agentq.sim.term import KeyParser
 from tests.support.wait import wait_until
 
@@ -244,6 +252,51 @@ def test_scripted_answer_and_session_from_tmux_pane(rig: Rig) -> None:
     assert stop.session == "agentq-7"
 
 
+def test_a_background_agent_ends_the_task_only_with_the_second_stop(rig: Rig) -> None:
+    """`sim: background`: a Stop listing the agent running, the wait, the notification turn,
+    then a Stop with no background task and the answer (Claude Code 2.1.332's order)."""
+    rig.start()
+    rig.wait_idle()
+    rig.submit("Research it\nsim: work 0.2s\nsim: background 2s")
+    (first,) = rig.wait_signal("Stop")
+    assert first.last_assistant_message == BACKGROUND_STARTED
+    assert [t["status"] for t in first.background_tasks or ()] == ["running"]
+    waiting = rig.wait_screen(lambda s: "Waiting for 1 background agent to finish" in s)
+    assert classify_activity(waiting, rig.driver.pane_title("sim")) is Activity.BUSY
+    _, final = rig.wait_signal("Stop", 2)
+    assert final.background_tasks == () and final.last_assistant_message == default_answer(
+        "Research it"
+    )
+    prompts = [s.prompt or "" for s in rig.signals("UserPromptSubmit")]
+    assert len(prompts) == 2 and prompts[1].startswith("<task-notification>")
+    entries = rig.transcript(final.session_id or "")
+    assert [e.get("origin", {}).get("kind") for e in entries if e["type"] == "user"] == [
+        "human",
+        "task-notification",
+    ]
+    folder = re.sub(r"[^A-Za-z0-9]", "-", str(rig.cwd))
+    agents = list((rig.config_dir / "projects" / folder / final.session_id / "subagents").iterdir())
+    agent_entries = [json.loads(line) for line in agents[0].read_text().splitlines()]
+    usage = task_usage(entries, [agent_entries], "Research it")
+    assert usage is not None and usage.agents == 1 and usage.replies == 3
+    assert len(usage.models) == 2 and usage.total.output > 0
+
+
+def test_replies_record_usage_and_a_warning_shows_under_the_input_box(rig: Rig) -> None:
+    """`sim: warning 92%` puts the 2.1.197 warning in the footer; replies carry usage."""
+    rig.start()
+    rig.wait_idle()
+    rig.submit("Count the files\nsim: work 0.2s\nsim: warning 92%")
+    (stop,) = rig.wait_signal("Stop")
+    screen = rig.wait_idle()
+    warning = classify_pane(screen, rig.driver.pane_title("sim")).warning
+    assert warning is not None and (warning.percent, str(warning.window)) == (92, "five_hour")
+    entries = rig.transcript(stop.session_id or "")
+    usage = entries[1]["message"]["usage"]
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    assert entries[1]["message"]["model"].startswith("claude-")
+
+
 # -- dialogs, errors, limits -------------------------------------------------------
 
 
@@ -412,6 +465,11 @@ def test_parse_script_reads_directives() -> None:
     )
     assert parse_script("sim: hang").work == float("inf")
     assert parse_script("plain").work == 1.0
+    assert parse_script("sim: background 5s").background == 5
+    assert (parse_script("sim: warning 92%").warning, parse_script("x").warning) == (92, None)
+    weekly = parse_script("sim: warning 80% weekly")
+    assert (weekly.warning, weekly.warning_window) == (80, "weekly")
+    assert parse_script("sim: warning lots").warning is None
 
 
 def test_quota_message_variants() -> None:

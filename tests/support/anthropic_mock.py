@@ -24,7 +24,9 @@ What it answers (the shapes Claude Code 2.1.x expects):
   usage limit cuts a turn short.
 - Subscriber quota per token (``Authorization: Bearer`` or ``x-api-key``):
   :meth:`exhaust` makes every request with that token answer 429 ``rate_limit_error`` with
-  the ``anthropic-ratelimit-unified-*`` headers until :meth:`restore`.
+  the ``anthropic-ratelimit-unified-*`` headers until :meth:`restore`; :meth:`exhaust_after`
+  lets a token's first N task requests through, then answers the 429 until its reset time
+  passes (then the token has its quota back by itself).
 - ``POST /v1/messages/count_tokens`` counts roughly; ``HEAD``/``GET /`` answer 200; any other
   path answers 404 with an Anthropic error body.
 - Every request is logged (:attr:`log`): method, path, token, prompt text, status, reply.
@@ -260,6 +262,10 @@ class MockAnthropic:
         self.chunk_delay = chunk_delay
         self._rules = list(rules)
         self._quota: dict[str, tuple[int, str]] = {}
+        #: Per token: task requests still allowed, the reset, the claim, the keyword counted.
+        self._allowance: dict[str, tuple[int, int, str, str]] = {}
+        #: Tokens whose quota comes back by itself at the reset (:meth:`exhaust_after`).
+        self._lifts: set[str] = set()
         self._log: list[dict[str, Any]] = []
         self._replies = 0
         self._lock = threading.Lock()
@@ -323,6 +329,21 @@ class MockAnthropic:
         with self._changed:
             self._quota[token] = (int(reset_epoch), claim)
             self._changed.notify_all()
+
+    def exhaust_after(
+        self,
+        token: str,
+        requests: int,
+        reset_epoch: int,
+        claim: str = "five_hour",
+        keyword: str = "[agentq task",
+    ) -> None:
+        """Let ``token``'s first ``requests`` task requests through (prompts holding ``keyword``;
+        title requests aside), then answer the subscriber 429 until ``reset_epoch`` passes."""
+        if claim not in QUOTA_CLAIMS:
+            raise ValueError(f"unknown representative claim {claim!r}; one of {QUOTA_CLAIMS}")
+        with self._lock:
+            self._allowance[token] = (requests, int(reset_epoch), claim, keyword)
 
     def restore(self, token: str) -> None:
         """Give ``token`` its quota back."""
@@ -397,6 +418,7 @@ class MockAnthropic:
         if not isinstance(body, dict) or not isinstance(body.get("max_tokens"), int):
             return _Answer(400, error_body("invalid_request_error", "max_tokens is required"))
         token = request_token(headers)
+        self._count_request(token, prompt)
         rule = self._rule_for(prompt, token, offered_tools(body))
         if rule is not None and rule.delay > 0:
             self._hold(token, prompt, rule.delay)
@@ -408,9 +430,30 @@ class MockAnthropic:
             return _Answer(rule.status, error_body(rule.error_type, message), rule.headers)
         return self._message(body, prompt, rule)
 
+    def _count_request(self, token: str | None, prompt: str) -> None:
+        """Count a task request against ``token``'s allowance; past it, the token is out."""
+        with self._changed:
+            allowance = self._allowance.get(token) if token else None
+            if token is None or allowance is None:
+                return
+            left, reset_epoch, claim, keyword = allowance
+            if keyword not in prompt or "<session>" in prompt:
+                return
+            self._allowance[token] = (left - 1, reset_epoch, claim, keyword)
+            if left <= 0:
+                self._quota[token] = (reset_epoch, claim)
+                self._lifts.add(token)
+                self._allowance.pop(token)
+                self._changed.notify_all()
+
     def _quota_answer(self, token: str | None) -> _Answer | None:
         with self._lock:
             exhausted = self._quota.get(token) if token else None
+            lifted = exhausted is not None and exhausted[0] <= time.time()
+            if token is not None and lifted and token in self._lifts:  # the reset passed
+                self._quota.pop(token)
+                self._lifts.discard(token)
+                exhausted = None
         if exhausted is None:
             return None
         reset_epoch, claim = exhausted

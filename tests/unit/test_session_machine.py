@@ -101,6 +101,37 @@ RETRYING = Pane(True, BUSY_TITLE, screen("✻ Session limit reached · Retrying 
 SERVER_ERROR = Pane(True, IDLE_TITLE, screen("● API Error: 500 Internal server error."))
 PERMISSION = Pane(True, IDLE_TITLE, f"{ECHO}\n{DIALOG}")
 DEAD = Pane(False)
+LIMIT_5H = "  ⎿  You've hit your 5-hour limit · resets 4:32pm (UTC)"
+ARMED_NOTICE = "● Usage limit reached · set to continue automatically at 4:32pm"
+ARMED = Pane(
+    True,
+    IDLE_TITLE,
+    f"{ECHO}\n{LIMIT_5H}\n\n{ARMED_NOTICE}\n{RULE}\n❯{NBSP}\n{RULE}\n"
+    "  ⚠ Usage limit reached · limit resets 4:32pm\n"
+    "    Continuing automatically at 4:32pm · Esc to cancel\n",
+)
+FIRED = Pane(
+    True,
+    IDLE_TITLE,
+    f"{ECHO}\n{LIMIT_5H}\n\n{ARMED_NOTICE}\n\n● Usage limit reset · Continuing automatically"
+    f"\n\n✻ Scurrying… (3s)\n{BUSY_BOX}",
+)
+EXITED = Pane(
+    True,
+    IDLE_TITLE,
+    f"{ECHO}\n\n● Working\n\n{RULE}\n❯{NBSP}\n{RULE}\n\nResume this session with:\n"
+    f"claude --resume {SID}\nuser@host:~/proj$ ",
+)
+WARNED = Pane(
+    True,
+    IDLE_TITLE,
+    screen(
+        "● Done.\n\n✻ Worked for 1s",
+        f"\n{RULE}\n❯{NBSP}\n{RULE}\n  ? for shortcuts\n                     You've used 92% of"
+        " your session limit · resets 11:30pm (UTC) · /upgrade to keep using Claude Code\n",
+    ),
+)
+AUTO_PROMPT = "Your claude.ai usage limit has reset. Continue the task you were working on."
 
 
 def later(seconds: float) -> Instant:
@@ -410,6 +441,15 @@ CASES = [
         14,
         slot(SlotState.PASTED),
         tick(FRESH),
+        SlotState.LAUNCHING,
+        (Launch,),
+        now=later(16),
+    ),
+    Case(
+        "a placeholder in the input line is no paste: retried on a fresh session",
+        14,
+        slot(SlotState.PASTED),
+        tick(Pane(True, IDLE_TITLE, f"{RULE}\n❯{NBSP}Resend your message to try again\n{RULE}\n")),
         SlotState.LAUNCHING,
         (Launch,),
         now=later(16),
@@ -1065,6 +1105,135 @@ CASES = [
         (Report,),
         now=later(STALE_AFTER - 1),
         check=lambda s, a: not s.flagged_stale,
+    ),
+    # -- background agents -------------------------------------------------------------------
+    Case(
+        "a Stop while background agents still run does not end the task",
+        64,
+        BUSY,
+        tick(DONE, hook("Stop", last_assistant_message="Started a helper.", ends_task=False)),
+        SlotState.BUSY,
+        (Report,),
+        check=both(
+            lambda s, a: s.background and s.idle_seen_at is None,
+            logged("turn ended; waiting for its background agents"),
+        ),
+    ),
+    Case(
+        "the idle prompt while background agents run never completes the task",
+        65,
+        slot(SlotState.BUSY, background=True, idle_seen_at=NOW.mono - 60),
+        tick(DONE),
+        SlotState.BUSY,
+        (Report,),
+        check=lambda s, a: s.idle_seen_at is None,
+    ),
+    # -- Claude Code's automatic continue after a limit --------------------------------------
+    Case(
+        "the automatic continue's prompt is not our delivery",
+        66,
+        slot(SlotState.SUBMITTED),
+        tick(FRESH, hook("UserPromptSubmit", prompt=AUTO_PROMPT, auto_continue=True)),
+        SlotState.SUBMITTED,
+        (),
+    ),
+    Case(
+        "an armed automatic continue at the limit is cancelled with Escape",
+        67,
+        QUOTA,
+        tick(ARMED),
+        SlotState.QUOTA,
+        (SendKeys, Report),
+        check=both(
+            lambda s, a: only(a, SendKeys) == SendKeys(("Escape",)),
+            reported("pane", "quota"),
+            logged("the agent's automatic continue armed; cancelled"),
+        ),
+    ),
+    Case(
+        "a working task whose pane arms the automatic continue is at the limit",
+        67,
+        BUSY,
+        tick(ARMED),
+        SlotState.QUOTA,
+        (SendKeys, Report),
+        check=reported("pane", "quota"),
+    ),
+    Case(
+        "an automatic continue that fired is interrupted: the task waits at the limit",
+        68,
+        QUOTA,
+        tick(FIRED),
+        SlotState.QUOTA,
+        (SendKeys, Report),
+        check=both(
+            lambda s, a: only(a, SendKeys) == SendKeys(("Escape",)),
+            logged("the agent's automatic continue fired; interrupted"),
+        ),
+    ),
+    Case(
+        "the automatic continue's hooks stop a working task at the limit",
+        68,
+        BUSY,
+        tick(WORKING, hook("UserPromptSubmit", prompt=AUTO_PROMPT, auto_continue=True)),
+        SlotState.QUOTA,
+        (SendKeys, Report),
+        check=reported("pane", "quota"),
+    ),
+    # -- the CLI exited under a live pane -----------------------------------------------------
+    Case(
+        "a CLI that exited to a shell under a working task fails it",
+        69,
+        BUSY,
+        tick(EXITED),
+        SlotState.EMPTY,
+        (Kill, Finish),
+        check=failed_with("ended while working"),
+    ),
+    Case(
+        "a CLI that exited while starting a task is launched again",
+        69,
+        slot(SlotState.LAUNCHING),
+        tick(EXITED),
+        SlotState.LAUNCHING,
+        (Kill, Launch),
+    ),
+    # -- account errors and warnings ---------------------------------------------------------
+    Case(
+        "an account on hold holds the task like a limit, for another account",
+        70,
+        BUSY,
+        tick(
+            WORKING, hook("StopFailure", error="account_on_hold", last_assistant_message="On hold")
+        ),
+        SlotState.QUOTA,
+        (Report,),
+        check=both(
+            reported("hook", "quota"),
+            lambda s, a: "account_on_hold" in (s.quota_hint.evidence if s.quota_hint else ""),
+        ),
+    ),
+    Case(
+        "a usage warning on the pane is reported when the task completes",
+        71,
+        BUSY,
+        tick(WARNED, hook("Stop", last_assistant_message="Result.")),
+        SlotState.EXITING,
+        (Report, Finish, Exit),
+        check=lambda s, a: (
+            isinstance(report := only(a, Report), Report)
+            and report.warning is not None
+            and report.warning.percent == 92
+        ),
+    ),
+    Case(
+        "the Stop after the background agents finished completes with the final answer",
+        21,
+        slot(SlotState.BUSY, background=True),
+        tick(DONE, hook("Stop", last_assistant_message="Final.")),
+        SlotState.EXITING,
+        (Finish, Exit),
+        check=lambda s, a: finish(a).result == "Final." and not s.background,
     ),
 ]
 

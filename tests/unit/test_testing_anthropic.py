@@ -136,6 +136,18 @@ def test_an_exhausted_token_gets_a_subscriber_429_with_unified_headers(
     assert [e["status"] for e in api.log] == [429, 200, 200]
 
 
+def test_a_token_runs_out_after_its_allowance_and_comes_back_at_the_reset(
+    api: MockAnthropic, client: httpx.Client
+) -> None:
+    """``exhaust_after``: two task requests pass, the third gets the 429; a past reset lifts it."""
+    api.exhaust_after(SUBSCRIBER, 2, 1_800_000_000)
+    statuses = [message(client, f"[agentq task t{i}.md · x]").status_code for i in range(3)]
+    assert statuses == [200, 200, 429]
+    assert message(client, "not a task").status_code == 429
+    api.exhaust_after(OTHER, 0, 1)  # a reset already past: the quota is back at once
+    assert message(client, "[agentq task a]", token=OTHER).status_code == 200
+
+
 def test_quota_is_kept_for_an_x_api_key_too(api: MockAnthropic, client: httpx.Client) -> None:
     """A token sent as ``x-api-key`` is the one the quota is kept for."""
     api.exhaust(API_KEY, 1_800_000_000)
