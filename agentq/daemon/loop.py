@@ -59,8 +59,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: How often an inbox that inotify cannot watch is listed.
-POLL_INTERVAL = 1.0
 #: The pause after a failed pass before the next one.
 ERROR_PAUSE = 1.0
 #: How soon the janitor goes on when its last pass hit its limits (a backlog of old files).
@@ -100,6 +98,8 @@ class Daemon:
             self.counters,
             self.clock,
             self.events,
+            poll=config.dispatch.watch == "poll",
+            poll_interval=config.dispatch.poll_interval,
         )
         self._make_local = local_executor or default_local
         self._make_remote = remote_executor or default_remote
@@ -453,8 +453,6 @@ class Daemon:
             delays.append(due)
         if self.notifier.watchdog_bound is not None:
             delays.append(self._next_check - self.clock.monotonic())
-        if self.watcher.polling():
-            delays.append(POLL_INTERVAL)
         if self.switcher is not None:
             wake = self.switcher.next_wakeup(self.clock.now())
             if wake is not None:

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: How long an inbox holding a file still open for writing waits before it is listed again.
 MIN_INCOMPLETE_RECHECK = 0.5
+#: How often polled inboxes are listed unless ``dispatch.poll_interval`` says otherwise.
+DEFAULT_POLL_INTERVAL = 1.0
 
 
 def wall_ns(clock: Clock) -> int:
@@ -46,6 +48,9 @@ class ProjectScanner:
         counters: Counters,
         clock: Clock,
         events: ev.EventLog,
+        *,
+        poll: bool = False,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
         self._roots = roots
         self._paths = paths
@@ -68,6 +73,10 @@ class ProjectScanner:
         self.in_flight: dict[Path, tuple[int, int]] = {}
         self._waiting: dict[Path, int] = {}
         self._locks: list[InstanceLock] = []
+        #: ``dispatch.watch: poll``: every inbox is listed on a timer, none is watched.
+        self._poll = poll
+        self._poll_interval = poll_interval
+        self._next_poll = 0.0
 
     # -- projects ---------------------------------------------------------------------
 
@@ -85,7 +94,7 @@ class ProjectScanner:
                 continue
             self.refused.pop(str(path), None)
             self.projects[path] = project
-            self._watcher.watch(project.inbox)
+            self._watch(project.inbox)
             self._watcher.mark(project.inbox)
             logger.info("project watched", extra={"project": str(path)})
 
@@ -119,11 +128,17 @@ class ProjectScanner:
                     "project unusable", extra={"project": str(project.path), "reason": str(exc)}
                 )
                 continue
-            self._watcher.watch(project.inbox)
+            self._watch(project.inbox)
             self._watcher.mark(project.inbox)
         self._watcher.check_health()
         if periodic:
             self._counters.bump("rescans")
+
+    def _watch(self, inbox: Path) -> None:
+        if self._poll:
+            self._watcher.poll(inbox, "dispatch.watch: poll")
+        else:
+            self._watcher.watch(inbox)
 
     def project_of(self, inbox: Path) -> q.Project | None:
         """The served project whose inbox is ``inbox``."""
@@ -138,15 +153,29 @@ class ProjectScanner:
     # -- inboxes ----------------------------------------------------------------------
 
     def due(self) -> set[Path]:
-        """Inboxes whose waiting files may have become ready by now."""
+        """Inboxes to list now: waiting files may have become ready, or a poll is due.
+
+        Polled inboxes (``dispatch.watch: poll``, or inotify refused them) are all listed
+        once per ``poll_interval``; taking them restarts the interval.
+        """
         now = wall_ns(self._clock)
-        return {inbox for inbox, at in self._waiting.items() if at <= now}
+        due = {inbox for inbox, at in self._waiting.items() if at <= now}
+        mono = self._clock.monotonic()
+        if mono >= self._next_poll:
+            polled = self._watcher.polled()
+            if polled:
+                due |= polled
+                self._next_poll = mono + self._poll_interval
+        return due
 
     def next_due(self) -> float | None:
-        """Seconds until the soonest waiting file may be ready; None when none waits."""
-        if not self._waiting:
-            return None
-        return (min(self._waiting.values()) - wall_ns(self._clock)) / 1e9
+        """Seconds until the soonest waiting file may be ready or the next poll; None: neither."""
+        delays = []
+        if self._waiting:
+            delays.append((min(self._waiting.values()) - wall_ns(self._clock)) / 1e9)
+        if self._watcher.polling():
+            delays.append(self._next_poll - self._clock.monotonic())
+        return min(delays) if delays else None
 
     def scan(self, inbox: Path) -> None:
         """List one inbox: remember what is ready, refuse what must not be read."""

@@ -213,7 +213,7 @@ class InboxWatcher:
         return count
 
     def take_dirty(self) -> set[Path]:
-        """Return and clear the dirty set; polled inboxes are always included.
+        """Return and clear the dirty set (polled inboxes are listed on a timer: :meth:`polled`).
 
         An inbox seen (re)appearing is watched again first, then reported dirty:
         listing it after the new watch is in place misses nothing written between.
@@ -224,12 +224,20 @@ class InboxWatcher:
             self._recheck(inbox)
         with self._lock:
             dirty, self._dirty = self._dirty, set()
-        dirty.update(p for p, s in self.states.items() if s.mode == "polling")
         return dirty
 
     def polling(self) -> bool:
         """Whether any inbox is polled instead of watched."""
         return any(s.mode == "polling" for s in self.states.values())
+
+    def polled(self) -> set[Path]:
+        """The inboxes listed on a timer instead of watched (configured, or a fallback)."""
+        return {p for p, s in self.states.items() if s.mode == "polling"}
+
+    def poll(self, inbox: Path, reason: str) -> None:
+        """List ``inbox`` on a timer instead of watching it (``dispatch.watch: poll``)."""
+        self.unwatch(inbox)
+        self.states[inbox] = WatchState("polling", reason)
 
     def watch(self, inbox: Path) -> None:
         """Watch ``inbox`` and its queue folder (idempotent); poll when inotify refuses."""
