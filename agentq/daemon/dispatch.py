@@ -94,11 +94,11 @@ class Dispatcher:
         claim = project.claim(name)
         if claim is None:
             return
+        started = self._clock.now()  # the claim's moment: the pickup latency ends here
         if claim.record.attempts >= self._max_attempts:
             limit = self._max_attempts
             self.fail(claim, f"attempts exceeded ({claim.record.attempts} of {limit})", None)
             return
-        started = self._clock.now()
         project.begin_attempt(claim, "", started.isoformat())
         try:
             task = taskfile.parse_task(project.read_claimed(claim), name)
@@ -120,7 +120,8 @@ class Dispatcher:
             self.fail(claim, str(exc), task, started)
             return
         self._counters.bump("started")
-        self._emit(claim, "delegated" if executor is self.remote else "working")
+        state = "delegated" if executor is self.remote else "working"
+        self._emit(claim, state, claimed=started.timestamp())
         logger.info("task started", extra={"task": claim.task_id, "attempt": claim.record.attempts})
 
     def route(self, task: taskfile.Task, record: ControlRecord) -> RouteDecision:
@@ -208,7 +209,7 @@ class Dispatcher:
                 extra={"task": claim.task_id, "reason": footer.error, "path": str(path)},
             )
 
-    def _emit(self, claim: q.Claim, state: str, **fields: str) -> None:
+    def _emit(self, claim: q.Claim, state: str, **fields: str | float) -> None:
         project = claim.project.path.name
         attempts = claim.record.attempts
         self._events.emit(

@@ -193,7 +193,7 @@ class ProjectScanner:
             self._refuse(project, name, reason)
         self.pending[inbox] = found.ready
         self.in_flight[inbox] = (len(found.working), len(found.delegated))
-        self._announce(project, inbox, {p.name for p in found.ready} | set(found.waiting))
+        self._announce(project, inbox, found.arrivals)
         if found.waiting:
             self._waiting[inbox] = min(found.waiting.values())
         elif found.incomplete:
@@ -202,12 +202,21 @@ class ProjectScanner:
             self._waiting.pop(inbox, None)
         self.incomplete[str(inbox)] = found.incomplete
 
-    def _announce(self, project: q.Project, inbox: Path, names: set[str]) -> None:
-        """Emit a ``pending`` event for each task seen in the inbox for the first time."""
+    def _announce(self, project: q.Project, inbox: Path, arrivals: dict[str, int]) -> None:
+        """Emit a ``pending`` event for each task seen in the inbox for the first time.
+
+        ``arrived`` is when the file arrived (its ctime: a rename in sets it), in Unix seconds.
+        """
         known = self._announced.get(inbox, set())
-        for name in sorted(names - known):
-            self._events.emit(ev.TASK, project=project.path.name, task=name, state="pending")
-        self._announced[inbox] = names
+        for name in sorted(arrivals.keys() - known):
+            self._events.emit(
+                ev.TASK,
+                project=project.path.name,
+                task=name,
+                state="pending",
+                arrived=arrivals[name] / 1e9,
+            )
+        self._announced[inbox] = set(arrivals)
 
     def _refuse(self, project: q.Project, name: str, reason: str) -> None:
         now = self._clock.now()

@@ -68,6 +68,8 @@ class ScanResult:
     waiting: dict[str, int] = field(default_factory=dict)
     #: names still open for writing by someone (not claimable yet).
     incomplete: list[str] = field(default_factory=list)
+    #: name → arrival (ctime, ns) of every pending task seen, ready or waiting.
+    arrivals: dict[str, int] = field(default_factory=dict)
     refused: list[tuple[str, str]] = field(default_factory=list)
     working: list[str] = field(default_factory=list)
     delegated: list[str] = field(default_factory=list)
@@ -193,6 +195,7 @@ class Project:
             # A fresh regular file may still be mid-write, or briefly hard-linked by a
             # producer (link from tmp/, then unlink): judge it once it is quiet.
             out.waiting[entry.name] = quiet_at
+            out.arrivals[entry.name] = st.st_ctime_ns
             return
         reason = refusal_reason(st, self._uid)
         if reason:
@@ -214,6 +217,7 @@ class Project:
             out.refused.append((entry.name, invalid_name_reason(entry.name)))
         else:
             out.ready.append(Pending(entry.name, scan_priority(head), st.st_ctime_ns))
+            out.arrivals[entry.name] = st.st_ctime_ns
 
     def _peek(self, path: Path) -> tuple[bytes, bool]:
         """Read the head of a file safely; report whether someone still has it open for writing."""

@@ -61,6 +61,16 @@ _FAST_STATES = frozenset(
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """A task an agent took: which, in which session on which account, and when (wall)."""
+
+    task: str
+    session: str
+    account: str
+    at: float
+
+
+@dataclass(frozen=True)
 class SessionSettings:
     """What the executor needs from the configuration.
 
@@ -127,6 +137,7 @@ class SessionExecutor:
         self._tasks: dict[str, tuple[Job, m.TaskView]] = {}
         self._finished: list[Outcome] = []
         self._readings: list[Reading] = []
+        self._deliveries: list[Delivery] = []
         self._operator_ids: dict[str, str] = {}
         #: What this executor saw, for the API's metrics (see :meth:`tallies`).
         self._tallies: Counter[tuple[str, ...]] = Counter()
@@ -290,6 +301,11 @@ class SessionExecutor:
         """Delivery retries, hook signals by event and quota readings by account/source/kind."""
         return dict(self._tallies)
 
+    def take_deliveries(self) -> list[Delivery]:
+        """The tasks the agents took since the last call (each when it went busy), oldest first."""
+        deliveries, self._deliveries = self._deliveries, []
+        return deliveries
+
     def take_readings(self) -> list[Reading]:
         """The quota readings taken since the last call (hook and pane), oldest first."""
         readings, self._readings = self._readings, []
@@ -425,10 +441,13 @@ class SessionExecutor:
                 self.driver.send_keys(name, "Escape")
                 self.driver.paste(name, "/exit")
                 self.driver.send_keys(name, "Enter")
-            case m.Progress(phase=phase, session=session, session_id=session_id):
+            case m.Progress(phase=phase, session=session, session_id=session_id, at=at):
                 job = self._job(name)
                 if job is not None:
                     job.claim.progress(phase, session=session, session_id=session_id)
+                    if at is not None:
+                        account = self._slots[name].account or self._account
+                        self._deliveries.append(Delivery(job.claim.task_id, name, account, at))
             case m.Finish():
                 self._finish(name, action, now)
             case m.Report():

@@ -420,7 +420,8 @@ class _Step(StepBase):
             activity = classify_activity(pane.screen, pane.title)
             busy = activity in (Activity.BUSY, Activity.PERMISSION)
         if busy:
-            self.mark_busy()
+            turn = [hook.received_at for hook in own if hook.event in TURN_EVENTS]
+            self.mark_busy(min(turn) if turn else None)
             if events & {"Stop", "StopFailure"}:
                 self.on_busy(pane, own)
             return
@@ -436,12 +437,13 @@ class _Step(StepBase):
         else:
             self.retry_or_fail("the agent did not start working on the prompt")
 
-    def mark_busy(self) -> None:
+    def mark_busy(self, at: float | None = None) -> None:
+        """The agent took the prompt: at ``at`` by its own hook's clock, else now."""
         if self.task is None:
             return
         mono = self.now.mono
         self.set(state=SlotState.BUSY, since=mono, last_change=mono, idle_seen_at=None)
-        self.emit(Progress(Phase.RUNNING))
+        self.emit(Progress(Phase.RUNNING, at=self.now.wall if at is None else at))
         self.log(logging.INFO, "task delivered", task=self.task.key)
 
     def on_busy(self, pane: Pane, own: list[Hook]) -> None:

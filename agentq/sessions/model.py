@@ -310,6 +310,8 @@ class Progress:
     phase: Phase | Keep = KEEP
     session: str | Keep | None = KEEP
     session_id: str | Keep | None = KEEP
+    #: With ``running``: when the agent went busy (wall), by its own hook when one said so.
+    at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -416,20 +416,22 @@ CASES = [
         "the prompt hook marks the task running",
         15,
         slot(SlotState.SUBMITTED),
-        tick(FRESH, hook("UserPromptSubmit", prompt=PROMPT)),
+        tick(FRESH, hook("UserPromptSubmit", prompt=PROMPT, received_at=NOW.wall - 0.25)),
         SlotState.BUSY,
         (Progress,),
         check=both(
-            lambda s, a: only(a, Progress) == Progress(Phase.RUNNING), logged("task delivered")
+            lambda s, a: only(a, Progress) == Progress(Phase.RUNNING, at=NOW.wall - 0.25),
+            logged("task delivered"),
         ),
     ),
     Case(
-        "a spinning title marks the task running",
+        "a spinning title marks the task running, busy since this poll",
         15,
         slot(SlotState.SUBMITTED),
         tick(WORKING),
         SlotState.BUSY,
         (Progress,),
+        check=lambda s, a: only(a, Progress) == Progress(Phase.RUNNING, at=NOW.wall),
     ),
     Case(
         "a Stop hook right after Enter completes the task",
