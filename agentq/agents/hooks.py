@@ -132,6 +132,23 @@ def hook_command(event: str, state_dir: Path, script: Path = HOOK_SCRIPT) -> str
     return " ".join(shlex.quote(part) for part in parts)
 
 
+def parse_command(command: str) -> tuple[str, str] | None:
+    """(event, state dir) of a hook command of ours, of either kind; None for anyone else's."""
+    if not any(marker in command for marker in OUR_MARKERS):
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    for i, word in enumerate(words):
+        if word.endswith(OUR_MARKERS[0]):
+            return (words[i + 1], words[i + 2]) if len(words) >= i + 3 else None
+    tail = words[words.index("hook") + 1 :] if "hook" in words else []
+    if not tail or "--state-dir" not in tail[:-1]:
+        return None
+    return tail[0], tail[tail.index("--state-dir") + 1]
+
+
 def _is_ours(hook: object) -> bool:
     if not isinstance(hook, dict):
         return False

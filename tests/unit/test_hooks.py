@@ -41,6 +41,24 @@ def test_hook_command_runs_the_script_shipped_beside_the_module() -> None:
     assert hooks.HOOK_SCRIPT.is_file()
 
 
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (hooks.hook_command("Stop", STATE), ("Stop", str(STATE))),
+        ("/usr/bin/python3 -m agentq hook Stop --state-dir '/s d'", ("Stop", "/s d")),
+        ("echo -m agentq hook", None),
+        ("/bin/sh /x/agentq/agents/hook.sh", None),
+        ("notify-send done", None),
+    ],
+    ids=["the script", "the python entry of older versions", "a lookalike", "cut short", "theirs"],
+)
+def test_parse_command_reads_event_and_state_dir_of_our_commands(
+    command: str, expected: tuple[str, str] | None
+) -> None:
+    """Our commands of either kind give their event and state folder; others give None."""
+    assert hooks.parse_command(command) == expected
+
+
 def test_merge_creates_settings_with_every_default_event(tmp_path: Path) -> None:
     """A missing settings.json is created (0600) with one hook of ours per default event."""
     path = tmp_path / "settings.json"
