@@ -19,6 +19,7 @@ import secrets
 import shlex
 import shutil
 import subprocess
+import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ _KEY_NAME_RE = re.compile(r"^[^\s]{1,32}$")
 #: and rules are not wrapped, tall enough to keep the last turn on screen.
 DEFAULT_WIDTH = 200
 DEFAULT_HEIGHT = 50
+#: What a tmux client says when the server it reached exits under it, and the pauses
+#: before trying again (the server needs a moment to go).
+SERVER_EXITING = "server exited unexpectedly"
+SERVER_EXIT_PAUSES = (0.005, 0.01, 0.02, 0.05, 0.1)
 #: ``load-buffer`` reads the text from stdin; a stuck server must not hang us.
 LOAD_BUFFER_TIMEOUT = 30.0
 
@@ -212,6 +217,16 @@ class TmuxDriver:
             # Chained in the same tmux invocation so the option is set before a
             # command that exits at once could take the session with it.
             args += [";", "set-option", "-w", "-t", _target(name), "remain-on-exit", "on"]
+        for pause in SERVER_EXIT_PAUSES:
+            try:
+                self._run(*args, session=name)
+                return
+            except TmuxError as exc:
+                if SERVER_EXITING not in str(exc):
+                    raise
+            # Killing the server's last session makes it exit; a client that connects
+            # meanwhile is dropped and no session is made. Once it is gone, a new one starts.
+            time.sleep(pause)
         self._run(*args, session=name)
 
     def kill_session(self, name: str) -> None:

@@ -121,6 +121,23 @@ def test_invalid_session_names_are_refused_before_any_tmux_call(name: str, tmp_p
     assert not (tmp_path / "pwn").exists()
 
 
+def test_a_session_started_as_the_last_one_is_killed_is_started(
+    driver: TmuxDriver, tmp_path: Path
+) -> None:
+    """Killing the server's only session and starting another at once never fails.
+
+    The server exits with its last session; a client that reached it in that moment is
+    dropped ("server exited unexpectedly"). A pool of one relaunching its session, or a
+    swap relaunching the whole pool, does exactly this.
+    """
+    for _ in range(20):
+        driver.new_session("only", tmp_path, ["sleep", "60"])
+        driver.kill_session("only")
+        driver.new_session("only", tmp_path, ["sleep", "60"])
+        assert driver.has_session("only")
+        driver.kill_server()
+
+
 def test_names_are_matched_exactly_not_by_prefix(driver: TmuxDriver, tmp_path: Path) -> None:
     """`agentq-1` never resolves to `agentq-10` (tmux's prefix fallback is off)."""
     driver.new_session("agentq-10", tmp_path, ["sleep", "60"])
