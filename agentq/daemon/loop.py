@@ -394,6 +394,9 @@ class Daemon:
             now = self.clock.now()
             self.switcher.observe(self._pool.take_readings(), now)
             self.switcher.tick(now)
+        if any(self.scanner.pending.values()):
+            # What this poll finished made room: the waiting tasks go now, not on the next wake.
+            self._dispatch()
         self._tidy()
         self._record_accounts()
         self.view.publish()

@@ -36,7 +36,7 @@ from agentq.queue.taskfile import split_footer
 if TYPE_CHECKING:
     from agentq.api.view import EventSource
     from agentq.daemon.loop import Daemon
-    from agentq.sessions.executor import Delivery
+    from agentq.sessions.model import Delivery
 
 logger = logging.getLogger(__name__)
 

@@ -61,16 +61,6 @@ _FAST_STATES = frozenset(
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """A task an agent took: which, in which session on which account, and when (wall)."""
-
-    task: str
-    session: str
-    account: str
-    at: float
-
-
-@dataclass(frozen=True)
 class SessionSettings:
     """What the executor needs from the configuration.
 
@@ -137,7 +127,7 @@ class SessionExecutor:
         self._tasks: dict[str, tuple[Job, m.TaskView]] = {}
         self._finished: list[Outcome] = []
         self._readings: list[Reading] = []
-        self._deliveries: list[Delivery] = []
+        self._deliveries: list[m.Delivery] = []
         self._operator_ids: dict[str, str] = {}
         #: What this executor saw, for the API's metrics (see :meth:`tallies`).
         self._tallies: Counter[tuple[str, ...]] = Counter()
@@ -205,6 +195,7 @@ class SessionExecutor:
         instant = self._instant(now)
         hooks = self._take_signals()
         panes = self.driver.list_panes()
+        settled = {n for n, s in self._slots.items() if s.state is m.SlotState.EMPTY}
         for name, slot in self._slots.items():
             info = panes.get(name)
             try:
@@ -216,7 +207,7 @@ class SessionExecutor:
                     continue
                 pane = None  # it went between the listing and the capture
             self._run(name, m.Tick(pane, hooks.get(name, ()), self._view(name)), instant, now)
-        self._keep_minimum(instant, now)
+        self._keep_minimum(instant, now, settled)
         done, self._finished = self._finished, []
         return done
 
@@ -251,13 +242,20 @@ class SessionExecutor:
         self._run(session, adopt, *self._moment())
 
     def next_poll(self) -> float | None:
-        """How soon :meth:`poll` wants to run again."""
+        """How soon :meth:`poll` wants to run again (an empty slot to warm counts too)."""
         states = {s.state for s in self._slots.values()}
         if states & _FAST_STATES:
             return FAST_POLL
+        slots = self._slots.items()
+        live = [n for n, s in slots if s.state is not m.SlotState.EMPTY]
+        empty = {n: s.retry_at for n, s in slots if s.state is m.SlotState.EMPTY}
+        due = [] if self._paused else plan_launches(self.pool, live, empty)
+        waits = (
+            [max(FAST_POLL, min(empty[n] for n in due) - self._clock.monotonic())] if due else []
+        )
         if states & {m.SlotState.BUSY, m.SlotState.QUOTA}:
-            return BUSY_POLL
-        return None
+            waits.append(BUSY_POLL)
+        return min(waits, default=None)
 
     def close(self) -> None:
         """Leave sessions running: in-flight tasks stay claimed and are recovered on restart."""
@@ -301,7 +299,7 @@ class SessionExecutor:
         """Delivery retries, hook signals by event and quota readings by account/source/kind."""
         return dict(self._tallies)
 
-    def take_deliveries(self) -> list[Delivery]:
+    def take_deliveries(self) -> list[m.Delivery]:
         """The tasks the agents took since the last call (each when it went busy), oldest first."""
         deliveries, self._deliveries = self._deliveries, []
         return deliveries
@@ -447,7 +445,7 @@ class SessionExecutor:
                     job.claim.progress(phase, session=session, session_id=session_id)
                     if at is not None:
                         account = self._slots[name].account or self._account
-                        self._deliveries.append(Delivery(job.claim.task_id, name, account, at))
+                        self._deliveries.append(m.Delivery(job.claim.task_id, name, account, at))
             case m.Finish():
                 self._finish(name, action, now)
             case m.Report():
@@ -519,14 +517,19 @@ class SessionExecutor:
                 stale = m.Slot(name, m.SlotState.LAUNCHING, self._account, since=mono, stale=True)
                 self._slots[name] = stale
 
-    def _keep_minimum(self, instant: m.Instant, now: datetime) -> None:
+    def _keep_minimum(self, instant: m.Instant, now: datetime, settled: set[str]) -> None:
+        """Warm empty slots up to the pool's minimum, those ``settled`` (empty before this poll).
+
+        A slot freed by this poll is left for one dispatch: a waiting task then starts its
+        agent in its own folder, instead of a warm one starting elsewhere first.
+        """
         if self._paused:
             return
         live = [n for n, s in self._slots.items() if s.state is not m.SlotState.EMPTY]
         ready = [
             n
             for n, s in self._slots.items()
-            if s.state is m.SlotState.EMPTY and s.retry_at <= instant.mono
+            if n in settled and s.state is m.SlotState.EMPTY and s.retry_at <= instant.mono
         ]
         for name in plan_launches(self.pool, live, ready):
             cwd = self._slots[name].cwd

@@ -315,6 +315,16 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """A task an agent took: which, in which session on which account, and when (wall)."""
+
+    task: str
+    session: str
+    account: str
+    at: float
+
+
+@dataclass(frozen=True)
 class TranscriptRef:
     """Where the task's answer is when no Stop hook gave it."""
 
