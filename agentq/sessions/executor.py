@@ -23,7 +23,7 @@ import logging
 import shlex
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -38,13 +38,14 @@ from agentq.core import crashpoints
 from agentq.core.clock import Clock, SystemClock
 from agentq.core.errors import AgentError, TmuxError
 from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
-from agentq.queue.protocol import Claim, find_projects
+from agentq.queue.protocol import Claim
 from agentq.queue.records import Phase
 from agentq.queue.taskfile import Task
 from agentq.sessions import model as m
 from agentq.sessions.delivery import SHELLS, prompt_text
 from agentq.sessions.machine import needs_screen, step
 from agentq.sessions.pool import PoolSpec, pick_slot, plan_launches
+from agentq.sessions.settings import SessionSettings
 from agentq.sessions.tmux import PaneInfo, TmuxDriver
 
 logger = logging.getLogger(__name__)
@@ -58,48 +59,6 @@ BUSY_POLL = 0.5
 _FAST_STATES = frozenset(
     {m.SlotState.LAUNCHING, m.SlotState.PASTED, m.SlotState.SUBMITTED, m.SlotState.EXITING}
 )
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    """What the executor needs from the configuration.
-
-    ``accounts`` maps every account the pool may launch on to its config dir (one entry,
-    ``default``, without configured accounts); ``account`` is the one it starts on.
-    """
-
-    accounts: Mapping[str, Path]
-    account: str
-    default_cwd: Path
-    timezone: str = "UTC"
-    rules: m.Rules = field(default_factory=m.Rules)
-
-    @classmethod
-    def from_config(
-        cls, config: Config, env: Mapping[str, str], state_dir: Path
-    ) -> SessionSettings:
-        """The settings ``config`` asks for (the first account first)."""
-        accounts = {a.name: a.home for a in config.accounts}
-        if not accounts:
-            accounts = {"default": Path(env.get("HOME", "~")).expanduser() / ".claude"}
-        projects = find_projects(config.projects.roots, config.projects.paths)
-        answer = config.agent.permission_answer if config.agent.on_permission == "answer" else None
-        rules = m.Rules(
-            delivery_timeout=config.dispatch.delivery_timeout,
-            delivery_retries=config.dispatch.delivery_retries,
-            idle_timeout=config.completion.idle_timeout,
-            task_timeout=config.completion.task_timeout,
-            permission_timeout=config.completion.permission_timeout,
-            permission_answer=answer,
-            recycle=config.completion.recycle,
-        )
-        return cls(
-            accounts=accounts,
-            account=next(iter(accounts)),
-            default_cwd=projects[0] if projects else state_dir,
-            timezone=config.quota.timezone,
-            rules=rules,
-        )
 
 
 class SessionExecutor:
