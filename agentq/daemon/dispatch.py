@@ -74,6 +74,8 @@ class Dispatcher:
     ) -> None:
         """Start the best ready tasks while an executor has room."""
         self._full_skips = {k: e for k, e in self._full_skips.items() if e.capacity() <= 0}
+        if stopping or not self.has_room():
+            return  # a full pool: no need to sort a backlog only to take nothing from it
         candidates = [(p, inbox) for inbox, items in pending.items() for p in items]
         candidates.sort(key=lambda c: (-c[0].priority, c[0].arrival_ns, c[0].name))
         for item, inbox in candidates:
