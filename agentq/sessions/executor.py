@@ -20,6 +20,7 @@ defines (:class:`agentq.accounts.pool.SessionPool`): ``pause_dispatch``/``resume
 from __future__ import annotations
 
 import logging
+import math
 import shlex
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,7 @@ from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKin
 from agentq.queue.protocol import Claim
 from agentq.queue.records import Phase
 from agentq.queue.taskfile import Task
+from agentq.sessions import cadence
 from agentq.sessions import model as m
 from agentq.sessions.delivery import SHELLS, prompt_text
 from agentq.sessions.machine import needs_screen, step
@@ -53,12 +55,6 @@ logger = logging.getLogger(__name__)
 #: A quota reading quotes at most this much of what the session said.
 READING_TEXT_MAX = 120
 SUBSCRIPTION_COST = "not reported (subscription session)"
-#: Poll intervals: quick while a session starts, takes a paste or exits; calmer while it works.
-FAST_POLL = 0.1
-BUSY_POLL = 0.5
-_FAST_STATES = frozenset(
-    {m.SlotState.LAUNCHING, m.SlotState.PASTED, m.SlotState.SUBMITTED, m.SlotState.EXITING}
-)
 
 
 class SessionExecutor:
@@ -86,6 +82,9 @@ class SessionExecutor:
         self._tasks: dict[str, tuple[Job, m.TaskView]] = {}
         self._finished: list[Outcome] = []
         self._readings: list[Reading] = []
+        #: Per slot: when it is next looked at, and when something last happened to it (mono).
+        self._due: dict[str, float] = {}
+        self._event_at: dict[str, float] = {}
         self._deliveries: list[m.Delivery] = []
         self._operator_ids: dict[str, str] = {}
         #: What this executor saw, for the API's metrics (see :meth:`tallies`).
@@ -150,12 +149,20 @@ class SessionExecutor:
             raise AgentError(f"could not start an agent session: {failure}", slot.name) from failure
 
     def poll(self, now: datetime) -> Sequence[Outcome]:
-        """Observe every slot, step it, apply its actions; return the jobs that ended."""
+        """Observe the slots that are due or heard from, step them, apply their actions.
+
+        Returns the jobs that ended. A slot is due on its own cadence (see
+        :mod:`agentq.sessions.cadence`); a hook of its agent makes it due at once. When
+        none is, tmux is not asked at all: the daemon wakes for every file that moves.
+        """
         instant = self._instant(now)
         hooks = self._take_signals()
-        panes = self.driver.list_panes()
+        due = {n for n in self._slots if n in hooks or self._due.get(n, 0.0) <= instant.mono}
         settled = {n for n, s in self._slots.items() if s.state is m.SlotState.EMPTY}
+        panes = self.driver.list_panes() if due else {}
         for name, slot in self._slots.items():
+            if name not in due and (not due or cadence.next_wait(slot.state, 0.0) is not None):
+                continue  # not due: looked at on its own cadence (idle ones ride along)
             info = panes.get(name)
             try:
                 pane = self._pane(slot, info)
@@ -202,19 +209,15 @@ class SessionExecutor:
 
     def next_poll(self) -> float | None:
         """How soon :meth:`poll` wants to run again (an empty slot to warm counts too)."""
-        states = {s.state for s in self._slots.values()}
-        if states & _FAST_STATES:
-            return FAST_POLL
+        mono = self._clock.monotonic()
+        waits = [at - mono for at in self._due.values() if at != math.inf]
         slots = self._slots.items()
         live = [n for n, s in slots if s.state is not m.SlotState.EMPTY]
         empty = {n: s.retry_at for n, s in slots if s.state is m.SlotState.EMPTY}
-        due = [] if self._paused else plan_launches(self.pool, live, empty)
-        waits = (
-            [max(FAST_POLL, min(empty[n] for n in due) - self._clock.monotonic())] if due else []
-        )
-        if states & {m.SlotState.BUSY, m.SlotState.QUOTA}:
-            waits.append(BUSY_POLL)
-        return min(waits, default=None)
+        warm = [] if self._paused else plan_launches(self.pool, live, empty)
+        if warm:
+            waits.append(max(cadence.FAST_CAP, min(empty[n] for n in warm) - mono))
+        return max(0.0, min(waits)) if waits else None
 
     def close(self) -> None:
         """Leave sessions running: in-flight tasks stay claimed and are recovered on restart."""
@@ -355,8 +358,10 @@ class SessionExecutor:
         drop_task: bool = False,
     ) -> TmuxError | AgentError | None:
         """Step one slot and apply the actions; a failure is stepped too, then returned."""
+        before = self._slots[name].state
         slot, actions = step(self._slots[name], observation, instant, self._rules)
         self._slots[name] = slot
+        heard = isinstance(observation, m.Tick) and bool(observation.hooks)
         try:
             for action in actions:
                 self._apply(name, action, now)
@@ -373,7 +378,19 @@ class SessionExecutor:
                 except (TmuxError, AgentError) as again:  # the slot is failing already
                     logger.warning("tmux error", extra={"session": name, "error": str(again)})
             return exc
+        finally:
+            state = self._slots[name].state
+            quick = state is not before and cadence.starts_quick(state)
+            self._schedule(name, instant.mono, heard or quick)
         return None
+
+    def _schedule(self, name: str, mono: float, event: bool) -> None:
+        """When to look at slot ``name`` next (see :mod:`agentq.sessions.cadence`)."""
+        if event:
+            self._event_at[name] = mono
+        quiet_for = mono - self._event_at.get(name, mono)
+        wait = cadence.next_wait(self._slots[name].state, quiet_for)
+        self._due[name] = math.inf if wait is None else mono + wait
 
     def _apply(self, name: str, action: m.Action, now: datetime) -> None:
         match action:
