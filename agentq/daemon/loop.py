@@ -59,6 +59,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: ``state.json`` is rewritten at most this often, unless the account book changed.
+STATE_SAVE_INTERVAL = 1.0
+#: The keys of ``state.json`` the account book owns (a change is written at once).
+BOOK_KEYS = ("active_account", "accounts", "swaps", "hold", "partial_swap", "last_swap_at")
 #: The pause after a failed pass before the next one.
 ERROR_PAUSE = 1.0
 #: How soon the janitor goes on when its last pass hit its limits (a backlog of old files).
@@ -111,6 +115,9 @@ class Daemon:
         self.notifications: EventNotifier | None = None
         self._next_rescan = 0.0
         self._last_saved = ""
+        self._saved_book = ""
+        self._next_save = 0.0
+        self._save_pending = False
         self.janitor = Janitor(config)
         self._next_janitor = 0.0
         #: What the API sees: snapshots, the task index, the operator request queue.
@@ -456,6 +463,8 @@ class Daemon:
             delays.append(due)
         if self.notifier.watchdog_bound is not None:
             delays.append(self._next_check - self.clock.monotonic())
+        if self._save_pending:
+            delays.append(self._next_save - self.clock.monotonic())
         if self.switcher is not None:
             wake = self.switcher.next_wakeup(self.clock.now())
             if wake is not None:
@@ -470,7 +479,17 @@ class Daemon:
     # -- state ----------------------------------------------------------------------
 
     def _save_state(self, force: bool = False) -> None:
-        """Write ``state.json`` when anything in it changed (never on an idle pass)."""
+        """Write ``state.json`` when anything in it changed (never on an idle pass).
+
+        It is a cache: while a busy queue changes counters and session states on every
+        pass, it is rewritten at most every :data:`STATE_SAVE_INTERVAL` (the loop comes
+        back for what is left); a change of the account book is written at once.
+        """
+        now = self.clock.monotonic()
+        book = json.dumps([self.state.get(k) for k in BOOK_KEYS], sort_keys=True, default=str)
+        self._save_pending = not force and book == self._saved_book and now < self._next_save
+        if self._save_pending:
+            return
         self.state["counters"] = self.counters.as_dict()
         self.state["watches"] = self.watcher.summary()
         self.state["refused_projects"] = dict(self.scanner.refused)
@@ -494,6 +513,8 @@ class Daemon:
             return
         self.state_file.save(self.state)
         self._last_saved = snapshot
+        self._saved_book = book
+        self._next_save = now + STATE_SAVE_INTERVAL
         self.counters.changed = False
 
 
