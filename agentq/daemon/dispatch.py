@@ -96,7 +96,7 @@ class Dispatcher:
         claim = project.claim(name)
         if claim is None:
             return
-        started = self._clock.now()  # the claim's moment: the pickup latency ends here
+        started = self._clock.now()
         if claim.record.attempts >= self._max_attempts:
             limit = self._max_attempts
             self.fail(claim, f"attempts exceeded ({claim.record.attempts} of {limit})", None)
@@ -123,7 +123,8 @@ class Dispatcher:
             return
         self._counters.bump("started")
         state = "delegated" if executor is self.remote else "working"
-        self._emit(claim, state, claimed=started.timestamp())
+        # The rename's own time (the file's ctime): what the pickup latency ends with.
+        self._emit(claim, state, claimed=(claim.claimed_ns or started.timestamp() * 1e9) / 1e9)
         logger.info("task started", extra={"task": claim.task_id, "attempt": claim.record.attempts})
 
     def route(self, task: taskfile.Task, record: ControlRecord) -> RouteDecision:

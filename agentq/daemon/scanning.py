@@ -72,6 +72,8 @@ class ProjectScanner:
         #: inbox → how many tasks its last scan found claimed: (``.working``, ``.delegated``).
         self.in_flight: dict[Path, tuple[int, int]] = {}
         self._waiting: dict[Path, int] = {}
+        #: inbox → name → (inode, mtime) of files that arrived complete (renamed or linked in).
+        self._whole: dict[Path, dict[str, tuple[int, int]]] = {}
         self._locks: list[InstanceLock] = []
         #: ``dispatch.watch: poll``: every inbox is listed on a timer, none is watched.
         self._poll = poll
@@ -183,14 +185,18 @@ class ProjectScanner:
         if project is None:
             return
         now = wall_ns(self._clock)
+        whole = self._whole.get(inbox, {}) | self._watcher.take_renamed(inbox)
         try:
-            found = project.scan(now, self._quiet_ns)
+            found = project.scan(now, self._quiet_ns, whole)
         except QueueError as exc:
             logger.error("inbox scan failed", extra={"inbox": str(inbox), "reason": str(exc)})
             self._waiting.pop(inbox, None)  # the rescan tries again; no busy loop meanwhile
             return
         for name, reason in found.refused:
             self._refuse(project, name, reason)
+        # Remembered while still pending: a file taken whole stays so until it is claimed.
+        pending = found.arrivals
+        self._whole[inbox] = {n: i for n, i in whole.items() if n in pending} | found.linked
         self.pending[inbox] = found.ready
         self.in_flight[inbox] = (len(found.working), len(found.delegated))
         self._announce(project, inbox, found.arrivals)

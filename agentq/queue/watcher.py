@@ -1,13 +1,15 @@
 """Inbox watching: one watchdog observer for every inbox, handlers that only mark folders dirty.
 
 Events are hints (reliability R8): a handler records "this inbox is dirty" and
-wakes the main loop, which lists the folder. Besides each inbox its queue folder
-is watched, so an inbox deleted and recreated is watched again at once (the
-periodic rescan is only the safety net). A kernel queue overflow (events were
-lost) is counted and wakes the loop, which then rescans everything. Watch health
-is also checked on every rescan: a dead emitter is replaced, and an inbox whose
-watch cannot be added (ENOSPC, EMFILE…) is polled. This is the only module
-importing watchdog.
+wakes the main loop, which lists the folder. A file that arrived by rename (the
+Maildir way: written in ``tmp/``, renamed in) is also noted with its inode, so the
+scanner may take it as complete at once instead of waiting for the quiet period.
+Besides each inbox its queue folder is watched, so an inbox deleted and recreated is
+watched again at once (the periodic rescan is only the safety net). A kernel queue
+overflow (events were lost) is counted and wakes the loop, which then rescans
+everything. Watch health is also checked on every rescan: a dead emitter is replaced,
+and an inbox whose watch cannot be added (ENOSPC, EMFILE…) is polled. This is the only
+module importing watchdog.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
-from watchdog.observers.inotify import InotifyEmitter
+from watchdog.observers.inotify import InotifyFullEmitter
 from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
 
 logger = logging.getLogger(__name__)
@@ -106,12 +108,18 @@ class _OverflowReportingFD(InotifyFD):
 
 
 class _InotifyObserver(BaseObserver):
-    """watchdog's ``InotifyObserver`` with an overflow-reporting reader."""
+    """watchdog's ``InotifyObserver`` with an overflow-reporting reader.
+
+    Its emitters report a file renamed in from an unwatched folder (``tmp/``) as a move
+    with no source, not as a creation, so a rename in can be told from a write in place.
+    """
 
     def __init__(self, on_overflow: Callable[[], None]) -> None:
         self._reader = _OverflowReportingFD(on_overflow)
         self._reader.start()
-        super().__init__(InotifyEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self._reader)
+        super().__init__(
+            InotifyFullEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self._reader
+        )
 
     def on_thread_stop(self) -> None:
         super().on_thread_stop()
@@ -130,17 +138,35 @@ class WatchState:
 
 
 class _DirtyHandler(FileSystemEventHandler):
-    """Marks one inbox dirty; never raises, never blocks (reliability R15)."""
+    """Marks one inbox dirty (noting a file renamed in); never raises, never blocks (R15)."""
 
-    def __init__(self, inbox: Path, mark: Callable[[Path], None]) -> None:
+    def __init__(
+        self,
+        inbox: Path,
+        mark: Callable[[Path], None],
+        renamed: Callable[[Path, str, tuple[int, int]], None] | None = None,
+    ) -> None:
         self._inbox = inbox
+        self._folder = os.fsencode(inbox)
         self._mark = mark
+        self._renamed = renamed
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
+            if self._renamed is not None and isinstance(event, FileMovedEvent):
+                self._note_rename(self._renamed, os.fsencode(event.dest_path))
             self._mark(self._inbox)
         except Exception:  # a handler must never kill the emitter thread
             logger.exception("watch handler failed")
+
+    def _note_rename(self, note: Callable[[Path, str, tuple[int, int]], None], dest: bytes) -> None:
+        folder, _, name = dest.rpartition(b"/")
+        if folder != self._folder or not name:
+            return
+        with contextlib.suppress(OSError):  # gone already: nothing to note
+            # The scanner trusts the rename for this inode, unchanged since, only.
+            st = os.lstat(dest)
+            note(self._inbox, os.fsdecode(name), (st.st_ino, st.st_mtime_ns))
 
 
 class _ParentHandler(FileSystemEventHandler):
@@ -168,6 +194,8 @@ class InboxWatcher:
         self._wake = wake
         self._lock = threading.Lock()
         self._dirty: set[Path] = set()
+        #: inbox → name → (inode, mtime) of files seen arriving by rename (until taken).
+        self._renamed: dict[Path, dict[str, tuple[int, int]]] = {}
         self._suspects: set[Path] = set()
         self._overflows = 0
         self._observer: WatchObserver = observer or _InotifyObserver(self._note_overflow)
@@ -193,6 +221,15 @@ class InboxWatcher:
         with self._lock:
             self._dirty.add(inbox)
         self._wake.set()
+
+    def _note_renamed(self, inbox: Path, name: str, identity: tuple[int, int]) -> None:
+        with self._lock:
+            self._renamed.setdefault(inbox, {})[name] = identity
+
+    def take_renamed(self, inbox: Path) -> dict[str, tuple[int, int]]:
+        """Files seen arriving in ``inbox`` by rename since the last call: name → (ino, mtime)."""
+        with self._lock:
+            return self._renamed.pop(inbox, {})
 
     def _suspect(self, inbox: Path) -> None:
         """An inbox appeared in its queue folder: watch it again on the loop's thread."""
@@ -251,9 +288,8 @@ class InboxWatcher:
                     str(inbox.parent),
                     event_filter=_PARENT_EVENTS,
                 )
-            handle = self._observer.schedule(
-                _DirtyHandler(inbox, self.mark), str(inbox), event_filter=_EVENTS
-            )
+            handler = _DirtyHandler(inbox, self.mark, self._note_renamed)
+            handle = self._observer.schedule(handler, str(inbox), event_filter=_EVENTS)
         except OSError as exc:
             self._unschedule(self._parents.pop(inbox, None))
             reason = exc.strerror or str(exc)
