@@ -437,8 +437,7 @@ class SessionExecutor:
                 logger.log(level, message, extra=dict(fields))
 
     def _kill(self, name: str) -> None:
-        if self.driver.has_session(name):
-            self.driver.kill_session(name)
+        self.driver.kill_session(name, missing_ok=True)
 
     def _finish(self, name: str, finish: m.Finish, now: datetime) -> None:
         job = self._job(name)

@@ -229,9 +229,16 @@ class TmuxDriver:
             time.sleep(pause)
         self._run(*args, session=name)
 
-    def kill_session(self, name: str) -> None:
-        """Kill the session ``name``; raises TmuxError if it does not exist."""
-        self._run("kill-session", "-t", f"={check_session_name(name)}", session=name)
+    def kill_session(self, name: str, *, missing_ok: bool = False) -> None:
+        """Kill the session ``name``; raises TmuxError if it does not exist (unless ``missing_ok``).
+
+        ``missing_ok`` asks tmux once, instead of ``has_session`` and then the kill.
+        """
+        args = ("kill-session", "-t", f"={check_session_name(name)}")
+        if missing_ok:
+            self._query(*args, session=name)
+        else:
+            self._run(*args, session=name)
 
     def has_session(self, name: str) -> bool:
         """Return whether a session named exactly ``name`` exists."""
@@ -272,17 +279,20 @@ class TmuxDriver:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         data = _PASTE_UNSAFE.sub("\ufffd", text).encode("utf-8")
         buffer = f"agentq-{os.getpid()}-{secrets.token_hex(6)}"
-        self._load_buffer(buffer, data, name)
+        # One tmux call: the server runs paste-buffer once load-buffer has read stdin.
+        paste = (";", "paste-buffer", "-p", "-d", "-b", buffer, "-t", target)
         try:
-            self._run("paste-buffer", "-p", "-d", "-b", buffer, "-t", target, session=name)
+            self._load_buffer(buffer, data, name, then=paste)
         except TmuxError:
-            self._query("delete-buffer", "-b", buffer, session=name)
+            self._query("delete-buffer", "-b", buffer, session=name)  # if the paste failed
             raise
 
-    def _load_buffer(self, buffer: str, data: bytes, session: str) -> None:
+    def _load_buffer(
+        self, buffer: str, data: bytes, session: str, then: tuple[str, ...] = ()
+    ) -> None:
         # libtmux's cmd() cannot feed stdin, so this one command runs here.
         tmux = self._server.tmux_bin or shutil.which("tmux") or "tmux"
-        argv = [tmux, *self._server_flags(), "load-buffer", "-b", buffer, "-"]
+        argv = [tmux, *self._server_flags(), "load-buffer", "-b", buffer, "-", *then]
         logger.debug("tmux command", extra={"tmux_command": "load-buffer", "session": session})
         try:
             proc = subprocess.run(
@@ -292,7 +302,8 @@ class TmuxDriver:
             raise TmuxError(f"tmux load-buffer could not run: {exc}", session) from exc
         if proc.returncode != 0:
             detail = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
-            raise TmuxError(f"tmux load-buffer failed for session {session}: {detail}", session)
+            command = "paste-buffer" if then else "load-buffer"
+            raise TmuxError(f"tmux {command} failed for session {session}: {detail}", session)
 
     def send_keys(self, name: str, *keys: str, literal: bool = False) -> None:
         """Send keys to the session's pane.

@@ -261,6 +261,22 @@ def test_paste_reaches_the_pane_and_leaves_no_buffer(driver: TmuxDriver, tmp_pat
     assert not (tmp_path / "pwn").exists()
 
 
+def test_a_paste_to_a_missing_session_fails_and_leaves_no_buffer(driver: TmuxDriver) -> None:
+    """Load and paste go in one tmux call; when the paste fails its buffer is deleted."""
+    driver.new_session("other", Path.cwd(), ["sleep", "60"])  # a server to leave buffers in
+    with pytest.raises(TmuxError, match="paste-buffer failed for session gone"):
+        driver.paste("gone", "text")
+    assert _tmux(driver.socket_name or "", "list-buffers").stdout == ""
+
+
+def test_kill_session_missing_ok_asks_once_and_never_raises(driver: TmuxDriver) -> None:
+    """``missing_ok`` kills a session that is there and says nothing about one that is not."""
+    driver.new_session("here", Path.cwd(), ["sleep", "60"])
+    driver.kill_session("here", missing_ok=True)
+    driver.kill_session("here", missing_ok=True)
+    assert not driver.has_session("here")
+
+
 def test_bad_cwd_and_env_are_refused(driver: TmuxDriver, tmp_path: Path) -> None:
     """A missing working folder or an invalid variable name raises before tmux runs."""
     with pytest.raises(TmuxError, match="not a folder"):
