@@ -220,7 +220,7 @@ class Daemon:
         for folder in ("signals", "requests"):
             path = self.state_dir / folder
             path.mkdir(mode=0o700, exist_ok=True)
-            self.watcher.watch(path)
+            self.watcher.watch(path, moves_only=True)
         self.scanner.discover()
         self._sweep()
         recovery = Recovery(self.dispatcher, self.counters, self.clock)

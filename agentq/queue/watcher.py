@@ -48,6 +48,8 @@ _EVENTS: list[type[FileSystemEvent]] = [
     DirCreatedEvent,
     DirMovedEvent,
 ]
+#: In a folder whose files are only ever renamed into place (hook signals, requests).
+_MOVE_EVENTS: list[type[FileSystemEvent]] = [FileMovedEvent]
 #: In a queue folder only an inbox (re)appearing matters.
 _PARENT_EVENTS: list[type[FileSystemEvent]] = [DirCreatedEvent, DirMovedEvent]
 
@@ -201,6 +203,7 @@ class InboxWatcher:
         self._observer: WatchObserver = observer or _InotifyObserver(self._note_overflow)
         self._watches: dict[Path, Any] = {}
         self._parents: dict[Path, Any] = {}
+        self._moves_only: set[Path] = set()
         self.states: dict[Path, WatchState] = {}
         self._started = False
 
@@ -276,8 +279,14 @@ class InboxWatcher:
         self.unwatch(inbox)
         self.states[inbox] = WatchState("polling", reason)
 
-    def watch(self, inbox: Path) -> None:
-        """Watch ``inbox`` and its queue folder (idempotent); poll when inotify refuses."""
+    def watch(self, inbox: Path, *, moves_only: bool = False) -> None:
+        """Watch ``inbox`` and its queue folder (idempotent); poll when inotify refuses.
+
+        ``moves_only``: a folder of ours whose files are renamed into place (hook signals,
+        requests): only their final rename wakes the loop, not the writing before it.
+        """
+        if moves_only:
+            self._moves_only.add(inbox)  # kept for a re-watch
         if inbox in self._watches:
             return
         try:
@@ -288,8 +297,12 @@ class InboxWatcher:
                     str(inbox.parent),
                     event_filter=_PARENT_EVENTS,
                 )
-            handler = _DirtyHandler(inbox, self.mark, self._note_renamed)
-            handle = self._observer.schedule(handler, str(inbox), event_filter=_EVENTS)
+            if inbox in self._moves_only:
+                handler = _DirtyHandler(inbox, self.mark)
+                handle = self._observer.schedule(handler, str(inbox), event_filter=_MOVE_EVENTS)
+            else:
+                handler = _DirtyHandler(inbox, self.mark, self._note_renamed)
+                handle = self._observer.schedule(handler, str(inbox), event_filter=_EVENTS)
         except OSError as exc:
             self._unschedule(self._parents.pop(inbox, None))
             reason = exc.strerror or str(exc)
