@@ -142,15 +142,16 @@ class Project:
     # -- set-up ---------------------------------------------------------------------
 
     def ensure_dirs(self) -> None:
-        """Create the queue folders (0700); refuse a queue whose folders are symlinks."""
+        """Create the queue folders (0700), an ``lstat`` each if there; refuse symlinked ones."""
         for folder in (self.queue, self.inbox, self.tmp, self.done, self.failed, self.control):
             try:
-                folder.mkdir(mode=0o700, exist_ok=True)
-            except FileExistsError as exc:
-                raise QueueError(f"{folder} exists and is not a folder", folder) from exc
-            except OSError as exc:
-                raise QueueError(f"cannot create {folder}: {exc.strerror}", folder) from exc
-            st = folder.lstat()
+                st = os.lstat(folder)
+            except FileNotFoundError:
+                try:
+                    folder.mkdir(mode=0o700, exist_ok=True)
+                    st = os.lstat(folder)
+                except OSError as exc:
+                    raise QueueError(f"cannot create {folder}: {exc.strerror}", folder) from exc
             if not stat.S_ISDIR(st.st_mode):
                 raise QueueError(
                     f"refusing project: {folder} is a symbolic link or not a folder", folder
