@@ -494,7 +494,7 @@ class Daemon:
         self.state["watches"] = self.watcher.summary()
         self.state["refused_projects"] = dict(self.scanner.refused)
         self.state["projects"] = sorted(str(p) for p in self.scanner.projects)
-        self.state["incomplete"] = dict(self.scanner.incomplete)
+        self.state["incomplete"] = {k: v for k, v in self.scanner.incomplete.items() if v}
         if self.notifications is not None:
             self.state["notifications"] = self.notifications.history()
         if self.dispatcher is not None:

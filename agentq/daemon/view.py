@@ -188,7 +188,7 @@ class LoopView:
             accounts=accounts,
             delegation=delegation if isinstance(delegation, dict) else {},
             counters=d.counters.as_dict(),
-            watches=copy.deepcopy(d.watcher.summary()),
+            watches=d.watcher.summary(),  # a fresh mapping on every call
             loop={
                 **self._loop,
                 "started_at": self._started,
