@@ -1,8 +1,8 @@
 """The tmux driver: the only module that talks to tmux (it alone imports libtmux).
 
-Every command goes through :meth:`TmuxDriver._run` (libtmux's ``Server.cmd``, an
-argument list, never a shell string), and libtmux/OS errors become
-:class:`~agentq.errors.TmuxError` there, once. Queries are lenient (``has_session``,
+Every command goes through :meth:`TmuxDriver._cmd` (an argument list, never a shell
+string, to the tmux client of the ``libtmux.Server`` the driver was built with), and OS
+errors become :class:`~agentq.errors.TmuxError` there, once. Queries are lenient (``has_session``,
 ``is_alive``, ``pane_pid`` answer "no" when tmux does); commands are loud (they raise).
 
 Session names are checked against :data:`SESSION_NAME_RE` before any tmux call, and
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import libtmux
-from libtmux import exc as libtmux_exc
 
 from agentq.core.errors import TmuxError
 
@@ -46,8 +45,9 @@ DEFAULT_HEIGHT = 50
 #: before trying again (the server needs a moment to go).
 SERVER_EXITING = "server exited unexpectedly"
 SERVER_EXIT_PAUSES = (0.005, 0.01, 0.02, 0.05, 0.1)
-#: ``load-buffer`` reads the text from stdin; a stuck server must not hang us.
-LOAD_BUFFER_TIMEOUT = 30.0
+#: A stuck server must not hang the daemon (``load-buffer`` reads the text from stdin).
+COMMAND_TIMEOUT = 30.0
+LOAD_BUFFER_TIMEOUT = COMMAND_TIMEOUT
 
 
 #: Control characters a paste must not carry (everything but TAB and LF).
@@ -126,6 +126,7 @@ class TmuxDriver:
                 config_file = os.devnull
             server = libtmux.Server(socket_name=socket_name, config_file=config_file)
         self._server = server
+        self._bin: str | None = None
 
     @property
     def socket_name(self) -> str | None:
@@ -136,13 +137,32 @@ class TmuxDriver:
     # -- plumbing ---------------------------------------------------------------
 
     def _cmd(self, args: tuple[str, ...], session: str | None) -> tuple[int, list[str], list[str]]:
-        """Run one tmux command; only a failure to run tmux at all raises."""
+        """Run one tmux command; only a failure to run tmux at all raises.
+
+        The client is run here, not through libtmux's ``cmd``: the daemon runs a dozen
+        tmux commands per task, and libtmux looks tmux up on ``PATH`` for each of them.
+        """
         logger.debug("tmux command", extra={"tmux_command": args[0], "session": session})
         try:
-            proc = self._server.cmd(*args)
-        except (libtmux_exc.LibTmuxException, OSError) as exc:
+            proc = subprocess.run(
+                [self._tmux(), *self._server_flags(), *args],
+                capture_output=True,
+                timeout=COMMAND_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
             raise TmuxError(f"tmux {args[0]} could not run: {exc}", session) from exc
-        return int(proc.returncode or 0), list(proc.stdout), list(proc.stderr)
+        out = proc.stdout.decode("utf-8", "backslashreplace").split("\n")
+        while out and not out[-1]:
+            out.pop()
+        err = [line for line in proc.stderr.decode("utf-8", "backslashreplace").split("\n") if line]
+        return proc.returncode, out, err
+
+    def _tmux(self) -> str:
+        """The tmux binary (the server's own, else the one on ``PATH``), found once."""
+        if self._bin is None:
+            self._bin = self._server.tmux_bin or shutil.which("tmux") or "tmux"
+        return self._bin
 
     def _run(self, *args: str, session: str | None = None) -> list[str]:
         """Run a tmux command that must succeed; return its stdout lines."""
@@ -290,9 +310,7 @@ class TmuxDriver:
     def _load_buffer(
         self, buffer: str, data: bytes, session: str, then: tuple[str, ...] = ()
     ) -> None:
-        # libtmux's cmd() cannot feed stdin, so this one command runs here.
-        tmux = self._server.tmux_bin or shutil.which("tmux") or "tmux"
-        argv = [tmux, *self._server_flags(), "load-buffer", "-b", buffer, "-", *then]
+        argv = [self._tmux(), *self._server_flags(), "load-buffer", "-b", buffer, "-", *then]
         logger.debug("tmux command", extra={"tmux_command": "load-buffer", "session": session})
         try:
             proc = subprocess.run(
