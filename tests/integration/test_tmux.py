@@ -97,7 +97,8 @@ def test_invalid_session_names_are_refused_before_any_tmux_call(name: str, tmp_p
         socket_name = "never"
         socket_path = None
         config_file = None
-        tmux_bin = None
+        # Missing: a tmux call would fail with "could not run", not the name's refusal.
+        tmux_bin = str(tmp_path / "no-tmux-here")
 
         def cmd(self, *args: Any, **kwargs: Any) -> Any:
             raise AssertionError(f"tmux was called: {args}")
