@@ -438,7 +438,12 @@ class Daemon:
     def _take_requests(self) -> None:
         """Request files (``agentq swap``/``reload`` without the API) in ``state_dir/requests``."""
         folder = self.state_dir / "requests"
-        for path in sorted(folder.glob("*.request.json")):
+        # A listing, not a glob: this runs on every pass, and a glob compiles its pattern.
+        try:
+            names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".request.json"))
+        except FileNotFoundError:
+            names = []
+        for path in (folder / name for name in names):
             try:
                 request = json.loads(path.read_text())
             except (OSError, ValueError):
