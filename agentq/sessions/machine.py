@@ -14,8 +14,8 @@ delivery bookkeeping of it; the task's control record holds its phase and sessio
 
 Transitions. "Finish" ends the task (the executor hands its outcome over); "retry" means:
 tries left → LAUNCHING, Launch (a fresh session, the same resume id); none left → EMPTY,
-Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is Exit → EXITING (IDLE when
-``recycle`` is off). Log lines are left out.
+Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is EXITING, with Exit at once when
+the pane reads idle (row 62; IDLE when ``recycle`` is off). Log lines are left out.
 
 ===  =============  ===============================================  ==========================
  #   from           observation: condition                           to: actions
@@ -58,7 +58,7 @@ Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is Exit → EXITING (ID
 36   QUOTA          Tick: working again                              BUSY
 37   QUOTA          Tick: still at the limit                         QUOTA: Report (pane, hook)
 38   QUOTA          Tick: the rate-limit menu                        QUOTA: Esc, Report
-39   EXITING        Tick: after ``exit_timeout``                     EMPTY: Kill
+39   EXITING        Tick: exit typed, after ``exit_timeout``         EMPTY: Kill
 40   IDLE           Assign: alive, in its cwd, on its account        PASTED: Progress, Paste
 41   IDLE, EMPTY    Assign: otherwise                                LAUNCHING: Launch
 42   any            Adopt (delivered before a restart)               BUSY
@@ -81,6 +81,8 @@ Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is Exit → EXITING (ID
 59   any            a fresh launch of a task with a recorded id      Progress(session_id=None)
 60   task states    Cancel (the operator): the session is alive      Esc, Finish(failed), recycle
 61   task states    Cancel: the session is gone                      EMPTY: Finish(failed)
+62   EXITING        Tick: exit not typed, the agent idle             EXITING: Exit
+63   EXITING        Tick: exit not typed, not idle, exit_timeout     EXITING: Exit
 ===  =============  ===============================================  ==========================
 
 A session of ours found at start-up begins LAUNCHING and stale. The slot states a task
@@ -149,7 +151,8 @@ DELIVERY_SLACK = 0.001
 
 def needs_screen(slot: Slot) -> bool:
     """Whether the next Tick of ``slot`` reads its pane's text (so the executor captures it)."""
-    return slot.state in SCREEN_STATES
+    exiting = slot.state is SlotState.EXITING and not slot.exit_sent  # waits for idle
+    return slot.state in SCREEN_STATES or exiting
 
 
 def step(
@@ -203,11 +206,8 @@ class _Step(StepBase):
             self.on_busy(pane, own)
         elif state is SlotState.QUOTA:
             self.on_quota(pane, own)
-        elif state is SlotState.EXITING and self.exit_overdue():
-            self.kill()
-
-    def exit_overdue(self) -> bool:
-        return self.now.mono - self.slot.since > self.rules.exit_timeout
+        elif state is SlotState.EXITING:
+            self.on_exiting(classify_activity(pane.screen, pane.title) is Activity.IDLE)
 
     def assign(self, assign: Assign) -> None:
         self.bind(assign.task)
@@ -453,7 +453,7 @@ class _Step(StepBase):
             if hook.event == "Stop":
                 self.note("completed by", "Stop hook")
                 self.finish(Ending.DONE, result=hook.last_assistant_message or "")
-                self.recycle()
+                self.recycle(idle=classify_activity(pane.screen, pane.title) is Activity.IDLE)
                 return
             if hook.event == "StopFailure":
                 self.on_stop_failure(hook)
@@ -480,7 +480,7 @@ class _Step(StepBase):
             slot = self.slot
             ref = TranscriptRef(slot.transcript, slot.account, slot.cwd, self.session_id)
             self.finish(Ending.DONE, answer_from=ref)
-            self.recycle()
+            self.recycle(idle=True)
 
     def on_stop_failure(self, hook: Hook) -> None:
         payload = {

@@ -178,6 +178,8 @@ class Slot:
     #: The last prompt echo on screen before our paste: pane readings count only after ours.
     echo_baseline: str = ""
     notes: tuple[tuple[str, str], ...] = ()
+    #: EXITING: whether ``/exit`` was typed (it waits until the agent reads idle).
+    exit_sent: bool = True
 
 
 # -- observations ------------------------------------------------------------------------
