@@ -1,10 +1,14 @@
 """The agent's hooks: ours in ``settings.json``, and each hook call turned into a signal file.
 
-Claude Code runs each hook command with the event's JSON payload on stdin.
-Ours is ``<python> -m agentq hook EVENT --state-dir DIR``; it calls :func:`run_hook`,
-which writes one small JSON file into ``<state_dir>/signals/`` and exits 0 at once.
-The daemon reads those files with :func:`read_signals` (they only wake it: the
-folders stay the truth) and deletes each one with :func:`consume` once handled.
+Claude Code runs each hook command with the event's JSON payload on stdin. Ours is
+``/bin/sh <agentq>/agents/hook.sh EVENT STATE_DIR`` (:func:`hook_command`): a POSIX sh
+script that writes one signal file into ``<state_dir>/signals/`` (a small header, then
+the payload as the agent sent it) and exits 0, in a few milliseconds and without
+starting Python. ``agentq hook EVENT --state-dir DIR`` (:func:`run_hook`) writes the
+same file. The daemon reads those files with :func:`read_signals` (they only wake it:
+the folders stay the truth), which also reads the JSON files older versions wrote,
+and deletes each one with :func:`consume` once handled. :func:`merge_hooks` replaces
+our entries of either kind, so users' settings converge on the current command.
 
 This module sits on the hook's hot path: it imports only the standard library and
 agentq's own light modules (no pydantic, libtmux or watchdog).
@@ -44,8 +48,12 @@ DEFAULT_EVENTS: tuple[str, ...] = (
     "Notification",
     "SessionEnd",
 )
-#: A hook command containing this is ours (and is replaced on the next merge).
-OUR_MARKER = " -m agentq hook "
+#: The hook script :func:`hook_command` runs (shipped in the package, beside this module).
+HOOK_SCRIPT = Path(__file__).resolve().with_name("hook.sh")
+#: A hook command containing one of these is ours (and is replaced on the next merge):
+#: the script, and the Python entry of older versions.
+OUR_MARKERS = ("/agentq/agents/hook.sh", " -m agentq hook ")
+OUR_MARKER = OUR_MARKERS[0]
 
 ERROR_LOG = "hook-errors.log"
 #: Signal files stay small: the full prompt is in the task file, the full answer in the transcript.
@@ -54,7 +62,15 @@ MESSAGE_CHARS = 100_000
 #: Asking tmux which session a pane belongs to must not hold up the agent.
 TMUX_TIMEOUT = 2.0
 
+#: The first line of a signal file; the suffix of its name (older versions wrote ``.json``).
+SIGNAL_MAGIC = "agentq-signal 1"
+SIGNAL_SUFFIX = ".sig"
+#: A signal file is read up to this size (a payload cut there reads as an empty payload).
+MAX_SIGNAL_BYTES = 16 << 20
+
 _EVENT_RE = re.compile(r"^[A-Za-z]{1,64}$")
+#: What a session name may hold in a signal header (the hook script checks the same set).
+_SESSION_RE = re.compile(r"^[A-Za-z0-9_.@+=-]{1,256}$")
 _PAYLOAD_FIELDS = (
     "session_id",
     "transcript_path",
@@ -110,14 +126,34 @@ class Signal:
 # -- installing ----------------------------------------------------------------
 
 
-def hook_command(event: str, state_dir: Path, python: str = sys.executable) -> str:
+def hook_command(event: str, state_dir: Path, script: Path = HOOK_SCRIPT) -> str:
     """Return the shell command the agent runs for ``event`` (every part shlex-quoted)."""
-    parts = [shlex.quote(python), "-m", "agentq", "hook", shlex.quote(event)]
-    return " ".join([*parts, "--state-dir", shlex.quote(str(state_dir))])
+    parts = ["/bin/sh", str(script), event, str(state_dir)]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def parse_command(command: str) -> tuple[str, str] | None:
+    """(event, state dir) of a hook command of ours, of either kind; None for anyone else's."""
+    if not any(marker in command for marker in OUR_MARKERS):
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    for i, word in enumerate(words):
+        if word.endswith(OUR_MARKERS[0]):
+            return (words[i + 1], words[i + 2]) if len(words) >= i + 3 else None
+    tail = words[words.index("hook") + 1 :] if "hook" in words else []
+    if not tail or "--state-dir" not in tail[:-1]:
+        return None
+    return tail[0], tail[tail.index("--state-dir") + 1]
 
 
 def _is_ours(hook: object) -> bool:
-    return isinstance(hook, dict) and OUR_MARKER in str(hook.get("command", ""))
+    if not isinstance(hook, dict):
+        return False
+    command = str(hook.get("command", ""))
+    return any(marker in command for marker in OUR_MARKERS)
 
 
 def _load_settings(path: Path) -> dict[str, Any]:
@@ -192,6 +228,45 @@ def merge_hooks(
     return True
 
 
+# -- the signal file ------------------------------------------------------------
+
+
+def signal_header(event: str, session: str | None, received_at: float | None) -> bytes:
+    """The header of a signal file (pure); the payload follows it as the agent sent it."""
+    name = event if _EVENT_RE.fullmatch(event) else "Unknown"
+    who = session if session and _SESSION_RE.fullmatch(session) else ""
+    when = f"{received_at:.9f}" if received_at is not None else ""
+    return f"{SIGNAL_MAGIC}\nevent {name}\nsession {who}\ntime {when}\n\n".encode()
+
+
+def parse_signal(data: bytes, mtime: float) -> dict[str, Any]:
+    """A signal file's content as the record :func:`build_signal` makes (pure).
+
+    Reads the current format (header + raw payload) and the JSON object older
+    versions wrote (a rolling upgrade leaves both). ``mtime`` stands in for a
+    missing time.
+
+    Raises:
+        ValueError: neither format.
+    """
+    if data.startswith(SIGNAL_MAGIC.encode() + b"\n"):
+        head, _, body = data.partition(b"\n\n")
+        fields = dict(
+            line.partition(" ")[::2] for line in head.decode("utf-8", "replace").split("\n")[1:]
+        )
+        try:
+            received = float(fields.get("time") or mtime)
+        except ValueError:
+            received = mtime
+        event = fields.get("event") or "Unknown"
+        session = fields.get("session") or None
+        return build_signal(event, _parse_payload(body), session, received)
+    record = json.loads(data)
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    return record
+
+
 # -- the hook call -------------------------------------------------------------
 
 
@@ -217,7 +292,7 @@ def _text(value: object, limit: int) -> str | None:
 def build_signal(
     event: str, payload: Mapping[str, Any], session: str | None, received_at: float
 ) -> dict[str, Any]:
-    """Return the signal file's content for one hook call (pure)."""
+    """Return what the daemon keeps of one hook call (pure): the text fields, cut to size."""
     record: dict[str, Any] = {"session": session, "event": event, "received_at": received_at}
     for name in _PAYLOAD_FIELDS:
         limit = PROMPT_CHARS if name == "prompt" else MESSAGE_CHARS
@@ -259,21 +334,25 @@ def _log_error(state_dir: Path, event: str) -> None:
 
 
 def run_hook(event: str, stdin: bytes, env: Mapping[str, str], state_dir: Path) -> int:
-    """Record one hook call as a signal file under ``state_dir/signals``; always return 0."""
+    """Record one hook call as a signal file under ``state_dir/signals``; always return 0.
+
+    The same file the hook script writes (see ``hook.sh``): for ``agentq hook``.
+    """
     try:
         name = event if _EVENT_RE.fullmatch(event) else "Unknown"
-        payload = _parse_payload(stdin)
         session = env.get("AGENTQ_SESSION") or None
         if session is None:
             try:
                 session = _tmux_session(env)
             except (OSError, subprocess.SubprocessError):
                 session = None
-        record = build_signal(name, payload, session, time.time())
+        now_ns = time.time_ns()
         folder = state_dir / SIGNALS_DIR
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        file_name = f"{time.time_ns()}-{name}-{secrets.token_hex(4)}.json"
-        write_atomic(folder / file_name, json.dumps(record, ensure_ascii=False).encode("utf-8"))
+        file_name = f"{now_ns}-{name}-{secrets.token_hex(4)}{SIGNAL_SUFFIX}"
+        # Signals are hints (the pane is the fallback): not worth an fsync on every turn.
+        data = signal_header(name, session, now_ns / 1e9) + stdin
+        write_atomic(folder / file_name, data, sync=False)
     except Exception:  # a failing hook must never disturb the agent: log, exit 0
         _log_error(state_dir, event)
     return 0
@@ -315,27 +394,43 @@ def _signal_from(path: Path, data: Mapping[str, Any]) -> Signal:
     )
 
 
+def _read_capped(path: Path) -> tuple[bytes, float]:
+    """A signal file's bytes (never through a link, at most :data:`MAX_SIGNAL_BYTES`)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mtime = os.fstat(fd).st_mtime
+        chunks, left = [], MAX_SIGNAL_BYTES
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks), mtime
+
+
 def read_signals(state_dir: Path) -> list[Signal]:
     """Return the pending signals, oldest first; unreadable files are renamed ``*.bad``."""
     folder = state_dir / SIGNALS_DIR
     try:
-        paths = sorted(p for p in folder.iterdir() if p.name.endswith(".json"))
+        names = sorted(
+            e.name for e in os.scandir(folder) if e.name.endswith((SIGNAL_SUFFIX, ".json"))
+        )
     except FileNotFoundError:
         return []
     signals = []
-    for path in paths:
+    for name in names:
+        path = folder / name
         try:
-            data = json.loads(path.read_bytes())
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
+            data, mtime = _read_capped(path)
+            record = parse_signal(data, mtime)
         except FileNotFoundError:
             continue
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             logger.warning("unreadable signal file", extra={"path": str(path), "error": str(exc)})
             with contextlib.suppress(OSError):  # gone or unwritable: skipped again next time
                 path.replace(path.with_name(path.name + ".bad"))
             continue
-        signals.append(_signal_from(path, data))
+        signals.append(_signal_from(path, record))
     return signals
 
 

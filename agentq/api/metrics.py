@@ -44,7 +44,20 @@ SESSION_STATES = (
     "exiting",
     "parked",
 )
-_LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+#: Pickups take milliseconds and deliveries tens of them: four buckets per doubling from
+#: 0.5 ms to about a second keep a median estimate within a few percent, then coarser.
+_LATENCY = (
+    *(round(0.0005 * 2 ** (i / 4), 6) for i in range(44)),
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    900,
+    3600,
+)
 _DURATION = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
 
 
@@ -251,7 +264,7 @@ class Metrics:
         )
         self._delivery = Histogram(
             "agentq_delivery_latency_seconds",
-            "Claim to the agent seen busy on the task",
+            "Claim to the agent busy on the task (by its own hook's clock when it has one)",
             buckets=_LATENCY,
             registry=self.registry,
         )
@@ -285,22 +298,26 @@ class Metrics:
             if event.kind == "delivered":
                 claimed = self._claimed.get(key)
                 if claimed is not None and claimed[1] == "local":
-                    self._delivery.observe(max(0.0, at - claimed[0]))
+                    busy = _when(fields, "at", at)
+                    self._delivery.observe(max(0.0, busy - claimed[0]))
                 return
             if event.kind != "task":
                 return
-            self._on_task(key, str(fields.get("state")), at)
+            self._on_task(key, str(fields.get("state")), at, fields)
 
-    def _on_task(self, key: tuple[str, str], state: str, at: float) -> None:
+    def _on_task(self, key: tuple[str, str], state: str, at: float, fields: Any) -> None:
+        # The events carry the moments themselves (the file's arrival, the claim's rename):
+        # the event's own time is later by whatever the loop did in between.
         if state == "pending":
-            self._arrived.setdefault(key, at)
+            self._arrived.setdefault(key, _when(fields, "arrived", at))
             _trim(self._arrived)
         elif state in ("working", "delegated"):
             executor = "local" if state == "working" else "delegated"
+            claimed_at = _when(fields, "claimed", at)
             arrived = self._arrived.pop(key, None)
             if arrived is not None:
-                self._pickup.labels(executor).observe(max(0.0, at - arrived))
-            self._claimed[key] = (at, executor)
+                self._pickup.labels(executor).observe(max(0.0, claimed_at - arrived))
+            self._claimed[key] = (claimed_at, executor)
             _trim(self._claimed)
         elif state in ("done", "failed"):
             self._arrived.pop(key, None)
@@ -309,6 +326,12 @@ class Metrics:
             self._finished.labels(executor, state).inc()
             if claimed is not None:
                 self._duration.labels(executor, state).observe(max(0.0, at - claimed[0]))
+
+
+def _when(fields: Any, name: str, default: float) -> float:
+    """A time an event carries as a field (Unix seconds), else ``default``."""
+    value = fields.get(name)
+    return float(value) if isinstance(value, int | float) else default
 
 
 def _trim(tracked: OrderedDict[Any, Any]) -> None:

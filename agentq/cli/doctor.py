@@ -28,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TextIO
 
-from agentq.agents.hooks import DEFAULT_EVENTS, OUR_MARKER
+from agentq.agents.hooks import DEFAULT_EVENTS, parse_command
 from agentq.agents.profiles import TESTED_CLAUDE_CODE
 from agentq.config.models import Config
 
@@ -308,17 +308,9 @@ def _commands(groups: object) -> list[str]:
 
 
 def _our_state_dir(command: str, event: str) -> str | None:
-    """The ``--state-dir`` of our hook command for ``event`` (None for anyone else's)."""
-    if OUR_MARKER not in command:
-        return None
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return None
-    tail = words[words.index("hook") + 1 :] if "hook" in words else []
-    if not tail or tail[0] != event or "--state-dir" not in tail[:-1]:
-        return None
-    return tail[tail.index("--state-dir") + 1]
+    """The state folder of our hook command for ``event`` (None for anyone else's)."""
+    ours = parse_command(command)
+    return ours[1] if ours is not None and ours[0] == event else None
 
 
 def check_links(problems: Sequence[str], accounts: int) -> list[Check]:

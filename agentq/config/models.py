@@ -205,6 +205,10 @@ class DispatchConfig(_Section):
     max_attempts: int = Field(default=3, ge=1)
     rescan_interval: Duration = Field(default=30.0, gt=0)
     quiet_period: Duration = 1.0
+    #: ``poll`` lists every inbox each ``poll_interval`` instead of watching it with inotify
+    #: (network file systems: inotify does not see other hosts' writes).
+    watch: Literal["inotify", "poll"] = "inotify"
+    poll_interval: Duration = Field(default=1.0, gt=0)
     tmp_max_age: Duration = Field(default=36 * _HOUR, gt=0)
     delivery_timeout: Duration = Field(default=15.0, gt=0)
     delivery_retries: int = Field(default=3, ge=0)

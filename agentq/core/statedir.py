@@ -2,7 +2,8 @@
 
 - ``lock``: the daemon's single-instance lock;
 - ``state.json``: the daemon's cache of counters and health;
-- ``signals/``: one small JSON file per agent hook call (written by ``agentq hook``);
+- ``signals/``: one small file per agent hook call (written by the hook script, see
+  :mod:`agentq.agents.hooks`);
 - ``requests/``: operator requests (``agentq swap``, ``agentq reload``) and their answers.
 """
 

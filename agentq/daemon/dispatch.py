@@ -232,11 +232,11 @@ class Dispatcher:
         claim = project.claim(name)
         if claim is None:
             return
+        started = self._clock.now()
         if claim.record.attempts >= self._max_attempts:
             limit = self._max_attempts
             self.fail(claim, f"attempts exceeded ({claim.record.attempts} of {limit})", None)
             return
-        started = self._clock.now()
         project.begin_attempt(claim, "", started.isoformat())
         try:
             task = taskfile.parse_task(project.read_claimed(claim), name)
@@ -273,7 +273,9 @@ class Dispatcher:
             default, task.meta, decision, worktree
         )
         self._counters.bump("started")
-        self._emit(claim, "delegated" if executor is self.remote else "working")
+        state = "delegated" if executor is self.remote else "working"
+        # The rename's own time (the file's ctime): what the pickup latency ends with.
+        self._emit(claim, state, claimed=(claim.claimed_ns or started.timestamp() * 1e9) / 1e9)
         logger.info("task started", extra={"task": claim.task_id, "attempt": claim.record.attempts})
 
     def route(self, task: taskfile.Task, record: ControlRecord) -> RouteDecision:
@@ -408,7 +410,7 @@ class Dispatcher:
                 extra={"task": claim.task_id, "reason": footer.error, "path": str(path)},
             )
 
-    def _emit(self, claim: q.Claim, state: str, **fields: str) -> None:
+    def _emit(self, claim: q.Claim, state: str, **fields: str | float) -> None:
         project = claim.project.path.name
         attempts = claim.record.attempts
         self._events.emit(

@@ -70,8 +70,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: How often an inbox that inotify cannot watch is listed.
-POLL_INTERVAL = 1.0
+#: ``state.json`` is rewritten at most this often, unless the account book changed.
+STATE_SAVE_INTERVAL = 1.0
+#: The keys of ``state.json`` the account book owns (a change is written at once).
+BOOK_KEYS = ("active_account", "accounts", "swaps", "hold", "partial_swap", "last_swap_at")
 #: The pause after a failed pass before the next one.
 ERROR_PAUSE = 1.0
 #: How soon the janitor goes on when its last pass hit its limits (a backlog of old files).
@@ -117,6 +119,8 @@ class Daemon:
             self.counters,
             self.clock,
             self.events,
+            poll=config.dispatch.watch == "poll",
+            poll_interval=config.dispatch.poll_interval,
         )
         self.settings = ProjectSettings(config.dispatch, env)
         self._make_local = local_executor or default_local
@@ -129,6 +133,9 @@ class Daemon:
         self.notifications: EventNotifier | None = None
         self._next_rescan = 0.0
         self._last_saved = ""
+        self._saved_book = ""
+        self._next_save = 0.0
+        self._save_pending = False
         self.janitor = Janitor(config)
         self._next_janitor = 0.0
         #: What the API sees: snapshots, the task index, the operator request queue.
@@ -246,7 +253,7 @@ class Daemon:
         for folder in ("signals", "requests"):
             path = self.state_dir / folder
             path.mkdir(mode=0o700, exist_ok=True)
-            self.watcher.watch(path)
+            self.watcher.watch(path, moves_only=True)
         self.scanner.discover()
         for path in self.scanner.projects:
             self.settings.get(path)  # every project config problem is logged at start-up
@@ -456,6 +463,9 @@ class Daemon:
             now = self.clock.now()
             self.switcher.observe(self._pool.take_readings(), now)
             self.switcher.tick(now)
+        if any(self.scanner.pending.values()):
+            # What this poll finished made room: the waiting tasks go now, not on the next wake.
+            self._dispatch()
         self._tidy()
         self._record_accounts()
         self.view.publish()
@@ -492,7 +502,12 @@ class Daemon:
     def _take_requests(self) -> None:
         """Request files (``agentq swap``/``reload`` without the API) in ``state_dir/requests``."""
         folder = self.state_dir / "requests"
-        for path in sorted(folder.glob("*.request.json")):
+        # A listing, not a glob: this runs on every pass, and a glob compiles its pattern.
+        try:
+            names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".request.json"))
+        except FileNotFoundError:
+            names = []
+        for path in (folder / name for name in names):
             try:
                 request = json.loads(path.read_text())
             except (OSError, ValueError):
@@ -517,8 +532,8 @@ class Daemon:
             delays.append(due)
         if self.notifier.watchdog_bound is not None:
             delays.append(self._next_check - self.clock.monotonic())
-        if self.watcher.polling():
-            delays.append(POLL_INTERVAL)
+        if self._save_pending:
+            delays.append(self._next_save - self.clock.monotonic())
         if self.switcher is not None:
             wake = self.switcher.next_wakeup(self.clock.now())
             if wake is not None:
@@ -533,12 +548,22 @@ class Daemon:
     # -- state ----------------------------------------------------------------------
 
     def _save_state(self, force: bool = False) -> None:
-        """Write ``state.json`` when anything in it changed (never on an idle pass)."""
+        """Write ``state.json`` when anything in it changed (never on an idle pass).
+
+        It is a cache: while a busy queue changes counters and session states on every
+        pass, it is rewritten at most every :data:`STATE_SAVE_INTERVAL` (the loop comes
+        back for what is left); a change of the account book is written at once.
+        """
+        now = self.clock.monotonic()
+        book = json.dumps([self.state.get(k) for k in BOOK_KEYS], sort_keys=True, default=str)
+        self._save_pending = not force and book == self._saved_book and now < self._next_save
+        if self._save_pending:
+            return
         self.state["counters"] = self.counters.as_dict()
         self.state["watches"] = self.watcher.summary()
         self.state["refused_projects"] = dict(self.scanner.refused)
         self.state["projects"] = sorted(str(p) for p in self.scanner.projects)
-        self.state["incomplete"] = dict(self.scanner.incomplete)
+        self.state["incomplete"] = {k: v for k, v in self.scanner.incomplete.items() if v}
         if self.notifications is not None:
             self.state["notifications"] = self.notifications.history()
         self.state["project_config_problems"] = dict(self.settings.problems)
@@ -559,6 +584,8 @@ class Daemon:
             return
         self.state_file.save(self.state)
         self._last_saved = snapshot
+        self._saved_book = book
+        self._next_save = now + STATE_SAVE_INTERVAL
         self.counters.changed = False
 
 

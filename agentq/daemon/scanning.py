@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: How long an inbox holding a file still open for writing waits before it is listed again.
 MIN_INCOMPLETE_RECHECK = 0.5
+#: How often polled inboxes are listed unless ``dispatch.poll_interval`` says otherwise.
+DEFAULT_POLL_INTERVAL = 1.0
 
 
 def wall_ns(clock: Clock) -> int:
@@ -57,6 +59,9 @@ class ProjectScanner:
         counters: Counters,
         clock: Clock,
         events: ev.EventLog,
+        *,
+        poll: bool = False,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
         self._roots = roots
         self._paths = paths
@@ -83,6 +88,12 @@ class ProjectScanner:
         self._locks: dict[Path, InstanceLock] = {}
         #: Projects no longer configured, released once nothing of theirs is in flight.
         self.leaving: set[Path] = set()
+        #: inbox → name → (inode, mtime) of files that arrived complete (renamed or linked in).
+        self._whole: dict[Path, dict[str, tuple[int, int]]] = {}
+        #: ``dispatch.watch: poll``: every inbox is listed on a timer, none is watched.
+        self._poll = poll
+        self._poll_interval = poll_interval
+        self._next_poll = 0.0
 
     # -- projects ---------------------------------------------------------------------
 
@@ -100,7 +111,7 @@ class ProjectScanner:
                 continue
             self.refused.pop(str(path), None)
             self.projects[path] = project
-            self._watcher.watch(project.inbox)
+            self._watch(project.inbox)
             self._watcher.mark(project.inbox)
             logger.info("project watched", extra={"project": str(path)})
 
@@ -165,12 +176,18 @@ class ProjectScanner:
                     "project unusable", extra={"project": str(project.path), "reason": str(exc)}
                 )
                 continue
-            self._watcher.watch(project.inbox)
+            self._watch(project.inbox)
             self._watcher.mark(project.inbox)
         self._watcher.check_health()
         self.release_idle()
         if periodic:
             self._counters.bump("rescans")
+
+    def _watch(self, inbox: Path) -> None:
+        if self._poll:
+            self._watcher.poll(inbox, "dispatch.watch: poll")
+        else:
+            self._watcher.watch(inbox)
 
     def project_of(self, inbox: Path) -> q.Project | None:
         """The served project whose inbox is ``inbox``."""
@@ -185,15 +202,29 @@ class ProjectScanner:
     # -- inboxes ----------------------------------------------------------------------
 
     def due(self) -> set[Path]:
-        """Inboxes whose waiting files may have become ready by now."""
+        """Inboxes to list now: waiting files may have become ready, or a poll is due.
+
+        Polled inboxes (``dispatch.watch: poll``, or inotify refused them) are all listed
+        once per ``poll_interval``; taking them restarts the interval.
+        """
         now = wall_ns(self._clock)
-        return {inbox for inbox, at in self._waiting.items() if at <= now}
+        due = {inbox for inbox, at in self._waiting.items() if at <= now}
+        mono = self._clock.monotonic()
+        if mono >= self._next_poll:
+            polled = self._watcher.polled()
+            if polled:
+                due |= polled
+                self._next_poll = mono + self._poll_interval
+        return due
 
     def next_due(self) -> float | None:
-        """Seconds until the soonest waiting file may be ready; None when none waits."""
-        if not self._waiting:
-            return None
-        return (min(self._waiting.values()) - wall_ns(self._clock)) / 1e9
+        """Seconds until the soonest waiting file may be ready or the next poll; None: neither."""
+        delays = []
+        if self._waiting:
+            delays.append((min(self._waiting.values()) - wall_ns(self._clock)) / 1e9)
+        if self._watcher.polling():
+            delays.append(self._next_poll - self._clock.monotonic())
+        return min(delays) if delays else None
 
     def scan(self, inbox: Path) -> None:
         """List one inbox: remember what is ready, refuse what must not be read."""
@@ -201,21 +232,25 @@ class ProjectScanner:
         if project is None:
             return
         now = wall_ns(self._clock)
+        whole = self._whole.get(inbox, {}) | self._watcher.take_renamed(inbox)
         try:
-            found = project.scan(now, self._quiet_ns)
+            found = project.scan(now, self._quiet_ns, whole)
         except QueueError as exc:
             logger.error("inbox scan failed", extra={"inbox": str(inbox), "reason": str(exc)})
             self._waiting.pop(inbox, None)  # the rescan tries again; no busy loop meanwhile
             return
         for name, reason in found.refused:
             self._refuse(project, name, reason)
+        # Remembered while still pending: a file taken whole stays so until it is claimed.
+        pending = found.arrivals
+        self._whole[inbox] = {n: i for n, i in whole.items() if n in pending} | found.linked
         self.pending[inbox] = found.ready if project.path not in self.leaving else []
         self.in_flight[inbox] = (len(found.working), len(found.delegated))
         if project.path in self.leaving:
             self.release_idle()
             if project.path not in self.projects:
                 return
-        self._announce(project, inbox, {p.name for p in found.ready} | set(found.waiting))
+        self._announce(project, inbox, found.arrivals)
         if found.waiting:
             self._waiting[inbox] = min(found.waiting.values())
         elif found.incomplete:
@@ -225,12 +260,21 @@ class ProjectScanner:
         self.incomplete[str(inbox)] = found.incomplete
         self.not_ready[inbox] = set(found.waiting) | set(found.incomplete)
 
-    def _announce(self, project: q.Project, inbox: Path, names: set[str]) -> None:
-        """Emit a ``pending`` event for each task seen in the inbox for the first time."""
+    def _announce(self, project: q.Project, inbox: Path, arrivals: dict[str, int]) -> None:
+        """Emit a ``pending`` event for each task seen in the inbox for the first time.
+
+        ``arrived`` is when the file arrived (its ctime: a rename in sets it), in Unix seconds.
+        """
         known = self._announced.get(inbox, set())
-        for name in sorted(names - known):
-            self._events.emit(ev.TASK, project=project.path.name, task=name, state="pending")
-        self._announced[inbox] = names
+        for name in sorted(arrivals.keys() - known):
+            self._events.emit(
+                ev.TASK,
+                project=project.path.name,
+                task=name,
+                state="pending",
+                arrived=arrivals[name] / 1e9,
+            )
+        self._announced[inbox] = set(arrivals)
 
     def _refuse(self, project: q.Project, name: str, reason: str) -> None:
         now = self._clock.now()

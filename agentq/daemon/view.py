@@ -32,6 +32,7 @@ from agentq.queue.taskfile import split_footer
 if TYPE_CHECKING:
     from agentq.api.view import EventSource
     from agentq.daemon.loop import Daemon
+    from agentq.sessions.model import Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ class Tallies(Protocol):
     """An executor that counts what it saw (delivery retries, hook signals, quota readings)."""
 
     def tallies(self) -> dict[tuple[str, ...], int]: ...
+
+
+@runtime_checkable
+class Deliveries(Protocol):
+    """An executor whose agents take tasks: which did since the last call, and when."""
+
+    def take_deliveries(self) -> list[Delivery]: ...
 
 
 class LoopView:
@@ -178,7 +186,7 @@ class LoopView:
             accounts=accounts,
             delegation=delegation if isinstance(delegation, dict) else {},
             counters=d.counters.as_dict(),
-            watches=copy.deepcopy(d.watcher.summary()),
+            watches=d.watcher.summary(),  # a fresh mapping on every call
             loop={
                 **self._loop,
                 "started_at": self._started,
@@ -246,19 +254,30 @@ class LoopView:
         return out
 
     def _note_deliveries(self, sessions: list[dict[str, Any]]) -> None:
-        """Emit ``delivered`` the first time a session is seen busy on a task."""
-        current = set()
-        for s in sessions:
-            task = s.get("task")
-            if not isinstance(task, str) or "/" not in task:
+        """Emit ``delivered`` the first time an agent took a task (``at``: when it went busy).
+
+        The executor reports each delivery with the time the agent's own hook gave, so a
+        task that finished within the same poll is counted too; a task resumed after a
+        swap (still in flight) is not counted twice.
+        """
+        d = self._daemon
+        local = d.dispatcher.local if d.dispatcher is not None else None
+        if not isinstance(local, Deliveries):
+            return
+        current = {s.get("task") for s in sessions}
+        for delivery in local.take_deliveries():
+            if delivery.task in self._delivered or "/" not in delivery.task:
                 continue
-            current.add(task)
-            if s.get("state") == "busy" and task not in self._delivered:
-                self._delivered.add(task)
-                project, name = task.split("/", 1)
-                self._daemon.events.emit(
-                    DELIVERED, project=project, task=name, session=s["name"], account=s["account"]
-                )
+            self._delivered.add(delivery.task)
+            project, name = delivery.task.split("/", 1)
+            d.events.emit(
+                DELIVERED,
+                project=project,
+                task=name,
+                session=delivery.session,
+                account=delivery.account,
+                at=delivery.at,
+            )
         self._delivered &= current
 
     def _accounts(self) -> dict[str, Any]:

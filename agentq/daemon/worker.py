@@ -207,7 +207,7 @@ class Worker:
         self.watcher.start()
         signals = self.config.state_dir / "signals"
         signals.mkdir(mode=0o700, exist_ok=True)
-        self.watcher.watch(signals)
+        self.watcher.watch(signals, moves_only=True)
         queues = [task_queue(self.cluster.task_queue_prefix, n) for n in sorted(self.projects)]
         connection = connection_from_config(self.cluster, self.env, self.host)
         every = max(0.5, min(5.0, self.cluster.heartbeat_timeout / 3))

@@ -18,7 +18,7 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,11 @@ from agentq.queue.vetting import (
     NAME_RE,
     WORKING_SUFFIX,
     NameKind,
+    arrived_whole,
     classify_name,
     invalid_name_reason,
     refusal_reason,
+    relook_ns,
     scan_priority,
     task_of,
 )
@@ -67,10 +69,12 @@ class ScanResult:
     """What one scan of an inbox found."""
 
     ready: list[Pending] = field(default_factory=list)
-    #: name → the monotonic-free wall time (ns) after which it may be ready.
-    waiting: dict[str, int] = field(default_factory=dict)
-    #: names still open for writing by someone (not claimable yet).
-    incomplete: list[str] = field(default_factory=list)
+    waiting: dict[str, int] = field(default_factory=dict)  #: name → wall ns it may be ready
+    incomplete: list[str] = field(default_factory=list)  #: names a writer still has open
+    #: name → arrival (ctime, ns) of every pending task seen, ready or waiting.
+    arrivals: dict[str, int] = field(default_factory=dict)
+    #: name → (inode, mtime) of fresh files with a second link (a producer's from ``tmp/``?).
+    linked: dict[str, tuple[int, int]] = field(default_factory=dict)
     refused: list[tuple[str, str]] = field(default_factory=list)
     working: list[str] = field(default_factory=list)
     delegated: list[str] = field(default_factory=list)
@@ -84,6 +88,7 @@ class Claim:
     name: str
     record: ControlRecord
     suffix: str = WORKING_SUFFIX
+    claimed_ns: int = 0  #: when the claim's rename happened (its ctime; 0: not a fresh claim)
 
     @property
     def path(self) -> Path:
@@ -142,15 +147,16 @@ class Project:
     # -- set-up ---------------------------------------------------------------------
 
     def ensure_dirs(self) -> None:
-        """Create the queue folders (0700); refuse a queue whose folders are symlinks."""
+        """Create the queue folders (0700), an ``lstat`` each if there; refuse symlinked ones."""
         for folder in (self.queue, self.inbox, self.tmp, self.done, self.failed, self.control):
             try:
-                folder.mkdir(mode=0o700, exist_ok=True)
-            except FileExistsError as exc:
-                raise QueueError(f"{folder} exists and is not a folder", folder) from exc
-            except OSError as exc:
-                raise QueueError(f"cannot create {folder}: {exc.strerror}", folder) from exc
-            st = folder.lstat()
+                st = os.lstat(folder)
+            except FileNotFoundError:
+                try:
+                    folder.mkdir(mode=0o700, exist_ok=True)
+                    st = os.lstat(folder)
+                except OSError as exc:
+                    raise QueueError(f"cannot create {folder}: {exc.strerror}", folder) from exc
             if not stat.S_ISDIR(st.st_mode):
                 raise QueueError(
                     f"refusing project: {folder} is a symbolic link or not a folder", folder
@@ -158,8 +164,14 @@ class Project:
 
     # -- scanning -------------------------------------------------------------------
 
-    def scan(self, now_ns: int, quiet_ns: int) -> ScanResult:
-        """List the inbox and sort every entry into ready / waiting / refused / in flight."""
+    def scan(
+        self, now_ns: int, quiet_ns: int, whole: Mapping[str, tuple[int, int]] | None = None
+    ) -> ScanResult:
+        """List the inbox and sort every entry into ready / waiting / refused / in flight.
+
+        ``whole``: name → (inode, mtime) of files that arrived complete (renamed, or linked in
+        and unlinked from ``tmp/``): they skip the quiet period, no other rule.
+        """
         result = ScanResult()
         for entry in self._list(self.inbox):
             kind = classify_name(entry.name)
@@ -168,7 +180,8 @@ class Project:
             elif kind is NameKind.DELEGATED:
                 result.delegated.append(entry.name[: -len(DELEGATED_SUFFIX)])
             elif kind in (NameKind.INVALID, NameKind.PENDING):
-                self._vet_pending(entry, now_ns, quiet_ns, result, kind is NameKind.INVALID)
+                invalid = kind is NameKind.INVALID
+                self._vet_pending(entry, now_ns, quiet_ns, result, invalid, whole or {})
         result.ready.sort(key=lambda p: (-p.priority, p.arrival_ns, p.name))
         ready = {p.name for p in result.ready}
         self._metas = {n: m for n, m in self._metas.items() if n in ready}
@@ -189,17 +202,24 @@ class Project:
         now_ns: int,
         quiet_ns: int,
         out: ScanResult,
-        invalid_name: bool = False,
+        invalid_name: bool,
+        whole: Mapping[str, tuple[int, int]],
     ) -> None:
         try:
             st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
             return
         quiet_at = st.st_mtime_ns + quiet_ns
-        if stat.S_ISREG(st.st_mode) and quiet_at > now_ns:
-            # A fresh regular file may still be mid-write, or briefly hard-linked by a
-            # producer (link from tmp/, then unlink): judge it once it is quiet.
+        fresh = stat.S_ISREG(st.st_mode) and quiet_at > now_ns
+        if fresh and not arrived_whole(entry.name, st, whole):
+            # A fresh regular file may still be mid-write: judge it once it is quiet. One
+            # with a second link is looked at again in a moment: a producer's link from
+            # tmp/ is undone within milliseconds (then it is whole), a hard link is not.
             out.waiting[entry.name] = quiet_at
+            if st.st_nlink > 1:
+                out.linked[entry.name] = (st.st_ino, st.st_mtime_ns)
+                out.waiting[entry.name] = min(quiet_at, now_ns + relook_ns(now_ns, st))
+            out.arrivals[entry.name] = st.st_ctime_ns
             return
         reason = refusal_reason(st, self._uid)
         if reason:
@@ -226,6 +246,7 @@ class Project:
             if known is None or known[0] != stamp:
                 known = self._metas[entry.name] = (stamp, peek_meta(head))
             out.ready.append(Pending(entry.name, priority, st.st_ctime_ns, known[1]))
+            out.arrivals[entry.name] = st.st_ctime_ns
 
     def _peek(self, path: Path) -> tuple[bytes, bool]:
         """Read the head of a file safely; report whether someone still has it open for writing."""
@@ -253,11 +274,11 @@ class Project:
         except FileNotFoundError:
             return None
         crashpoints.hit("after_claim")
-        ino = os.lstat(dst).st_ino
+        st = os.lstat(dst)
         record = self.load_record(name)
-        if record is None or record.ino != ino:
-            record = ControlRecord(name=name, ino=ino)
-        return Claim(self, name, record)
+        if record is None or record.ino != st.st_ino:
+            record = ControlRecord(name=name, ino=st.st_ino)
+        return Claim(self, name, record, claimed_ns=st.st_ctime_ns)
 
     def begin_attempt(self, claim: Claim, executor: str, now_iso: str) -> None:
         """Count this attempt and persist it before any side effect (R11)."""

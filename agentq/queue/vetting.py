@@ -1,8 +1,9 @@
 """Vetting inbox entries by name and by ``stat``, before anything is opened (pure).
 
 Which names are pending, ignored or invalid; why an entry that is not a plain,
-single-linked regular file of ours is refused; and a YAML-free peek at a task's
-``priority`` for ordering before the claim. Reliability rule R9.
+single-linked regular file of ours is refused; whether a fresh file arrived complete
+(rename in, reliability rule R10) or is linked in for now; and a YAML-free peek at a
+task's ``priority`` for ordering before the claim. Reliability rule R9.
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping
 from enum import Enum
 
+#: A fresh file with a second link is looked at again after half its age, within these.
+LINK_RELOOK_MIN_NS = 1_000_000
+LINK_RELOOK_MAX_NS = 100_000_000
 WORKING_SUFFIX = ".working"
 DELEGATED_SUFFIX = ".delegated"
 
@@ -95,3 +100,19 @@ def refusal_reason(st: os.stat_result, uid: int) -> str | None:
     if st.st_uid != uid:
         return f"refused: owned by uid {st.st_uid}, not by the daemon's uid {uid}"
     return None
+
+
+def arrived_whole(name: str, st: os.stat_result, whole: Mapping[str, tuple[int, int]]) -> bool:
+    """Whether ``name`` is, unchanged, the file that arrived complete, with one link.
+
+    ``whole`` maps names seen arriving complete (renamed in, or linked in and unlinked from
+    ``tmp/`` since) to their inode and mtime then: a write since, or another file under
+    the name, does not count.
+    """
+    same = whole.get(name) == (st.st_ino, st.st_mtime_ns)
+    return same and stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+
+
+def relook_ns(now_ns: int, st: os.stat_result) -> int:
+    """When to look at a fresh file with a second link again: half its age (ctime), 1–100 ms."""
+    return min(LINK_RELOOK_MAX_NS, max(LINK_RELOOK_MIN_NS, (now_ns - st.st_ctime_ns) // 2))

@@ -1,13 +1,19 @@
-"""Inbox watching: one watchdog observer for every inbox, handlers that only mark folders dirty.
+"""Inbox watching: one inotify reader for every inbox, callbacks that only mark folders dirty.
 
-Events are hints (reliability R8): a handler records "this inbox is dirty" and
-wakes the main loop, which lists the folder. Besides each inbox its queue folder
-is watched, so an inbox deleted and recreated is watched again at once (the
-periodic rescan is only the safety net). A kernel queue overflow (events were
-lost) is counted and wakes the loop, which then rescans everything. Watch health
-is also checked on every rescan: a dead emitter is replaced, and an inbox whose
-watch cannot be added (ENOSPC, EMFILE…) is polled. This is the only module
-importing watchdog.
+Events are hints (reliability R8): a callback records "this inbox is dirty" and
+wakes the main loop, which lists the folder. A file that arrived by rename (the
+Maildir way: written in ``tmp/``, renamed in) is also noted with its inode and mtime,
+so the scanner may take it as complete at once instead of waiting for the quiet period.
+Besides each inbox its queue folder is watched, so an inbox deleted and recreated is
+watched again at once (the periodic rescan is only the safety net). A kernel queue
+overflow (events were lost) is counted and wakes the loop, which then rescans
+everything. Watch health is also checked on every rescan: a watch the kernel dropped
+is added again, and an inbox whose watch cannot be added (ENOSPC, EMFILE…) is polled.
+
+Every watch is a callback on watchdog's inotify reader (one thread, one inotify
+descriptor, for all of them), called on the reader's thread: no thread per watch,
+so a thousand inboxes cost a thousand kernel watches and nothing more. This is the
+only module importing watchdog.
 """
 
 from __future__ import annotations
@@ -16,80 +22,57 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from watchdog.events import (
-    DirCreatedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
-from watchdog.observers.inotify import InotifyEmitter
+from watchdog.observers.inotify_c import InotifyConstants as C
 from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
 
 logger = logging.getLogger(__name__)
 
-#: Our own reads open files; open/close-nowrite events would wake us forever.
-_EVENTS: list[type[FileSystemEvent]] = [
-    FileCreatedEvent,
-    FileMovedEvent,
-    FileClosedEvent,
-    FileModifiedEvent,
-    DirCreatedEvent,
-    DirMovedEvent,
-]
-#: In a queue folder only an inbox (re)appearing matters.
-_PARENT_EVENTS: list[type[FileSystemEvent]] = [DirCreatedEvent, DirMovedEvent]
+_FOLDER = C.IN_ONLYDIR | C.IN_DONT_FOLLOW | C.IN_DELETE_SELF | C.IN_MOVE_SELF
+#: An inbox: arrivals, writes in place (and their close), renames out. Our own reads open
+#: files; open/close-nowrite events would wake us forever.
+_INBOX = _FOLDER | C.IN_CREATE | C.IN_MOVE | C.IN_MODIFY | C.IN_CLOSE_WRITE
+#: A folder of ours whose files are only ever renamed into place (hook signals, requests).
+_MOVES = _FOLDER | C.IN_MOVED_TO
+#: A queue folder: only an inbox (re)appearing in it matters.
+_PARENT = _FOLDER | C.IN_CREATE | C.IN_MOVED_TO
 
 
-class WatchObserver(Protocol):
-    """The part of a watchdog observer :class:`InboxWatcher` uses (tests hand in a refusing one)."""
+class InotifyReader(Protocol):
+    """The part of watchdog's inotify reader :class:`InboxWatcher` uses (tests hand in one)."""
 
     daemon: bool
 
-    @property
-    def emitters(self) -> Iterable[Any]:
-        """The emitter threads, one per scheduled watch."""
-        ...
-
     def start(self) -> None:
-        """Start the observer thread."""
+        """Start the reader thread."""
 
     def stop(self) -> None:
-        """Ask the observer thread to stop."""
+        """Ask the reader thread to stop (it closes the descriptor and every watch)."""
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the observer thread to end."""
+        """Wait for the reader thread to end."""
 
-    def schedule(
-        self,
-        event_handler: Any,
-        path: str,
-        *,
-        recursive: bool = False,
-        event_filter: list[type[FileSystemEvent]] | None = None,
-    ) -> Any:
+    def is_alive(self) -> bool:
+        """Whether the reader thread runs."""
+        ...
+
+    def add_callback(self, path: bytes, mask: Any, callback: Any, id_: Any) -> Any:
         """Watch ``path``; raises OSError when the kernel refuses (ENOSPC, EMFILE…)."""
 
-    def unschedule(self, watch: Any) -> None:
-        """Stop one watch."""
+    def remove_callbacks(self, callbacks: list[tuple[Any, Any]]) -> None:
+        """Stop the given (watch descriptor, callback id) pairs."""
 
 
 class _OverflowReportingFD(InotifyFD):
-    """watchdog's inotify reader, which also reports a kernel queue overflow.
+    """watchdog's inotify reader, which also reports a kernel queue overflow once.
 
-    watchdog reads IN_Q_OVERFLOW and hands it to each watch group's
-    ``on_queue_overflow``, which for a non-recursive watch only discards pending
-    move halves: no event reaches any handler, so the lost events would be lost
-    silently (watchdog#654). This reader calls ``on_overflow`` first.
+    watchdog reads IN_Q_OVERFLOW and hands it to each callback's ``on_queue_overflow``;
+    this reader calls ``on_overflow`` first, once per overflow, whatever the number of
+    watches (watchdog#654: the lost events would be lost silently otherwise).
     """
 
     def __init__(self, on_overflow: Callable[[], None]) -> None:
@@ -105,20 +88,6 @@ class _OverflowReportingFD(InotifyFD):
         super().handle_event(event)
 
 
-class _InotifyObserver(BaseObserver):
-    """watchdog's ``InotifyObserver`` with an overflow-reporting reader."""
-
-    def __init__(self, on_overflow: Callable[[], None]) -> None:
-        self._reader = _OverflowReportingFD(on_overflow)
-        self._reader.start()
-        super().__init__(InotifyEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self._reader)
-
-    def on_thread_stop(self) -> None:
-        super().on_thread_stop()
-        self._reader.stop()
-        self._reader.join()
-
-
 @dataclass
 class WatchState:
     """How one inbox is watched."""
@@ -129,64 +98,71 @@ class WatchState:
     rewatched: int = 0
 
 
-class _DirtyHandler(FileSystemEventHandler):
-    """Marks one inbox dirty; never raises, never blocks (reliability R15)."""
+@dataclass(eq=False)
+class _Watch:
+    """One folder's watch; its events go straight to the watcher, on the reader's thread.
 
-    def __init__(self, inbox: Path, mark: Callable[[Path], None]) -> None:
-        self._inbox = inbox
-        self._mark = mark
+    ``kind``: ``inbox``, ``moves`` (a folder of ours, renames only) or ``parent`` (the
+    queue folder of ``inbox``). Never raises, never blocks (reliability R15).
+    """
 
-    def on_any_event(self, event: FileSystemEvent) -> None:
+    watcher: InboxWatcher
+    inbox: Path
+    kind: str
+    wd: Any = None
+    folder: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.folder = os.fsencode(self.inbox.parent if self.kind == "parent" else self.inbox)
+
+    def on_event(self, event: InotifyEvent) -> None:
         try:
-            self._mark(self._inbox)
-        except Exception:  # a handler must never kill the emitter thread
+            self.watcher.on_event(self, event)
+        except Exception:  # a callback must never kill the reader thread
             logger.exception("watch handler failed")
 
-
-class _ParentHandler(FileSystemEventHandler):
-    """Notices an inbox (re)appearing in its queue folder; never raises, never blocks."""
-
-    def __init__(self, inbox: Path, suspect: Callable[[Path], None]) -> None:
-        self._inbox = os.fsencode(inbox)
-        self._path = inbox
-        self._suspect = suspect
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
+    def on_watch_deleted(self, wd: Any) -> None:
         try:
-            paths = {os.fsencode(event.src_path), os.fsencode(event.dest_path or b"")}
-            if self._inbox in paths:
-                self._suspect(self._path)
-        except Exception:  # a handler must never kill the emitter thread
+            self.watcher.on_watch_deleted(self)
+        except Exception:  # a callback must never kill the reader thread
             logger.exception("watch handler failed")
+
+    def on_queue_overflow(self) -> None:
+        """Counted once, by the reader (:class:`_OverflowReportingFD`)."""
 
 
 class InboxWatcher:
     """Watches a changing set of inbox folders and reports which are dirty."""
 
-    def __init__(self, wake: threading.Event, *, observer: WatchObserver | None = None) -> None:
-        """``observer`` replaces the overflow-aware inotify observer (tests use it)."""
+    def __init__(self, wake: threading.Event, *, reader: InotifyReader | None = None) -> None:
+        """``reader`` replaces the overflow-aware inotify reader (tests use it)."""
         self._wake = wake
         self._lock = threading.Lock()
         self._dirty: set[Path] = set()
+        #: inbox → name → (inode, mtime) of files seen arriving by rename (until taken).
+        self._renamed: dict[Path, dict[str, tuple[int, int]]] = {}
         self._suspects: set[Path] = set()
         self._overflows = 0
-        self._observer: WatchObserver = observer or _InotifyObserver(self._note_overflow)
-        self._watches: dict[Path, Any] = {}
-        self._parents: dict[Path, Any] = {}
+        self._reader: InotifyReader = reader or _OverflowReportingFD(self._note_overflow)
+        self._watches: dict[Path, _Watch] = {}
+        self._parents: dict[Path, _Watch] = {}
+        #: Watches the kernel still holds (one it dropped, with its folder, leaves).
+        self._live: set[_Watch] = set()
+        self._moves_only: set[Path] = set()
         self.states: dict[Path, WatchState] = {}
         self._started = False
 
     def start(self) -> None:
-        """Start the observer thread."""
-        self._observer.daemon = True
-        self._observer.start()
+        """Start the reader thread."""
+        self._reader.daemon = True
+        self._reader.start()
         self._started = True
 
     def stop(self) -> None:
-        """Stop the observer thread (and the inotify reader with it)."""
-        self._observer.stop()
+        """Stop the reader thread (its descriptor and every watch go with it)."""
         if self._started:
-            self._observer.join(timeout=5)
+            self._reader.stop()
+            self._reader.join(timeout=5)
 
     def mark(self, inbox: Path) -> None:
         """Record ``inbox`` as dirty and wake the loop."""
@@ -194,8 +170,37 @@ class InboxWatcher:
             self._dirty.add(inbox)
         self._wake.set()
 
+    # -- the reader's thread ---------------------------------------------------------------
+
+    def on_event(self, watch: _Watch, event: InotifyEvent) -> None:
+        """One event of ``watch``: mark its inbox dirty, note a rename in, suspect a re-creation."""
+        if event.is_delete_self or event.is_move_self:
+            self._suspect(watch.inbox)  # the folder itself went: watch the new one, if any
+            return
+        if watch.kind == "parent":
+            if event.is_directory and os.fsencode(watch.inbox.name) == event.name:
+                self._suspect(watch.inbox)
+            return
+        if watch.kind == "inbox" and event.is_moved_to and not event.is_directory:
+            self._note_rename(watch, event.name)
+        self.mark(watch.inbox)
+
+    def on_watch_deleted(self, watch: _Watch) -> None:
+        """The kernel dropped ``watch`` (its folder was deleted): the loop rechecks it."""
+        with self._lock:
+            self._live.discard(watch)
+        self._suspect(watch.inbox)
+
+    def _note_rename(self, watch: _Watch, name: bytes) -> None:
+        with contextlib.suppress(OSError):  # gone already: nothing to note
+            # The scanner trusts the rename for this inode, unchanged since, only.
+            st = os.lstat(os.path.join(watch.folder, name))
+            with self._lock:
+                entry = (st.st_ino, st.st_mtime_ns)
+                self._renamed.setdefault(watch.inbox, {})[os.fsdecode(name)] = entry
+
     def _suspect(self, inbox: Path) -> None:
-        """An inbox appeared in its queue folder: watch it again on the loop's thread."""
+        """An inbox appeared in (or left) its queue folder: recheck it on the loop's thread."""
         with self._lock:
             self._suspects.add(inbox)
         self._wake.set()
@@ -206,6 +211,13 @@ class InboxWatcher:
         logger.warning("inotify queue overflowed: events were lost; rescanning")
         self._wake.set()
 
+    # -- the loop's thread -----------------------------------------------------------------
+
+    def take_renamed(self, inbox: Path) -> dict[str, tuple[int, int]]:
+        """Files seen arriving in ``inbox`` by rename since the last call: name → (ino, mtime)."""
+        with self._lock:
+            return self._renamed.pop(inbox, {})
+
     def take_overflows(self) -> int:
         """How many kernel queue overflows happened since the last call (each means: rescan)."""
         with self._lock:
@@ -213,7 +225,7 @@ class InboxWatcher:
         return count
 
     def take_dirty(self) -> set[Path]:
-        """Return and clear the dirty set; polled inboxes are always included.
+        """Return and clear the dirty set (polled inboxes are listed on a timer: :meth:`polled`).
 
         An inbox seen (re)appearing is watched again first, then reported dirty:
         listing it after the new watch is in place misses nothing written between.
@@ -224,30 +236,41 @@ class InboxWatcher:
             self._recheck(inbox)
         with self._lock:
             dirty, self._dirty = self._dirty, set()
-        dirty.update(p for p, s in self.states.items() if s.mode == "polling")
         return dirty
 
     def polling(self) -> bool:
         """Whether any inbox is polled instead of watched."""
         return any(s.mode == "polling" for s in self.states.values())
 
-    def watch(self, inbox: Path) -> None:
-        """Watch ``inbox`` and its queue folder (idempotent); poll when inotify refuses."""
+    def polled(self) -> set[Path]:
+        """The inboxes listed on a timer instead of watched (configured, or a fallback)."""
+        return {p for p, s in self.states.items() if s.mode == "polling"}
+
+    def poll(self, inbox: Path, reason: str) -> None:
+        """List ``inbox`` on a timer instead of watching it (``dispatch.watch: poll``)."""
+        self.unwatch(inbox)
+        self.states[inbox] = WatchState("polling", reason)
+
+    def watch(self, inbox: Path, *, moves_only: bool = False) -> None:
+        """Watch ``inbox`` and its queue folder (idempotent); poll when inotify refuses.
+
+        ``moves_only``: a folder of ours whose files are renamed into place (hook signals,
+        requests): only their final rename wakes the loop, not the writing before it.
+        """
+        if moves_only:
+            self._moves_only.add(inbox)  # kept for a re-watch
         if inbox in self._watches:
             return
         try:
             ino = os.stat(inbox).st_ino
             if inbox not in self._parents:
-                self._parents[inbox] = self._observer.schedule(
-                    _ParentHandler(inbox, self._suspect),
-                    str(inbox.parent),
-                    event_filter=_PARENT_EVENTS,
-                )
-            handle = self._observer.schedule(
-                _DirtyHandler(inbox, self.mark), str(inbox), event_filter=_EVENTS
-            )
+                self._parents[inbox] = self._add(_Watch(self, inbox, "parent"), _PARENT)
+            if inbox in self._moves_only:
+                handle = self._add(_Watch(self, inbox, "moves"), _MOVES)
+            else:
+                handle = self._add(_Watch(self, inbox, "inbox"), _INBOX)
         except OSError as exc:
-            self._unschedule(self._parents.pop(inbox, None))
+            self._remove(self._parents.pop(inbox, None))
             reason = exc.strerror or str(exc)
             self.states[inbox] = WatchState("polling", f"inotify unavailable: {reason}")
             logger.warning(
@@ -260,17 +283,25 @@ class InboxWatcher:
             "inotify", ino=ino, rewatched=previous.rewatched if previous else 0
         )
 
+    def _add(self, watch: _Watch, mask: int) -> _Watch:
+        watch.wd = self._reader.add_callback(watch.folder, mask, watch, id(watch))
+        with self._lock:
+            self._live.add(watch)
+        return watch
+
     def unwatch(self, inbox: Path) -> None:
         """Stop watching ``inbox`` and its queue folder."""
-        self._unschedule(self._watches.pop(inbox, None))
-        self._unschedule(self._parents.pop(inbox, None))
+        self._remove(self._watches.pop(inbox, None))
+        self._remove(self._parents.pop(inbox, None))
 
-    def _unschedule(self, handle: Any) -> None:
-        if handle is None:
+    def _remove(self, watch: _Watch | None) -> None:
+        if watch is None:
             return
-        # The emitter may already have died with its folder.
+        with self._lock:
+            self._live.discard(watch)
+        # The watch may already have gone with its folder.
         with contextlib.suppress(KeyError, OSError):
-            self._observer.unschedule(handle)
+            self._reader.remove_callbacks([(watch.wd, id(watch))])
 
     def release(self, inbox: Path) -> None:
         """Forget ``inbox`` for good (its project is no longer served)."""
@@ -280,28 +311,31 @@ class InboxWatcher:
             self._dirty.discard(inbox)
 
     def check_health(self) -> list[Path]:
-        """Re-watch inboxes that were recreated or whose emitter died; return them."""
+        """Re-watch inboxes that were recreated or whose watch the kernel dropped; return them."""
         return [inbox for inbox in list(self.states) if self._recheck(inbox)]
 
+    def _alive(self, watch: _Watch | None) -> bool:
+        with self._lock:
+            return watch is not None and watch in self._live and self._reader.is_alive()
+
     def _recheck(self, inbox: Path) -> bool:
-        """Watch ``inbox`` again if it was recreated or an emitter died; True if it was.
+        """Watch ``inbox`` again if it was recreated or its watch dropped; True if it was.
 
         A missing inbox keeps its queue folder's watch, which notices it coming back.
         """
         state = self.states.get(inbox)
         if state is None or state.mode != "inotify":
             return False
-        alive = {e.watch.path for e in list(self._observer.emitters) if e.is_alive()}
         try:
             ino = os.stat(inbox).st_ino
         except FileNotFoundError:
             ino = -1
-        parent_alive = str(inbox.parent) in alive
-        if ino == state.ino and str(inbox) in alive and parent_alive:
+        parent_alive = self._alive(self._parents.get(inbox))
+        if ino == state.ino and self._alive(self._watches.get(inbox)) and parent_alive:
             return False
-        self._unschedule(self._watches.pop(inbox, None))
+        self._remove(self._watches.pop(inbox, None))
         if not parent_alive:
-            self._unschedule(self._parents.pop(inbox, None))
+            self._remove(self._parents.pop(inbox, None))
         if ino == -1:
             state.ino = -1
             if not parent_alive:  # the queue folder went too: only a rescan brings it back

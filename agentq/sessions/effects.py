@@ -123,12 +123,31 @@ class StepBase:
         self.emit(Kill())
         self.set(state=SlotState.EMPTY)
 
-    def recycle(self) -> None:
-        if self.rules.recycle:
-            self.emit(Exit())
-            self.set(state=SlotState.EXITING, since=self.now.mono)
-        else:
+    def recycle(self, idle: bool = False) -> None:
+        """A fresh session for the next task: ``/exit`` once the agent reads ``idle``.
+
+        An agent still running its hooks (the user's own ``Stop`` hooks beside ours) is
+        busy until they end; an ``/exit`` typed meanwhile would cut them short.
+        """
+        if not self.rules.recycle:
             self.set(state=SlotState.IDLE)
+            return
+        self.set(state=SlotState.EXITING, since=self.now.mono, exit_sent=False)
+        if idle:
+            self.send_exit()
+
+    def send_exit(self) -> None:
+        self.emit(Exit())
+        self.set(exit_sent=True, since=self.now.mono)
+
+    def on_exiting(self, idle: bool) -> None:
+        """``/exit`` once the agent reads idle (or after ``exit_timeout`` anyway); kill it late."""
+        overdue = self.now.mono - self.slot.since > self.rules.exit_timeout
+        if not self.slot.exit_sent:
+            if idle or overdue:
+                self.send_exit()
+        elif overdue:
+            self.kill()
 
     def fail_and_kill(self, error: str, tail: str) -> None:
         self.finish(Ending.FAILED, error=error, tail=tail)

@@ -26,6 +26,7 @@ reaches the executor through :meth:`SessionExecutor.reconfigure`.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -46,6 +47,7 @@ from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKin
 from agentq.queue.protocol import Claim
 from agentq.queue.records import Phase
 from agentq.queue.taskfile import Task
+from agentq.sessions import cadence
 from agentq.sessions import model as m
 from agentq.sessions.delivery import SHELLS, prompt_text
 from agentq.sessions.machine import needs_screen, step
@@ -63,13 +65,6 @@ from agentq.sessions.settings import SessionSettings, session_setup
 from agentq.sessions.tmux import PaneInfo, TmuxDriver
 
 logger = logging.getLogger(__name__)
-
-#: Poll intervals: quick while a session starts, takes a paste or exits; calmer while it works.
-FAST_POLL = 0.1
-BUSY_POLL = 0.5
-_FAST_STATES = frozenset(
-    {m.SlotState.LAUNCHING, m.SlotState.PASTED, m.SlotState.SUBMITTED, m.SlotState.EXITING}
-)
 
 
 class SessionExecutor:
@@ -99,6 +94,10 @@ class SessionExecutor:
         self._tasks: dict[str, tuple[Job, m.TaskView]] = {}
         self._finished: list[Outcome] = []
         self._readings: list[Reading] = []
+        #: Per slot: when it is next looked at, and when something last happened to it (mono).
+        self._due: dict[str, float] = {}
+        self._event_at: dict[str, float] = {}
+        self._deliveries: list[m.Delivery] = []
         self._operator_ids: dict[str, str] = {}
         #: What this executor saw, for the API's metrics (see :meth:`tallies`).
         self._tallies: Counter[tuple[str, ...]] = Counter()
@@ -199,11 +198,20 @@ class SessionExecutor:
             raise AgentError(f"could not start an agent session: {failure}", slot.name) from failure
 
     def poll(self, now: datetime) -> Sequence[Outcome]:
-        """Observe every slot, step it, apply its actions; return the jobs that ended."""
+        """Observe the slots that are due or heard from, step them, apply their actions.
+
+        Returns the jobs that ended. A slot is due on its own cadence (see
+        :mod:`agentq.sessions.cadence`); a hook of its agent makes it due at once. When
+        none is, tmux is not asked at all: the daemon wakes for every file that moves.
+        """
         instant = self._instant(now)
         hooks = self._take_signals()
-        panes = self.driver.list_panes()
+        due = {n for n in self._slots if n in hooks or self._due.get(n, 0.0) <= instant.mono}
+        settled = {n for n, s in self._slots.items() if s.state is m.SlotState.EMPTY}
+        panes = self.driver.list_panes() if due else {}
         for name, slot in self._slots.items():
+            if name not in due and (not due or cadence.next_wait(slot.state, 0.0) is not None):
+                continue  # not due: looked at on its own cadence (idle ones ride along)
             info = panes.get(name)
             try:
                 pane = self._pane(slot, info)
@@ -217,7 +225,7 @@ class SessionExecutor:
             stamp = transcript_stamp(slot, view, self.settings.accounts)
             self._run(name, m.Tick(pane, hooks.get(name, ()), view, stamp), instant, now)
         self._retire(instant, now)
-        self._keep_minimum(instant, now)
+        self._keep_minimum(instant, now, settled)
         done, self._finished = self._finished, []
         return done
 
@@ -252,13 +260,16 @@ class SessionExecutor:
         self._run(session, adopt, *self._moment())
 
     def next_poll(self) -> float | None:
-        """How soon :meth:`poll` wants to run again."""
-        states = {s.state for s in self._slots.values()}
-        if states & _FAST_STATES:
-            return FAST_POLL
-        if states & {m.SlotState.BUSY, m.SlotState.QUOTA}:
-            return BUSY_POLL
-        return None
+        """How soon :meth:`poll` wants to run again (an empty slot to warm counts too)."""
+        mono = self._clock.monotonic()
+        waits = [at - mono for at in self._due.values() if at != math.inf]
+        slots = self._slots.items()
+        live = [n for n, s in slots if s.state is not m.SlotState.EMPTY]
+        empty = {n: s.retry_at for n, s in slots if s.state is m.SlotState.EMPTY}
+        warm = [] if self._paused else plan_launches(self.pool, live, empty)
+        if warm:
+            waits.append(max(cadence.FAST_CAP, min(empty[n] for n in warm) - mono))
+        return max(0.0, min(waits)) if waits else None
 
     def close(self) -> None:
         """Leave sessions running: in-flight tasks stay claimed and are recovered on restart."""
@@ -303,6 +314,11 @@ class SessionExecutor:
     def tallies(self) -> dict[tuple[str, ...], int]:
         """Delivery retries, hook signals by event and quota readings by account/source/kind."""
         return dict(self._tallies)
+
+    def take_deliveries(self) -> list[m.Delivery]:
+        """The tasks the agents took since the last call (each when it went busy), oldest first."""
+        deliveries, self._deliveries = self._deliveries, []
+        return deliveries
 
     def take_readings(self) -> list[Reading]:
         """The quota readings taken since the last call (hook and pane), oldest first."""
@@ -406,8 +422,10 @@ class SessionExecutor:
         drop_task: bool = False,
     ) -> TmuxError | AgentError | None:
         """Step one slot and apply the actions; a failure is stepped too, then returned."""
+        before = self._slots[name].state
         slot, actions = step(self._slots[name], observation, instant, self._rules)
         self._slots[name] = slot
+        heard = isinstance(observation, m.Tick) and bool(observation.hooks)
         try:
             for action in actions:
                 self._apply(name, action, now)
@@ -424,7 +442,19 @@ class SessionExecutor:
                 except (TmuxError, AgentError) as again:  # the slot is failing already
                     logger.warning("tmux error", extra={"session": name, "error": str(again)})
             return exc
+        finally:
+            state = self._slots[name].state
+            quick = state is not before and cadence.starts_quick(state)
+            self._schedule(name, instant.mono, heard or quick)
         return None
+
+    def _schedule(self, name: str, mono: float, event: bool) -> None:
+        """When to look at slot ``name`` next (see :mod:`agentq.sessions.cadence`)."""
+        if event:
+            self._event_at[name] = mono
+        quiet_for = mono - self._event_at.get(name, mono)
+        wait = cadence.next_wait(self._slots[name].state, quiet_for)
+        self._due[name] = math.inf if wait is None else mono + wait
 
     def _apply(self, name: str, action: m.Action, now: datetime) -> None:
         match action:
@@ -449,10 +479,13 @@ class SessionExecutor:
                 self.driver.send_keys(name, "Escape")
                 self.driver.paste(name, "/exit")
                 self.driver.send_keys(name, "Enter")
-            case m.Progress(phase=phase, session=session, session_id=session_id):
+            case m.Progress(phase=phase, session=session, session_id=session_id, at=at):
                 job = self._job(name)
                 if job is not None:
                     job.claim.progress(phase, session=session, session_id=session_id)
+                    if at is not None:
+                        account = self._slots[name].account or self._account
+                        self._deliveries.append(m.Delivery(job.claim.task_id, name, account, at))
             case m.Finish():
                 self._finish(name, action, now)
             case m.Report():
@@ -471,8 +504,7 @@ class SessionExecutor:
                 logger.log(level, message, extra=dict(fields))
 
     def _kill(self, name: str) -> None:
-        if self.driver.has_session(name):
-            self.driver.kill_session(name)
+        self.driver.kill_session(name, missing_ok=True)
 
     def _report_stale(self, name: str, idle: float) -> None:
         """The ``task_stale`` event of the slot's task (the machine flags once per standstill)."""
@@ -546,14 +578,19 @@ class SessionExecutor:
         order = list(self.settings.accounts)
         return pick_account(self.pool, self._slots[name], self._slots.values(), accounts, order)
 
-    def _keep_minimum(self, instant: m.Instant, now: datetime) -> None:
+    def _keep_minimum(self, instant: m.Instant, now: datetime, settled: set[str]) -> None:
+        """Warm empty slots up to the pool's minimum, those ``settled`` (empty before this poll).
+
+        A slot freed by this poll is left for one dispatch: a waiting task then starts its
+        agent in its own folder, instead of a warm one starting elsewhere first.
+        """
         if self._paused:
             return
         live = [n for n, s in self._slots.items() if s.state is not m.SlotState.EMPTY]
         ready = [
             n
             for n, s in self._slots.items()
-            if s.state is m.SlotState.EMPTY and s.retry_at <= instant.mono
+            if n in settled and s.state is m.SlotState.EMPTY and s.retry_at <= instant.mono
         ]
         for name in plan_launches(self.pool, live, ready):
             cwd = self._slots[name].cwd

