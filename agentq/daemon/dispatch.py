@@ -29,6 +29,7 @@ from agentq.queue.isolation import Isolation, Worktree
 from agentq.queue.jobs import Executor, Job, Outcome, OutcomeStatus
 from agentq.queue.records import ControlRecord
 from agentq.queue.router import RouteDecision, RoutingPolicy, route
+from agentq.queue.scan import Pending
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class Dispatcher:
 
     def dispatch(
         self,
-        pending: dict[Path, list[q.Pending]],
+        pending: dict[Path, list[Pending]],
         project_of: dict[Path, q.Project],
         stopping: bool = False,
         not_ready: dict[Path, set[str]] | None = None,
@@ -125,7 +126,7 @@ class Dispatcher:
 
     def _plan(
         self,
-        pending: dict[Path, list[q.Pending]],
+        pending: dict[Path, list[Pending]],
         project_of: dict[Path, q.Project],
         not_ready: dict[Path, set[str]],
     ) -> schedule.Plan:
@@ -197,7 +198,7 @@ class Dispatcher:
 
     def _apply(
         self,
-        pending: dict[Path, list[q.Pending]],
+        pending: dict[Path, list[Pending]],
         project_of: dict[Path, q.Project],
         folder: Path,
         name: str,

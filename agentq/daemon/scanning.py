@@ -24,6 +24,7 @@ from agentq.core.errors import LockError, QueueError
 from agentq.core.lock import InstanceLock
 from agentq.daemon.state import Counters
 from agentq.queue import protocol as q
+from agentq.queue.scan import Pending
 from agentq.queue.taskfile import Footer, footer_bytes
 from agentq.queue.vetting import (
     DELEGATED_SUFFIX,
@@ -77,7 +78,7 @@ class ProjectScanner:
         #: project path → why it is not served (another daemon holds it, a symlinked folder…).
         self.refused: dict[str, str] = {}
         #: inbox → the tasks its last scan found ready, best first.
-        self.pending: dict[Path, list[q.Pending]] = {}
+        self.pending: dict[Path, list[Pending]] = {}
         #: inbox → names still open for writing by someone.
         self.incomplete: dict[str, list[str]] = {}
         #: inbox → how many tasks its last scan found claimed: (``.working``, ``.delegated``).

@@ -1,7 +1,8 @@
 """The queue protocol of ARCHITECTURE.md §2 on one project's ``.agent-queue/`` folder.
 
-Vet, claim, complete, refuse, requeue, recover and sweep. Each transition is one
-atomic rename or link; content is never edited in place (see :mod:`agentq.durable`).
+Vet (the inbox scan of :mod:`agentq.queue.scan`), claim, complete, refuse, requeue,
+recover and sweep. Each transition is one atomic rename or link; content is never
+edited in place (see :mod:`agentq.durable`).
 Per-task control records (attempt counter, claim id, delivery phase, session; see
 :mod:`agentq.queue.records`) live in ``.agent-queue/.agentq/<name>.json`` so that they
 survive crashes and restarts.
@@ -10,8 +11,6 @@ survive crashes and restarts.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import re
@@ -19,7 +18,7 @@ import secrets
 import shutil
 import stat
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +26,15 @@ from agentq.core import crashpoints, durable
 from agentq.core.errors import QueueError, RefusedEntryError
 from agentq.queue.isolation import Worktree
 from agentq.queue.records import KEEP, ControlRecord, Keep, Phase
-from agentq.queue.taskfile import MAX_FILE_BYTES, MAX_FRONTMATTER_BYTES, TaskMeta, peek_meta
+from agentq.queue.scan import InboxScanner, ScanResult
+from agentq.queue.taskfile import MAX_FILE_BYTES
 from agentq.queue.vetting import (
     DELEGATED_SUFFIX,
     NAME_RE,
     WORKING_SUFFIX,
     NameKind,
-    arrived_whole,
     classify_name,
-    invalid_name_reason,
     refusal_reason,
-    relook_ns,
-    scan_priority,
     task_of,
 )
 
@@ -47,37 +43,6 @@ logger = logging.getLogger(__name__)
 QUEUE_DIRNAME = ".agent-queue"
 CONTROL_DIRNAME = ".agentq"
 QUARANTINE_DIRNAME = "quarantine"
-
-_F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
-_F_RDLCK = getattr(fcntl, "F_RDLCK", 0)
-_F_UNLCK = getattr(fcntl, "F_UNLCK", 2)
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A pending task seen by a scan."""
-
-    name: str
-    priority: int
-    arrival_ns: int
-    #: What the scheduler reads before the claim (defaults when unreadable).
-    meta: TaskMeta = field(default_factory=TaskMeta)
-
-
-@dataclass
-class ScanResult:
-    """What one scan of an inbox found."""
-
-    ready: list[Pending] = field(default_factory=list)
-    waiting: dict[str, int] = field(default_factory=dict)  #: name → wall ns it may be ready
-    incomplete: list[str] = field(default_factory=list)  #: names a writer still has open
-    #: name → arrival (ctime, ns) of every pending task seen, ready or waiting.
-    arrivals: dict[str, int] = field(default_factory=dict)
-    #: name → (inode, mtime) of fresh files with a second link (a producer's from ``tmp/``?).
-    linked: dict[str, tuple[int, int]] = field(default_factory=dict)
-    refused: list[tuple[str, str]] = field(default_factory=list)
-    working: list[str] = field(default_factory=list)
-    delegated: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -138,8 +103,7 @@ class Project:
         self.control = control or self.queue / CONTROL_DIRNAME
         self.quarantine = self.queue / QUARANTINE_DIRNAME
         self._uid = os.getuid()
-        #: name → ((inode, size, mtime), what the scheduler read of it): parsed once per version.
-        self._metas: dict[str, tuple[tuple[int, int, int], TaskMeta]] = {}
+        self._scanner = InboxScanner(self.inbox, self._uid)
 
     def __repr__(self) -> str:
         return f"Project({str(self.path)!r})"
@@ -167,25 +131,8 @@ class Project:
     def scan(
         self, now_ns: int, quiet_ns: int, whole: Mapping[str, tuple[int, int]] | None = None
     ) -> ScanResult:
-        """List the inbox and sort every entry into ready / waiting / refused / in flight.
-
-        ``whole``: name → (inode, mtime) of files that arrived complete (renamed, or linked in
-        and unlinked from ``tmp/``): they skip the quiet period, no other rule.
-        """
-        result = ScanResult()
-        for entry in self._list(self.inbox):
-            kind = classify_name(entry.name)
-            if kind is NameKind.WORKING:
-                result.working.append(entry.name[: -len(WORKING_SUFFIX)])
-            elif kind is NameKind.DELEGATED:
-                result.delegated.append(entry.name[: -len(DELEGATED_SUFFIX)])
-            elif kind in (NameKind.INVALID, NameKind.PENDING):
-                invalid = kind is NameKind.INVALID
-                self._vet_pending(entry, now_ns, quiet_ns, result, invalid, whole or {})
-        result.ready.sort(key=lambda p: (-p.priority, p.arrival_ns, p.name))
-        ready = {p.name for p in result.ready}
-        self._metas = {n: m for n, m in self._metas.items() if n in ready}
-        return result
+        """List the inbox and sort every entry (see :class:`agentq.queue.scan.InboxScanner`)."""
+        return self._scanner.scan(self._list(self.inbox), now_ns, quiet_ns, whole)
 
     def _list(self, folder: Path) -> Iterator[os.DirEntry[str]]:
         try:
@@ -195,71 +142,6 @@ class Project:
             return
         except OSError as exc:
             raise QueueError(f"cannot list {folder}: {exc.strerror}", folder) from exc
-
-    def _vet_pending(
-        self,
-        entry: os.DirEntry[str],
-        now_ns: int,
-        quiet_ns: int,
-        out: ScanResult,
-        invalid_name: bool,
-        whole: Mapping[str, tuple[int, int]],
-    ) -> None:
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        quiet_at = st.st_mtime_ns + quiet_ns
-        fresh = stat.S_ISREG(st.st_mode) and quiet_at > now_ns
-        if fresh and not arrived_whole(entry.name, st, whole):
-            # A fresh regular file may still be mid-write: judge it once it is quiet. One
-            # with a second link is looked at again in a moment: a producer's link from
-            # tmp/ is undone within milliseconds (then it is whole), a hard link is not.
-            out.waiting[entry.name] = quiet_at
-            if st.st_nlink > 1:
-                out.linked[entry.name] = (st.st_ino, st.st_mtime_ns)
-                out.waiting[entry.name] = min(quiet_at, now_ns + relook_ns(now_ns, st))
-            out.arrivals[entry.name] = st.st_ctime_ns
-            return
-        reason = refusal_reason(st, self._uid)
-        if reason:
-            out.refused.append((entry.name, reason))
-            return
-        try:
-            head, busy = self._peek(self.inbox / entry.name)
-        except RefusedEntryError as exc:
-            out.refused.append((entry.name, exc.reason))
-            return
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            out.refused.append((entry.name, f"refused: unreadable ({exc.strerror})"))
-            return
-        if busy:
-            out.incomplete.append(entry.name)
-        elif invalid_name:
-            out.refused.append((entry.name, invalid_name_reason(entry.name)))
-        else:
-            priority = scan_priority(head)
-            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-            known = self._metas.get(entry.name)
-            if known is None or known[0] != stamp:
-                known = self._metas[entry.name] = (stamp, peek_meta(head))
-            out.ready.append(Pending(entry.name, priority, st.st_ctime_ns, known[1]))
-            out.arrivals[entry.name] = st.st_ctime_ns
-
-    def _peek(self, path: Path) -> tuple[bytes, bool]:
-        """Read the head of a file safely; report whether someone still has it open for writing."""
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            reason = refusal_reason(os.fstat(fd), self._uid)
-            if reason:
-                raise RefusedEntryError(reason, path)
-            busy = _has_writer(fd)
-            head = os.read(fd, MAX_FRONTMATTER_BYTES + 8)
-        finally:
-            os.close(fd)
-        return head, busy
 
     # -- claiming -------------------------------------------------------------------
 
@@ -554,18 +436,6 @@ class Project:
             "done": done,
             "failed": failed,
         }
-
-
-def _has_writer(fd: int) -> bool:
-    """True when another process has the file open for writing (a read lease is refused then)."""
-    try:
-        fcntl.fcntl(fd, _F_SETLEASE, _F_RDLCK)
-    except OSError as exc:
-        # EAGAIN: a writer holds it. Anything else: leases are unsupported here (network
-        # file systems), so the quiet period alone decides.
-        return exc.errno in (errno.EAGAIN, errno.EBUSY)
-    fcntl.fcntl(fd, _F_SETLEASE, _F_UNLCK)
-    return False
 
 
 def _tail(path: Path, size: int = 8192) -> bytes:

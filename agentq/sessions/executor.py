@@ -2,10 +2,11 @@
 
 The shell around :mod:`agentq.sessions.machine`: each poll it observes (one batched
 ``list-panes`` for every session, a capture only for the slots whose state reads the
-screen, the hook signal files), steps each slot's machine and applies the actions it
-returns. It decides nothing itself. What it holds: which job runs on which slot, the
-slots (owned by the machine's steps), the account new sessions launch on, whether
-dispatch is paused, and the quota readings of the last poll for the accounts side.
+screen, the hook signal files), steps each slot's machine and has the actions it returns
+applied by :class:`agentq.sessions.actuator.Actuator` (which keeps what they produced:
+ended jobs, deliveries, quota readings). It decides nothing itself. What it holds: which
+job runs on which slot, the slots (owned by the machine's steps), the account new
+sessions launch on, and whether dispatch is paused.
 
 The task's delivery phase and agent session id belong to its control record: progress
 goes there through :meth:`agentq.queue.protocol.Claim.progress`, persisted before a key
@@ -37,29 +38,20 @@ from agentq.agents.classify import Activity, Login
 from agentq.agents.hooks import consume, merge_hooks, read_signals
 from agentq.agents.profiles import AgentProfile, make_profile
 from agentq.agents.readings import Reading
-from agentq.agents.transcript import find_session_by_prompt
 from agentq.config.models import Config
-from agentq.core import crashpoints
 from agentq.core import events as ev
 from agentq.core.clock import Clock, SystemClock
 from agentq.core.errors import AgentError, TmuxError
-from agentq.queue.jobs import Job, Outcome, OutcomeStatus, Recovery, RecoveryKind
+from agentq.queue.jobs import Job, Outcome, Recovery, RecoveryKind
 from agentq.queue.protocol import Claim
 from agentq.queue.records import Phase
 from agentq.queue.taskfile import Task
 from agentq.sessions import cadence
 from agentq.sessions import model as m
+from agentq.sessions.actuator import Actuator
 from agentq.sessions.delivery import SHELLS, prompt_text
 from agentq.sessions.machine import needs_screen, step
-from agentq.sessions.observe import (
-    hook_of,
-    reading_of,
-    stale_fields,
-    task_usage_footer,
-    transcript_answer,
-    transcript_stamp,
-    turn_signalled,
-)
+from agentq.sessions.observe import hook_of, transcript_stamp, turn_signalled
 from agentq.sessions.pool import PoolSpec, pick_account, pick_slot, plan_launches
 from agentq.sessions.settings import SessionSettings, session_setup
 from agentq.sessions.tmux import PaneInfo, TmuxDriver
@@ -88,18 +80,15 @@ class SessionExecutor:
         self.settings = settings
         self.state_dir = state_dir
         self._clock: Clock = clock or SystemClock()
-        self._emit = emit
         self._rules = settings.rules
         self._slots = {name: m.Slot(name) for name in pool.names() if pool.owns(name)}
         self._tasks: dict[str, tuple[Job, m.TaskView]] = {}
-        self._finished: list[Outcome] = []
-        self._readings: list[Reading] = []
+        self._actuator = Actuator(driver, profile, settings, state_dir, emit)
         #: Per slot: when it is next looked at, and when something last happened to it (mono).
         self._due: dict[str, float] = {}
         self._event_at: dict[str, float] = {}
-        self._deliveries: list[m.Delivery] = []
         self._operator_ids: dict[str, str] = {}
-        #: What this executor saw, for the API's metrics (see :meth:`tallies`).
+        #: Hook signals by event, for the API's metrics (the actuator counts the rest).
         self._tallies: Counter[tuple[str, ...]] = Counter()
         self._paused = False
         self._account = settings.account
@@ -151,6 +140,7 @@ class SessionExecutor:
             timezone=settings.timezone,
             default_cwd=settings.default_cwd,
         )
+        self._actuator.reconfigure(self.settings)
         added = [n for n in pool.names() if pool.owns(n) and n not in self._slots]
         if added:
             live, mono = self.driver.list_panes(), self._clock.monotonic()
@@ -226,8 +216,7 @@ class SessionExecutor:
             self._run(name, m.Tick(pane, hooks.get(name, ()), view, stamp), instant, now)
         self._retire(instant, now)
         self._keep_minimum(instant, now, settled)
-        done, self._finished = self._finished, []
-        return done
+        return self._actuator.take_finished()
 
     def recover(self, claim: Claim, task: Task | None, now: datetime) -> Recovery:
         """Decide about a task in flight at start-up: untyped → requeue; typed → adopt or fail.
@@ -313,17 +302,15 @@ class SessionExecutor:
 
     def tallies(self) -> dict[tuple[str, ...], int]:
         """Delivery retries, hook signals by event and quota readings by account/source/kind."""
-        return dict(self._tallies)
+        return {**self._tallies, **self._actuator.tallies()}
 
     def take_deliveries(self) -> list[m.Delivery]:
         """The tasks the agents took since the last call (each when it went busy), oldest first."""
-        deliveries, self._deliveries = self._deliveries, []
-        return deliveries
+        return self._actuator.take_deliveries()
 
     def take_readings(self) -> list[Reading]:
         """The quota readings taken since the last call (hook and pane), oldest first."""
-        readings, self._readings = self._readings, []
-        return readings
+        return self._actuator.take_readings()
 
     # -- the pool interface (driven by the account swap) ---------------------------------
 
@@ -457,86 +444,10 @@ class SessionExecutor:
         self._due[name] = math.inf if wait is None else mono + wait
 
     def _apply(self, name: str, action: m.Action, now: datetime) -> None:
-        match action:
-            case m.Launch(cwd=cwd, account=account, resume=resume, retry=retry):
-                self._tallies["delivery_retries",] += retry
-                self._kill(name)  # a leftover of ours never blocks a launch
-                home = self.settings.accounts[account]
-                env = self.profile.session_env(home, name, self.state_dir)
-                self.driver.new_session(name, cwd, self.profile.launch_command(resume), env)
-                logger.debug("session launched", extra={"session": name, "cwd": str(cwd)})
-            case m.Kill():
-                self._kill(name)
-            case m.Paste(text=text):
-                crashpoints.hit("before_tmux_send")
-                self.driver.paste(name, text)
-            case m.Submit():
-                self.driver.send_keys(name, "Enter")
-                crashpoints.hit("after_tmux_send")
-            case m.SendKeys(keys=keys, literal=literal):
-                self.driver.send_keys(name, *keys, literal=literal)
-            case m.Exit():
-                self.driver.send_keys(name, "Escape")
-                self.driver.paste(name, "/exit")
-                self.driver.send_keys(name, "Enter")
-            case m.Progress(phase=phase, session=session, session_id=session_id, at=at):
-                job = self._job(name)
-                if job is not None:
-                    job.claim.progress(phase, session=session, session_id=session_id)
-                    if at is not None:
-                        account = self._slots[name].account or self._account
-                        self._deliveries.append(m.Delivery(job.claim.task_id, name, account, at))
-            case m.Finish():
-                self._finish(name, action, now)
-            case m.Report():
-                slot, tz = self._slots[name], self.settings.timezone
-                reading = reading_of(name, slot.account, slot.transcript, action, now, tz)
-                self._tallies["reading", reading.account, reading.source, reading.kind] += 1
-                self._readings.append(reading)
-            case m.FindSessionId(account=account, cwd=cwd, first_line=first):
-                job = self._job(name)
-                found = find_session_by_prompt(self.settings.accounts[account], cwd, first)
-                if job is not None and found:
-                    job.claim.progress(session_id=found)
-            case m.Stale(idle_s=idle):
-                self._report_stale(name, idle)
-            case m.Log(level=level, message=message, fields=fields):
-                logger.log(level, message, extra=dict(fields))
-
-    def _kill(self, name: str) -> None:
-        self.driver.kill_session(name, missing_ok=True)
-
-    def _report_stale(self, name: str, idle: float) -> None:
-        """The ``task_stale`` event of the slot's task (the machine flags once per standstill)."""
-        job = self._job(name)
-        if job is not None and self._emit is not None:
-            self._emit(ev.STALE, **stale_fields(job.claim, name, idle, self._rules.stale_after))
-
-    def _finish(self, name: str, finish: m.Finish, now: datetime) -> None:
-        job = self._job(name)
-        self._tasks.pop(name, None)
-        if job is None:
-            return
-        result = finish.result
-        if finish.answer_from is not None:
-            result = transcript_answer(finish.answer_from, self.settings.accounts)
-        status = OutcomeStatus.DONE if finish.ending is m.Ending.DONE else OutcomeStatus.FAILED
-        account = self._slots[name].account or self._account
-        prompt, cwd = self._task_view(job).prompt, job.cwd
-        cost, usage = task_usage_footer(finish, self.settings, account, cwd, prompt)
-        self._finished.append(
-            Outcome(
-                job,
-                status,
-                now,
-                result=result,
-                error=finish.error,
-                target=name,
-                account=account,
-                cost=cost,
-                details=(*usage, *finish.details),
-            )
-        )
+        # A finished task leaves its slot before its outcome is built.
+        drop = isinstance(action, m.Finish)
+        task = self._tasks.pop(name, None) if drop else self._tasks.get(name)
+        self._actuator.apply(self._slots[name], action, task, self._account, now)
 
     # -- slots and tasks -----------------------------------------------------------------
 
@@ -597,10 +508,6 @@ class SessionExecutor:
             if cwd is None or not cwd.is_dir():
                 cwd = self.settings.default_cwd
             self._run(name, m.Warm(cwd, self._launch_account(name)), instant, now)
-
-    def _job(self, name: str) -> Job | None:
-        entry = self._tasks.get(name)
-        return entry[0] if entry else None
 
     def _view(self, name: str) -> m.TaskView | None:
         """The slot's task, with the session id its control record holds now."""
