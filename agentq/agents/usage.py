@@ -100,6 +100,24 @@ def entry_text(entry: Entry) -> str:
     return "\n".join(text for text in texts if isinstance(text, str))
 
 
+def has_reply(entries: Iterable[Entry], text: str) -> bool:
+    """Whether an assistant entry says ``text`` (the transcript has caught up with a turn).
+
+    Compared by first line: a hook's copy of a reply and the transcript's may join blocks
+    or trail whitespace differently.
+    """
+    wanted = _first_line(text)
+    return any(
+        entry.get("type") == "assistant" and _first_line(entry_text(entry)) == wanted
+        for entry in entries
+    )
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
 def task_start(entries: Sequence[Entry], first_line: str) -> int | None:
     """The index of the task's prompt: the last user entry starting with ``first_line``."""
     if not first_line:

@@ -21,7 +21,7 @@ from agentq.agents.profiles import transcript_path
 from agentq.agents.readings import Reading, WindowUse
 from agentq.agents.resets import parse_reset
 from agentq.agents.transcript import last_assistant_text, quota_reading, task_entries
-from agentq.agents.usage import task_usage, usage_footer
+from agentq.agents.usage import has_reply, task_usage, usage_footer
 from agentq.queue.protocol import Claim
 from agentq.sessions import model as m
 from agentq.sessions.delivery import first_line
@@ -32,7 +32,7 @@ READING_TEXT_MAX = 120
 #: Claude Code writes its transcript in batches: the entries of a turn can reach the file
 #: just after the turn's ``Stop`` hook. A footer waits for them this often, this many times.
 TRANSCRIPT_LAG_STEP = 0.05
-TRANSCRIPT_LAG_STEPS = 20
+TRANSCRIPT_LAG_STEPS = 40
 
 #: Slot states in which a task works (its transcript is watched by the stale rule).
 WORKING_STATES = frozenset({m.SlotState.BUSY, m.SlotState.QUOTA})
@@ -166,11 +166,14 @@ def task_usage_footer(
         return usage_footer([], [], first, login)
     main, agents = task_entries(Path(path))
     pause = threading.Event()  # never set: a bounded wait for a lagging file, not a sleep loop
-    # A completed task replied at least once; a failed one may have nothing to wait for.
+    # A completed task replied at least once; a failed one may have nothing to wait for. The
+    # Stop hook can run before the transcript holds the turn it ends (its reply, and the
+    # background agents it reported on): wait for the reply the hook quoted.
     steps = TRANSCRIPT_LAG_STEPS if finish.ending is m.Ending.DONE else 0
     for _ in range(steps):
         usage = task_usage(main, agents, first)
-        if usage is not None and usage.replies:
+        caught_up = not finish.result or has_reply(main, finish.result)
+        if usage is not None and usage.replies and caught_up:
             break
         pause.wait(TRANSCRIPT_LAG_STEP)
         main, agents = task_entries(Path(path))

@@ -153,7 +153,14 @@ def test_daemon_delegates_and_keeps_local_tasks_local(
         footer = footers[f"local{i}.md"]
         assert footer.executor != "provider" and footer.result == LOCAL_ANSWER
     assert fakes["jobs"].jobs_created == fakes["jobs"].distinct_keys == 10
-    state = json.loads((daemon.state_dir / "state.json").read_text())
+
+    def settled_state() -> dict[str, Any] | None:
+        """state.json once it counts every job (it is rewritten at most once a second)."""
+        state = json.loads((daemon.state_dir / "state.json").read_text())
+        done = state["delegation"]["completed"] + state["delegation"]["failed"] == 30
+        return state if done else None
+
+    state = wait_until(settled_state, 10)
     counters = state["delegation"]
     assert counters["completed"] == 30 and counters["active"] == 0
     assert counters["cost_total_usd"] > 0

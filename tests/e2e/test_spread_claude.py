@@ -190,7 +190,13 @@ def test_a_task_with_a_background_agent_completes_with_the_stop_after_it(
     drop_task(project, "bg.md", "please start BGAGENT now")
     wait_for(lambda: footers([project], "done"), RUN_TIMEOUT, "the task done", daemon)
     footer = footers([project], "done")["bg.md"]
-    stops = recorded(recorder, "e2e-0", "Stop")
+
+    # The recorder is a Stop hook of its own, run beside agentq's: it may write a moment later.
+    def two_stops() -> list[Any]:
+        stops = recorded(recorder, "e2e-0", "Stop")
+        return stops if len(stops) >= 2 else []
+
+    stops = wait_for(two_stops, 10, "the recorder's second Stop", daemon)
     print(f"\nbackground ({claude_bin}): Stops {[s.last_assistant_message for s in stops]}")
     assert len(stops) >= 2 and [t["status"] for t in stops[0].background_tasks or ()] == ["running"]
     assert footer.result == FINAL, footer.result

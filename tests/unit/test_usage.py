@@ -12,7 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentq.agents.status import Login
-from agentq.agents.usage import Tokens, task_start, task_usage, usage_cost, usage_footer
+from agentq.agents.usage import (
+    Tokens,
+    has_reply,
+    task_start,
+    task_usage,
+    usage_cost,
+    usage_footer,
+)
 from agentq.core.pricing import DEFAULT_PRICES, Price
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "corpus"
@@ -209,3 +216,13 @@ def test_the_cost_is_never_negative_and_zero_only_for_no_tokens(
     assert unpriced == [] and cost is not None and cost >= 0
     assert (cost == 0) == (sum(counts) == 0)
     assert usage_cost(usage, DEFAULT_PRICES)[0] == pytest.approx(cost)
+
+
+def test_has_reply_finds_the_hooks_reply_by_its_first_line() -> None:
+    """The footer waits for the transcript to hold the reply the Stop hook quoted."""
+    said = {"type": "assistant", "message": {"content": [{"type": "text", "text": "Done.\nAll."}]}}
+    asked = {"type": "user", "message": {"content": "Done."}}
+    assert has_reply([asked, said], "Done.\nAll.  \n")
+    assert has_reply([said], "  Done.")
+    assert not has_reply([asked], "Done.")
+    assert not has_reply([said], "Not yet.")
