@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["init"])
     p.add_argument("--dry-run", action="store_true", help="print every step, change nothing")
     p.add_argument("--config")
-    p = add("janitor", cmd_janitor, "archive old results and sweep orphans now (one pass)")
+    p = add("janitor", cmd_janitor, "archive, sweep orphans, prune old worktrees now (one pass)")
     p.add_argument("--config")
     p.add_argument(
         "--dry-run", action="store_true", help="print what would be done, change nothing"

@@ -57,6 +57,7 @@ LIVE_KEYS = frozenset(
         "notifications",
         "janitor.keep_done",
         "janitor.keep_failed",
+        "janitor.keep_worktrees",
         "janitor.archive",
         "janitor.interval",
         "pool.min",

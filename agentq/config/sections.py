@@ -102,17 +102,39 @@ class NotificationConfig(Section):
         return path
 
 
+def _forever(value: object) -> object:
+    """``off`` (YAML reads it as false) and ``never`` mean what ``null`` means: no age limit."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "never")):
+        return None
+    return value
+
+
 class JanitorConfig(Section):
     """How long finished task files stay in ``done/`` and ``failed/``, and what happens then.
 
     Older files go into monthly ``.tar.gz`` archives under ``.agent-queue/archive/``
     (``archive: false`` deletes them instead); the daemon makes a pass every ``interval``.
+    A task worktree kept after its task (``.agent-queue/worktrees/<stem>``) is removed once
+    it is ``keep_worktrees`` old (its branch stays); ``null`` keeps them forever.
     """
 
     keep_done: Duration = Field(default=30 * _DAY, gt=0)
     keep_failed: Duration = Field(default=90 * _DAY, gt=0)
+    keep_worktrees: Annotated[Duration | None, BeforeValidator(_forever)] = Field(
+        default=7 * _DAY, gt=0
+    )
     archive: bool = True
     interval: Duration = Field(default=_HOUR, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        """As for every section, except that ``keep_worktrees: null`` means "forever"."""
+        if data is None:
+            return {}
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k == "keep_worktrees"}
+        return data
 
 
 def _upper(value: object) -> object:

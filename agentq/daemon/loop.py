@@ -56,9 +56,8 @@ from agentq.daemon.wiring import (
     default_local,
     default_remote,
 )
-from agentq.daemon.workspaces import ProjectSettings, TaskWorkspaces
+from agentq.daemon.workspaces import ProjectSettings, TaskWorkspaces, build_janitor
 from agentq.queue.janitor.plan import Limits
-from agentq.queue.janitor.run import Janitor
 from agentq.queue.router import RoutingPolicy
 from agentq.queue.watcher import InboxWatcher
 from agentq.workspace.git import Git
@@ -136,7 +135,7 @@ class Daemon:
         self._saved_book = ""
         self._next_save = 0.0
         self._save_pending = False
-        self.janitor = Janitor(config)
+        self.janitor = build_janitor(config, Git(env))
         self._next_janitor = 0.0
         #: What the API sees: snapshots, the task index, the operator request queue.
         self.view = LoopView(self)
@@ -482,7 +481,6 @@ class Daemon:
         if now < self._next_janitor:
             return
         self._next_janitor = now + self.config.janitor.interval  # also when the pass fails
-        # Worktrees whose task is gone will be handed in here (gone_worktrees) once they exist.
         report = self.janitor.run(self.scanner.projects.values(), self.clock.now(), limits=Limits())
         if report.deferred:
             self._next_janitor = now + JANITOR_BACKLOG_PAUSE

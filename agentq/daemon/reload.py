@@ -17,7 +17,8 @@ session pool                pool.min/max (grow: new slots; shrink: idle slots be
                             busy ones finish first), the machine's rules, the time zone
 switcher                    the quota rules
 delegation                  new clients for new tasks; a job in flight keeps its own client
-janitor                     keep_done, keep_failed, archive, tmp_max_age (interval: the daemon's)
+janitor                     keep_done, keep_failed, keep_worktrees, archive, tmp_max_age
+                            (interval: the daemon's)
 notifier                    unchanged targets keep their state; others are flushed and rebuilt
 ==========================  ===================================================================
 

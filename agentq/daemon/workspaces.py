@@ -4,23 +4,27 @@
 ``isolation``, ``max_parallel``, ``keep_worktree``): read again when the file changes,
 every problem logged once and shown in status, the global defaults used meanwhile.
 :class:`TaskWorkspaces` makes a task's worktree before the executor starts it, and
-reports on and tidies it when the task ends or goes back to the inbox.
+reports on and tidies it when the task ends or goes back to the inbox. :func:`build_janitor`
+hands the janitor the worktrees kept after their task, to prune once ``keep_worktrees`` old.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from agentq.config.load import load_project_config
-from agentq.config.models import DispatchConfig, ProjectConfig
+from agentq.config.models import Config, DispatchConfig, ProjectConfig
 from agentq.core.errors import ConfigError, WorkspaceError
 from agentq.queue import protocol as q
 from agentq.queue.isolation import Isolation, Worktree
+from agentq.queue.janitor.run import Janitor
 from agentq.queue.taskfile import Task
-from agentq.workspace.worktrees import Worktrees, report_details
+from agentq.workspace.git import Git
+from agentq.workspace.worktrees import Worktrees, list_orphans, prune_orphan, report_details
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +122,21 @@ class TaskWorkspaces:
                 "cannot discard a worktree", extra={"path": str(worktree.path), "error": str(exc)}
             )
         claim.project.note_worktree(claim, None)
+
+
+def build_janitor(config: Config, git: Git, out: Callable[[str], None] | None = None) -> Janitor:
+    """The janitor of the daemon and of ``agentq janitor``, task worktrees included.
+
+    It lists a project's worktrees whose task is not in flight (``list_orphans`` reads the
+    control records; a project without ``.agent-queue/worktrees/`` costs one ``stat``, no
+    git call) and prunes those older than ``janitor.keep_worktrees``; their branches stay.
+    """
+    return Janitor(
+        config,
+        out,
+        prune=functools.partial(prune_orphan, git=git),
+        orphans=functools.partial(list_orphans, git=git),
+    )
 
 
 def _stamp(path: Path) -> _Stamp | None:

@@ -11,12 +11,13 @@ Life cycle of a task with ``isolation: worktree`` (the daemon drives it):
    are never touched.
 3. :meth:`Worktrees.conclude`, when the task ends (done or failed): commits, diffstat and
    uncommitted files for the footer; a clean worktree is removed (its branch stays), one
-   with uncommitted changes (or with ``keep_worktree``) is kept.
+   with uncommitted changes (or with ``keep_worktree``) is kept, its folder's mtime set to
+   the end of the task (the janitor's ``keep_worktrees`` counts from it).
 4. :meth:`Worktrees.discard`, when a task goes back to the inbox without having run
    (a restart before delivery): its worktree and branch go, unless they hold work.
 
 :func:`list_orphans` lists the worktrees whose task is no longer in flight, and
-:func:`prune_orphan` removes one (the janitor's input and its pruner).
+:func:`prune_orphan` removes one (the janitor's lister and its pruner).
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ class Worktrees:
                 if uncommitted
                 else "see problems"
             )
+            with contextlib.suppress(OSError):
+                os.utime(worktree.path)  # the janitor's keep_worktrees counts from now
         elif exists:
             try:
                 self._git.worktree_remove(project.path, worktree.path)
@@ -286,6 +289,7 @@ def prune_orphan(path: Path, git: Git | None = None) -> None:
         shutil.rmtree(path)
     with contextlib.suppress(GitError):
         git.worktree_prune(repo)
+    logger.info("worktree pruned", extra={"path": str(path), "registered": registered})
 
 
 def _worktrees_folder(project: Project) -> Path:

@@ -91,3 +91,17 @@ def test_discard_removes_a_half_made_worktree_but_never_one_holding_work(repo: P
     assert git(repo.path, "worktree", "list", "--porcelain").count("worktree ") == 1
     with pytest.raises(WorkspaceError, match="not a task worktree"):
         prune_orphan(repo.path / "src")
+
+
+def test_a_kept_worktree_is_dated_when_its_task_ends(repo: Project) -> None:
+    """Kept at the end of its task: its folder's mtime (what keep_worktrees counts from) is now."""
+    manager = Worktrees(Git())
+    tree = manager.prepare(claim(repo, "long.md"), None)
+    (tree.path / "notes.txt").write_text("half done\n")
+    os.utime(tree.path, (0, 0))  # as if the task had run since the epoch
+    before = repo.path.parent / "before-conclude"
+    before.write_text("")  # dated by the same file-system clock as the folder
+    report = manager.conclude(repo, tree, keep=False)
+    assert report.kept == "uncommitted changes"
+    assert tree.path.stat().st_mtime_ns >= before.stat().st_mtime_ns
+    assert [o.modified for o in list_orphans(repo, Git())] == [tree.path.stat().st_mtime]

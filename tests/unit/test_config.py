@@ -69,6 +69,7 @@ def test_defaults_fill_every_section(env: dict[str, str], tmp_path: Path) -> Non
     assert config.completion.task_timeout is None
     assert config.quota.timezone == "UTC"
     assert config.janitor.keep_failed == 90 * 86400
+    assert config.janitor.keep_worktrees == 7 * 86400
     assert config.logging.level == "INFO"
 
 
@@ -131,6 +132,26 @@ def test_durations_are_seconds(
     """Durations are written as text or numbers and held as seconds."""
     config = config_from_dict({"dispatch": {"rescan_interval": written}}, env, tmp_path)
     assert config.dispatch.rescan_interval == seconds
+
+
+@pytest.mark.parametrize(
+    ("line", "seconds"),
+    [
+        ("keep_worktrees: 3d", 3 * 86400.0),
+        ("keep_worktrees: null", None),
+        ("keep_worktrees: off", None),
+        ("keep_worktrees: never", None),
+        ("keep_worktrees:", None),
+        ("keep_done: 1d", 7 * 86400.0),
+    ],
+    ids=["a duration", "null", "off", "never", "left empty", "not written: 7 days"],
+)
+def test_keep_worktrees_is_a_duration_or_forever(
+    line: str, seconds: float | None, env: dict[str, str], tmp_path: Path
+) -> None:
+    """``janitor.keep_worktrees``: null, empty, ``off`` or ``never`` keep worktrees forever."""
+    path = write(tmp_path, f"janitor:\n  {line}\n")
+    assert load_config(path, env).janitor.keep_worktrees == seconds
 
 
 @pytest.mark.parametrize(

@@ -300,11 +300,51 @@ def test_signal_files_older_than_a_day_are_deleted() -> None:
     ]
 
 
-def test_worktrees_whose_task_is_gone_are_pruned_as_the_caller_lists_them() -> None:
-    """The worktree hook: the caller judges "gone", the plan turns each into a prune."""
-    gone = [QUEUE / "worktrees/fix-login"]
-    assert decide(project(), gone_worktrees=gone).actions == (PruneWorktree(gone[0]),)
-    assert decide(project()).actions == ()
+# -- kept worktrees ----------------------------------------------------------------------
+
+
+def tree(name: str, age: float) -> Entry:
+    """A task worktree folder (whose task is not in flight) last modified ``age`` seconds ago."""
+    return entry(f"worktrees/{name}", age, kind=EntryKind.DIR, size=0)
+
+
+@pytest.mark.parametrize(
+    ("age", "keep", "pruned"),
+    [
+        (7 * DAY - 1, "7d", False),
+        (7 * DAY, "7d", False),
+        (7 * DAY + 0.001, "7d", True),
+        (2 * 3600, "1h", True),
+        (400 * DAY, None, False),
+        (400 * DAY, False, False),
+    ],
+    ids=[
+        "a worktree a second younger than keep_worktrees stays",
+        "one exactly keep_worktrees old stays",
+        "one just older than keep_worktrees is pruned",
+        "a shorter keep_worktrees prunes sooner",
+        "keep_worktrees null keeps one forever",
+        "keep_worktrees off keeps one forever",
+    ],
+)
+def test_a_kept_worktree_is_pruned_once_older_than_keep_worktrees(
+    age: float, keep: str | bool | None, pruned: bool
+) -> None:
+    """The folder's age against ``keep_worktrees``; null (or off) never prunes."""
+    config = JanitorConfig.model_validate({"keep_worktrees": keep})
+    plan = decide(project(worktrees=(tree("fix-login", age),)), config=config)
+    expected = (PruneWorktree(QUEUE / "worktrees/fix-login"),) if pruned else ()
+    assert plan.actions == expected
+
+
+def test_a_bounded_pass_prunes_the_oldest_worktrees_first_and_defers_the_rest() -> None:
+    """A daemon pass prunes a couple of worktrees (each is a whole tree); the rest waits."""
+    trees = (*(tree(f"t{i}", (10 + i) * DAY) for i in range(5)), tree("young", DAY))
+    bounded = decide(project(worktrees=trees), limits=Limits(worktrees=2))
+    assert [a.path.name for a in bounded.actions] == ["t4", "t3"]  # type: ignore[union-attr]
+    assert bounded.deferred == 3
+    assert len(decide(project(worktrees=trees)).actions) == 5
+    assert Limits().worktrees == p.DEFAULT_PASS_WORKTREES
 
 
 # -- limits ------------------------------------------------------------------------------

@@ -87,6 +87,12 @@ ROWS = [
         id="janitor settings apply live",
     ),
     pytest.param(
+        {"janitor": {"keep_worktrees": None}},
+        ("janitor.keep_worktrees",),
+        (),
+        id="keeping worktrees forever applies live",
+    ),
+    pytest.param(
         {
             "delegation": {
                 "providers": [

@@ -23,8 +23,11 @@ turns it into actions, :mod:`agentq.queue.janitor.run` carries them out. The rul
 - Hook signal files older than :data:`SIGNAL_MAX_AGE`: no session waits for them any more.
 - Temp files in ``archive/`` are what a crash left mid-write; the janitor lock says nobody
   else writes there.
-- Worktrees whose task is gone: the caller decides which ones (``gone_worktrees``); each
-  becomes a :class:`PruneWorktree`.
+- Task worktrees kept after their task (``.agent-queue/worktrees/<stem>``): the caller lists
+  those whose task is not in flight (``ProjectListing.worktrees``, from the worktree manager,
+  which reads the control records); one whose folder was last modified more than
+  ``keep_worktrees`` ago becomes a :class:`PruneWorktree`. ``keep_worktrees: null`` keeps
+  them all.
 
 Limits bound one pass (the daemon's); what does not fit is counted as deferred.
 """
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -50,6 +53,8 @@ SIGNAL_MAX_AGE = 86400.0
 #: The bounds of one daemon pass: files acted on, bytes of new files archived.
 DEFAULT_PASS_FILES = 200
 DEFAULT_PASS_BYTES = 4 << 20
+#: Worktrees pruned in one daemon pass: each is a few git calls and a whole tree to delete.
+DEFAULT_PASS_WORKTREES = 2
 
 ARCHIVE_SUFFIX = ".tar.gz"
 _ARCHIVE_RE = re.compile(r"^(done|failed)-(\d{4}-\d{2})(?:\.([1-9][0-9]{0,8}))?\.tar\.gz$")
@@ -135,6 +140,8 @@ class ProjectListing:
     indexes: Mapping[str, ArchiveIndex | None] = field(default_factory=dict)
     #: Task names with an ``.md.working`` or ``.md.delegated`` entry in the inbox.
     in_flight: frozenset[str] = frozenset()
+    #: Task worktrees whose task is not in flight, as the caller listed them (folder mtimes).
+    worktrees: tuple[Entry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,7 +204,7 @@ class Delete:
 
 @dataclass(frozen=True)
 class PruneWorktree:
-    """Prune a git worktree whose task is gone."""
+    """Prune a task worktree kept longer than ``keep_worktrees`` (its branch stays)."""
 
     path: Path
 
@@ -211,6 +218,7 @@ class Limits:
 
     files: int = DEFAULT_PASS_FILES
     bytes: int = DEFAULT_PASS_BYTES
+    worktrees: int = DEFAULT_PASS_WORKTREES
 
 
 @dataclass(frozen=True)
@@ -228,6 +236,7 @@ class _Budget:
         self._limits = limits
         self._files = limits.files if limits else 0
         self._bytes = limits.bytes if limits else 0
+        self._worktrees = limits.worktrees if limits else 0
         self.deferred = 0
 
     def take(self, size: int = 0) -> bool:
@@ -239,6 +248,16 @@ class _Budget:
             return False
         self._files -= 1
         self._bytes -= size  # the last file may go past the bound: a big one still moves on
+        return True
+
+    def take_worktree(self) -> bool:
+        """Spend one worktree prune; False, and counted, when spent out."""
+        if self._limits is None:
+            return True
+        if self._worktrees <= 0:
+            self.deferred += 1
+            return False
+        self._worktrees -= 1
         return True
 
 
@@ -308,7 +327,6 @@ def plan(
     config: JanitorConfig,
     *,
     limits: Limits | None = None,
-    gone_worktrees: Sequence[Path] = (),
 ) -> Plan:
     """Decide one pass.
 
@@ -317,8 +335,6 @@ def plan(
         now: the current wall time.
         config: keep ages and whether to archive.
         limits: the bounds of this pass; ``None`` does everything (``agentq janitor``).
-        gone_worktrees: worktrees (``.agent-queue/worktrees/<stem>``) whose task is gone, as
-            the caller judges it; each is pruned. Empty until worktrees exist.
     """
     now_ns = to_ns(now)
     budget = _Budget(limits)
@@ -330,9 +346,6 @@ def plan(
         old = entry.kind is not EntryKind.DIR and now_ns - entry.mtime_ns > signal_age
         if old and budget.take():
             actions.append(Delete(entry, Reason.ORPHAN_SIGNAL))
-    for path in gone_worktrees:
-        if budget.take():
-            actions.append(PruneWorktree(path))
     return Plan(tuple(actions), budget.deferred)
 
 
@@ -360,7 +373,21 @@ def _plan_project(
     for entry in project.orphan_records:
         if now_ns - entry.mtime_ns > grace and budget.take():
             actions.append(Delete(entry, Reason.ORPHAN_RECORD))
-    return actions
+    return actions + _prune_worktrees(project, now_ns, config, budget)
+
+
+def _prune_worktrees(
+    project: ProjectListing, now_ns: int, config: JanitorConfig, budget: _Budget
+) -> list[Action]:
+    """Worktrees kept longer than ``keep_worktrees``, oldest first (none when it is null)."""
+    if config.keep_worktrees is None:
+        return []
+    keep = int(config.keep_worktrees * _NS)
+    return [
+        PruneWorktree(entry.path)
+        for entry in sorted(project.worktrees, key=lambda e: (e.mtime_ns, e.name))
+        if now_ns - entry.mtime_ns > keep and budget.take_worktree()
+    ]
 
 
 def _archive_bucket(

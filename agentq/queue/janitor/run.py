@@ -5,11 +5,16 @@ daemon's passes and ``agentq janitor`` by hand never write the same archive; a p
 whose lock is held is skipped until the next pass. A dry run takes no lock and writes
 nothing. Originals are removed only after their archive is complete and fsynced, each
 only if it is still the very file that was listed (inode and mtime).
+
+Task worktrees are the worktree manager's: the janitor is handed a lister (the worktrees
+of a project whose task is not in flight) and a pruner, and asks the lister only while it
+holds the project's lock, only when ``keep_worktrees`` is set.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -18,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from agentq.config.models import Config, JanitorConfig
 from agentq.core import crashpoints, durable
@@ -34,8 +40,25 @@ logger = logging.getLogger(__name__)
 
 LOCK_NAME = "janitor.lock"
 
-#: Prunes one git worktree (the git adapter provides it once worktrees exist).
+#: Removes one task worktree's folder (``agentq.workspace.worktrees.prune_orphan``).
 Pruner = Callable[[Path], None]
+
+
+class Orphan(Protocol):
+    """A task worktree whose task is not in flight, as the lister reports it."""
+
+    @property
+    def path(self) -> Path:
+        """The worktree's folder, ``.agent-queue/worktrees/<stem>``."""
+
+    @property
+    def modified(self) -> float:
+        """The folder's mtime (seconds since the epoch)."""
+
+
+#: Lists a project's task worktrees whose task is not in flight
+#: (``agentq.workspace.worktrees.list_orphans``).
+OrphanLister = Callable[[Project], Sequence[Orphan]]
 
 
 @dataclass
@@ -71,10 +94,12 @@ class Janitor:
         config: Config,
         out: Callable[[str], None] | None = None,
         prune: Pruner | None = None,
+        orphans: OrphanLister | None = None,
     ) -> None:
         self._config = config
         self._out = out
         self._prune = prune
+        self._orphans = orphans
 
     def reconfigure(self, janitor: JanitorConfig, tmp_max_age: float) -> None:
         """Keep, archive and sweep (``dispatch.tmp_max_age``) so from the next pass (a reload)."""
@@ -88,9 +113,8 @@ class Janitor:
         *,
         dry_run: bool = False,
         limits: p.Limits | None = None,
-        gone_worktrees: Sequence[Path] = (),
     ) -> Report:
-        """Make one pass; ``gone_worktrees`` lists worktrees whose task is gone (see the plan)."""
+        """Make one pass over ``projects`` and the hook signal folder."""
         report = Report()
         with contextlib.ExitStack() as locks:
             listings = []
@@ -102,9 +126,11 @@ class Janitor:
                         report.skipped += 1
                         self._say(f"skipped {project.path}: another janitor is working on it")
                         continue
-                    listings.append(list_project(project, now, self._config))
+                    listing = list_project(project, now, self._config)
                 except (AgentqError, OSError) as exc:
                     self._failed(report, "janitor cannot list a project", project.path, exc)
+                    continue
+                listings.append(self._with_worktrees(project, listing, report))
             signals_dir = self._config.state_dir / SIGNALS_DIR
             try:
                 signals = list_signals(signals_dir)
@@ -116,7 +142,6 @@ class Janitor:
                 now,
                 self._config.janitor,
                 limits=limits,
-                gone_worktrees=gone_worktrees,
             )
             report.deferred = decided.deferred
             for action in decided.actions:
@@ -147,12 +172,14 @@ class Janitor:
                 why = f"{action.entry.path} ({self._why(action.reason)})"
                 self._say(_line(dry_run, "delete", "deleted", why))
         elif self._prune is None:
-            self._say(f"kept worktree {action.path}: nothing can prune worktrees yet")
+            self._say(f"kept worktree {action.path}: nothing can prune worktrees")
         else:
             if not dry_run:
                 self._prune(action.path)
             report.pruned += 1
-            self._say(_line(dry_run, "prune", "pruned", f"worktree {action.path}"))
+            keep = self._config.janitor.keep_worktrees or 0.0
+            why = f"worktree {action.path} (older than keep_worktrees, {_age_text(keep)})"
+            self._say(_line(dry_run, "prune", "pruned", why))
 
     def _archive(self, action: p.ArchiveFiles, dry_run: bool, report: Report) -> None:
         if dry_run:
@@ -178,6 +205,25 @@ class Janitor:
             self._say(f"kept {entry.path}: gone or changed since it was listed")
 
     # -- helpers --------------------------------------------------------------------
+
+    def _with_worktrees(
+        self, project: Project, listing: p.ProjectListing, report: Report
+    ) -> p.ProjectListing:
+        """``listing`` with the project's worktrees whose task is not in flight, if asked for.
+
+        A failure is counted and the project's other work goes on without its worktrees.
+        """
+        if self._orphans is None or self._config.janitor.keep_worktrees is None:
+            return listing  # nothing to prune: no git call at all
+        try:
+            found = self._orphans(project)
+        except (AgentqError, OSError) as exc:
+            self._failed(report, "janitor cannot list worktrees", project.path, exc)
+            return listing
+        entries = tuple(
+            p.Entry(o.path, p.EntryKind.DIR, 0, int(o.modified * 1_000_000_000)) for o in found
+        )
+        return dataclasses.replace(listing, worktrees=entries)
 
     def _lock(self, project: Project, locks: contextlib.ExitStack) -> bool:
         project.control.mkdir(mode=0o700, exist_ok=True)
