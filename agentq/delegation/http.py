@@ -1,4 +1,6 @@
-"""The HTTP adapter for remote providers: the only module importing httpx and tenacity.
+"""The HTTP adapter for remote providers: the only module importing tenacity, and httpx for them.
+
+(Webhook notifications have their own small httpx adapter, :mod:`agentq.daemon.notify.webhook`.)
 
 One retry policy for every provider. Retried: HTTP 408/409/429/500/502/503/504/529,
 transport errors (connect/read timeouts, resets, protocol errors) and malformed JSON
