@@ -21,7 +21,6 @@ import signal
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from agentq.api.view import Request
@@ -44,6 +43,7 @@ from agentq.daemon.recovery import Recovery
 from agentq.daemon.reload import Parts, Reloaded, Reloader
 from agentq.daemon.scanning import ProjectScanner
 from agentq.daemon.sdnotify import Notifier, forget_environment
+from agentq.daemon.signals import SignalRelay
 from agentq.daemon.state import Counters, StateFile
 from agentq.daemon.view import LoopView
 from agentq.daemon.wiring import (
@@ -157,27 +157,30 @@ class Daemon:
 
         for step in ensure_accounts(self.config):  # raises AccountError listing every problem
             logger.info("account set-up: %s", step)
-        self._install_signals()
-        # Read by the notifier already; the tmux server and the agents must not inherit them.
-        forget_environment(os.environ)
-        try:
-            self.start()
-            self._loop()
-        finally:
-            self.notifier.stopping()
-            if self.api is not None:
-                self.api.stop()
-            self.watcher.stop()
-            if self.dispatcher is not None:
-                for executor in self.dispatcher.executors():
-                    executor.close()
-            if self.notifications is not None:
-                self.notifications.stop()  # flushes what is pending, within a short deadline
-            self._save_state(force=True)
-            self.scanner.release()
-            lock.release()
+        with self._signals():
+            # Read by the notifier already; the tmux server and the agents must not inherit them.
+            forget_environment(os.environ)
+            try:
+                self.start()
+                self._loop()
+            finally:
+                self._shutdown()
+                lock.release()
         logger.info("agentq stopped")
         return 0
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        if self.api is not None:
+            self.api.stop()
+        self.watcher.stop()
+        if self.dispatcher is not None:
+            for executor in self.dispatcher.executors():
+                executor.close()
+        if self.notifications is not None:
+            self.notifications.stop()  # flushes what is pending, within a short deadline
+        self._save_state(force=True)
+        self.scanner.release()
 
     def stop(self) -> None:
         """Ask the loop to stop after the current pass (thread-safe)."""
@@ -189,20 +192,17 @@ class Daemon:
         self._reload_requested = True
         self.wake.set()
 
-    def _install_signals(self) -> None:
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            self.stop()
-
-        def request_reload(signum: int, frame: FrameType | None) -> None:
-            self.request_reload()
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
-        # systemctl reload (ExecReload=kill -HUP); SIGHUP's default action would end the daemon.
-        signal.signal(signal.SIGHUP, request_reload)
+    def _signals(self) -> SignalRelay:
+        """Signals act on the relay's thread: a handler setting ``wake`` could deadlock the loop."""
+        actions = {
+            signal.SIGTERM: self.stop,
+            signal.SIGINT: self.stop,
+            # systemctl reload (ExecReload=kill -HUP); SIGHUP's default action would end the daemon.
+            signal.SIGHUP: self.request_reload,
+        }
         # The writer probe takes a read lease for a moment; a writer opening the file in
         # that moment sends SIGIO, whose default action would kill the daemon.
-        signal.signal(signal.SIGIO, signal.SIG_IGN)
+        return SignalRelay(actions, ignored=(signal.SIGIO,))
 
     def start(self) -> None:
         """Build the collaborators, recover, scan every inbox, then report ready."""

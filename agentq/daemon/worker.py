@@ -27,7 +27,6 @@ import signal
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from agentq.cluster.bridge import Bridge, Message, MessageKind, Ticket
@@ -37,6 +36,7 @@ from agentq.core.clock import Clock, SystemClock
 from agentq.core.errors import AgentqError, ConfigError, TaskFileError
 from agentq.core.lock import InstanceLock
 from agentq.daemon.sdnotify import Notifier, forget_environment
+from agentq.daemon.signals import SignalRelay
 from agentq.daemon.state import StateFile
 from agentq.daemon.wiring import (
     Context,
@@ -152,17 +152,18 @@ class Worker:
 
         for step in ensure_accounts(self.config):  # raises AccountError listing every problem
             logger.info("account set-up: %s", step)
-        self._install_signals()
-        # The tmux server and every agent pane inherit our environment: no notify socket.
-        forget_environment(os.environ)
         code = 0
-        try:
-            self.start()
-            code = self._loop()
-        finally:
-            self.notifier.stopping()
-            self._shutdown()
-            lock.release()
+        # Signals act on the relay's thread: a handler setting ``wake`` could deadlock the loop.
+        with SignalRelay({signal.SIGTERM: self.stop, signal.SIGINT: self.stop}):
+            # The tmux server and every agent pane inherit our environment: no notify socket.
+            forget_environment(os.environ)
+            try:
+                self.start()
+                code = self._loop()
+            finally:
+                self.notifier.stopping()
+                self._shutdown()
+                lock.release()
         logger.info("agentq worker stopped")
         return code
 
@@ -170,13 +171,6 @@ class Worker:
         """Ask the loop to stop (thread-safe)."""
         self.stopping = True
         self.wake.set()
-
-    def _install_signals(self) -> None:
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            self.stop()
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
 
     def start(self) -> None:
         """Build the pool and the switcher, find the checkouts, connect to the fleet."""

@@ -221,6 +221,20 @@ def test_status_follows_the_queue_reload_is_bracketed_and_sigterm_stops_cleanly(
     assert kinds.index("RELOADING") < len(kinds) - 1 - kinds[::-1].index("READY")
 
 
+def test_sigterm_while_the_loop_holds_its_wake_up_lock_still_stops_it(service: Service) -> None:
+    """SIGTERM handled while the main thread holds the wake-up event's lock: exit 0.
+
+    A handler that set the event itself deadlocked there (the daemon never stopped).
+    """
+    service.tweaks = "sigterm-in-wake"
+    service.start()
+    service.until(is_ready)
+    service.until(lambda m: m.fields.get("STOPPING") == "1")
+    assert service.proc is not None
+    assert service.proc.wait(timeout=30) == 0
+    assert "signal received signal=SIGTERM" in service.log()
+
+
 def test_watchdog_pings_are_never_further_apart_than_half_the_interval(service: Service) -> None:
     """Over 10 s the largest gap between two ``WATCHDOG=1`` is at most WATCHDOG_USEC / 2."""
     service.start()
