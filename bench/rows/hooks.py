@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import agentq
 from bench.report import Figure, fmt, ratio
 from bench.rows import Context
 from bench.workspace import BenchError, Workspace, workspace
@@ -91,6 +92,12 @@ def hook_cost(ws: Workspace, command: str, runs: int) -> tuple[Figure, Figure, f
     )
 
 
+def shown_command(command: str, ws: Workspace) -> str:
+    """The command as the table shows it: the package and the workspace named, not their paths."""
+    package = Path(agentq.__file__).resolve().parent
+    return command.replace(str(package), "<agentq>").replace(str(ws.root), "<workspace>")
+
+
 def run(ctx: Context) -> list[Figure]:
     """Measure the hook command against ``cat > file``."""
     runs = ctx.size(50, 5)
@@ -102,7 +109,7 @@ def run(ctx: Context) -> list[Figure]:
     hook.ok = hook.median <= 20 and hook.median <= 10 * cat.median
     hook.reference = f"cat > file {fmt(cat.median, 'ms')}"
     hook.ratio = ratio(hook.median, cat.median, "cat")
-    hook.note = f"command: {command}"
+    hook.note = f"command: {shown_command(command, ws)}"
     cpu = Figure("hook: CPU per call", "ms", [hook_cpu])
     cpu.reference = f"cat > file {fmt(cat_cpu, 'ms')}"
     cpu.ratio = ratio(hook_cpu, cat_cpu, "cat")
