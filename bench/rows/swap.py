@@ -4,7 +4,8 @@ every cut task busy again.
 Two accounts (``a``, ``b``: homes sharing their state through ``shared.root``), a pool of
 8 sim sessions, all idle on ``a``. The bench makes ``a`` hit its limit (the sim's
 ``sim-quota`` file in its home: every prompt on it ends at the limit, with a reset time)
-and drops 8 tasks, one per session. The clock starts at the first ``StopFailure`` hook
+and drops 8 tasks, one per session (their project lets them all run at once; each is
+checked to have been cut and resumed). The clock starts at the first ``StopFailure`` hook
 (its stamp in its signal file's name: the agent reporting the limit) and stops when every
 one of the 8 tasks has been seen busy on account ``b`` in ``GET /api/sessions`` (polled
 every 20 ms). The swap the daemon recorded is shown beside it.
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentq.queue.taskfile import split_footer
 from bench.inotify import IN_MOVED_TO, Inotify
 from bench.report import Figure
 from bench.rows import Context
@@ -38,7 +40,9 @@ def _config(ws: Workspace, pool: int) -> dict[str, Any]:
         active_link=str(ws.home / ".claude"),
         shared={"root": str(ws.root / "claude-shared")},
         pool={"prefix": "bw-", "min": pool, "max": pool},
-        dispatch={"delivery_timeout": "20s"},
+        # One project whose tasks may all run at once (its default is one at a time in the
+        # checkout): every session holds a task when the limit cuts them.
+        dispatch={"delivery_timeout": "20s", "max_parallel": pool},
         completion={"idle_timeout": "120s", "recycle": True},
         quota={"cooldown": "1s"},
     )
@@ -74,7 +78,20 @@ def _measure(ws: Workspace, project: Path, pool: int) -> tuple[float, float]:
     began = hook_ns(limit) / 1e9
     swaps = ws.get_json("/api/status").get("swaps", [])
     swapped = _epoch(swaps[-1].get("time")) if swaps else float("nan")
+    _check_all_cut(project, pool, ws)
     return max(seen.values()) - began, swapped - began
+
+
+def _check_all_cut(project: Path, pool: int, ws: Workspace) -> None:
+    """Every task was cut and resumed (none merely waited for a session): its footer says so."""
+    done = project / ".agent-queue" / "done"
+    wait_until(lambda: len(list(done.glob("cut*.md"))) == pool, 60, "the cut tasks done")
+    resumed = 0
+    for path in done.glob("cut*.md"):
+        _, footer = split_footer(path.read_text())
+        resumed += footer is not None and "resumed" in dict(footer.details)
+    if resumed != pool:
+        raise BenchError(f"{resumed} of {pool} tasks were cut and resumed:\n{ws.tail()}")
 
 
 def _epoch(text: Any) -> float:
