@@ -103,11 +103,10 @@ class Planner:
         """
         entries: dict[Path, _Entry] = {}
         parts: list[tuple[Part, bool]] = []
-        for inbox, items in pending.items():
+        for project in project_of.values():
+            inbox = project.inbox
+            items = pending.get(inbox)
             if not items:
-                continue
-            project = project_of.get(inbox.parent.parent)
-            if project is None:
                 continue
             inputs = _Inputs(
                 items,
