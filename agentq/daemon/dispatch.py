@@ -71,6 +71,8 @@ class Dispatcher:
         #: project folder → task name → why it waits (status shows it).
         self.waiting: dict[str, dict[str, str]] = {}
         self._planner = Planner(settings, pool_size, self._place_of)
+        #: project → (its ``waiting`` entry, the rows :meth:`waits` made of it): read every pass.
+        self._wait_rows: dict[str, tuple[dict[str, str], list[dict[str, str]]]] = {}
 
     def reconfigure(
         self, policy: RoutingPolicy, max_attempts: int, remote: Executor | None
@@ -161,12 +163,20 @@ class Dispatcher:
         self.waiting = now
 
     def waits(self) -> list[dict[str, str]]:
-        """Every waiting task with its reason, for ``state.json`` and the status document."""
-        return [
-            {"project": project, "task": name, "reason": reason}
-            for project, names in sorted(self.waiting.items())
-            for name, reason in sorted(names.items())
-        ]
+        """Every waiting task with its reason, for ``state.json`` and the status document.
+
+        The rows of a project whose waits did not change are the same objects as last time.
+        """
+        rows: list[dict[str, str]] = []
+        made: dict[str, tuple[dict[str, str], list[dict[str, str]]]] = {}
+        for project, names in sorted(self.waiting.items()):
+            known = self._wait_rows.get(project)
+            if known is None or known[0] is not names:  # a project's entry is never changed
+                known = (names, [_wait_row(project, n, r) for n, r in sorted(names.items())])
+            made[project] = known
+            rows += known[1]
+        self._wait_rows = made
+        return rows
 
     def _emit_pending(self, project: str, name: str, reason: str) -> None:
         self._events.emit(
@@ -398,6 +408,10 @@ class Dispatcher:
         self._events.emit(
             ev.TASK, project=project, task=claim.name, state=state, attempts=attempts, **fields
         )
+
+
+def _wait_row(project: str, name: str, reason: str) -> dict[str, str]:
+    return {"project": project, "task": name, "reason": reason}
 
 
 def _redacted(details: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
