@@ -145,14 +145,21 @@ def plan(pending: Sequence[Candidate], projects: Mapping[str, ProjectState]) -> 
         state = projects.get(project, ProjectState())
         ready += _dependencies(candidates, state, result)
     running = {p: list(projects.get(p, ProjectState()).in_flight.values()) for p in by_project}
+    # Rule 2 depends on where a task works and on what its project runs, which changes only
+    # when one of its tasks starts: a backlog held by the same limit is told so once.
+    reasons: dict[tuple[str, Place], str] = {}
     for candidate in sorted(ready, key=order_key):
-        state = projects.get(candidate.project, ProjectState())
-        reason = _limit_reason(candidate.place, running[candidate.project], state.limits)
+        held = (candidate.project, candidate.place)
+        reason = reasons.get(held)
+        if reason is None:
+            limits = projects.get(candidate.project, ProjectState()).limits
+            reason = reasons[held] = _limit_reason(candidate.place, running[held[0]], limits)
         if reason:
             result.waiting[candidate.key] = reason
             continue
         running[candidate.project].append(candidate.place)
         result.start.append(candidate)
+        reasons = {k: v for k, v in reasons.items() if k[0] != candidate.project}
     return result
 
 
@@ -196,7 +203,7 @@ def _cycles(edges: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """Every task on a dependency cycle among ``edges``' keys → the cycle, written out."""
     graph = {name: [d for d in deps if d in edges] for name, deps in edges.items()}
     found: dict[str, str] = {}
-    for start in sorted(graph):
+    for start in sorted(name for name, deps in graph.items() if deps):  # none: on no cycle
         path = _path_back(start, graph)
         if path is not None:
             found[start] = " → ".join([start, *path])
