@@ -118,6 +118,8 @@ class Planner:
             )
             old = self._entries.get(project.path)
             if old is not None and not old.needs_names and old.inputs == inputs:
+                # Kept with the scan's list: compared by identity next time, not item by item.
+                old.inputs = inputs
                 entries[project.path] = old
                 parts.append((old.part, False))
                 continue
