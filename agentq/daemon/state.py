@@ -105,8 +105,15 @@ class StateFile:
 
     def save(self, state: dict[str, Any]) -> None:
         """Write the state atomically (temp file, fsync, rename, folder fsync)."""
+        self.write(self.encode(state))
+
+    def encode(self, state: dict[str, Any]) -> bytes:
+        """The file's text for ``state`` (stamped with the current version)."""
         state["version"] = STATE_VERSION
-        data = encode(state)
+        return encode(state)
+
+    def write(self, data: bytes) -> None:
+        """Write text made by :meth:`encode` atomically (temp file, fsync, rename, folder fsync)."""
         try:
             durable.write_atomic(self.path, data, crash_point="mid_state_write")
         except OSError as exc:
