@@ -48,7 +48,8 @@ class Part:
         items: the inbox's ready list it was made from.
         plan: what starts, waits and fails.
         waits: name → why it waits (the plan's ``waiting`` of this project, by name).
-        best: the order key of the project's best candidate (projects go in that order).
+        best: the order key of the project's best candidate, when it fails tasks: projects
+            fail theirs in that order, as one plan over every project does.
     """
 
     project: str
@@ -88,7 +89,7 @@ class Planner:
         running: Mapping[Path, Mapping[str, schedule.Place]],
         routing: object,
     ) -> list[tuple[Part, bool]]:
-        """Each project's part of the plan, best project first, and whether it is new.
+        """Each project's part of the plan, and whether it is new (those failing tasks first).
 
         A part that is not new is the one returned last time: nothing it was made from
         changed (its waiting tasks wait for the same reasons).
@@ -154,7 +155,7 @@ class Planner:
         listed = [candidate for _, candidate in candidates.values()]
         decided = schedule.plan(listed, {folder: state})
         waits = {name: reason for (_, name), reason in decided.waiting.items()}
-        best = min(map(schedule.order_key, listed)) if listed else None
+        best = min(map(schedule.order_key, listed)) if decided.failing else None
         part = Part(folder, inputs.items, decided, waits, best)
         return _Entry(inputs, part, candidates, needs_names)
 

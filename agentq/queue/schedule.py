@@ -170,6 +170,8 @@ def merge_starts(parts: Iterable[Plan]) -> list[Candidate]:
 
 def _dependencies(candidates: list[Candidate], state: ProjectState, out: Plan) -> list[Candidate]:
     """Apply rule 1 to one project's candidates; return those whose dependencies are done."""
+    if not any(c.after for c in candidates):
+        return list(candidates)  # the usual backlog: nothing to look up
     pending = {c.name for c in candidates} | set(state.in_flight) | set(state.not_ready)
     cycles = _cycles({c.name: c.after for c in candidates})
     ready = []
