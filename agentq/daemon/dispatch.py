@@ -12,7 +12,6 @@ writes is built here.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from agentq.core import events as ev
 from agentq.core.clock import Clock
 from agentq.core.errors import AgentqError, RefusedEntryError, TaskFileError, WorkspaceError
 from agentq.core.secrets import redact
+from agentq.daemon.planning import Part, Planner
 from agentq.daemon.state import Counters
 from agentq.daemon.workspaces import ProjectSettings, TaskWorkspaces
 from agentq.queue import protocol as q
@@ -70,6 +70,9 @@ class Dispatcher:
         self._running: dict[Path, dict[str, schedule.Place]] = {}
         #: project folder → task name → why it waits (status shows it).
         self.waiting: dict[str, dict[str, str]] = {}
+        self._planner = Planner(settings, pool_size, self._place_of)
+        #: project → (its ``waiting`` entry, the rows :meth:`waits` made of it): read every pass.
+        self._wait_rows: dict[str, tuple[dict[str, str], list[dict[str, str]]]] = {}
 
     def reconfigure(
         self, policy: RoutingPolicy, max_attempts: int, remote: Executor | None
@@ -114,82 +117,66 @@ class Dispatcher:
         if stopping:
             return
         self._full_skips = {k: e for k, e in self._full_skips.items() if e.capacity() <= 0}
-        decided = self._plan(pending, project_of, not_ready or {})
-        current = {(str(inbox.parent.parent), p.name) for inbox, ps in pending.items() for p in ps}
-        self._note_waiting(decided.waiting, current)
-        for (folder, name), reason in decided.failing.items():
-            self._apply(pending, project_of, Path(folder), name, reason)
-        for candidate in decided.start:
+        skipped: dict[Path, set[str]] = {}
+        for inbox, name in self._full_skips:
+            skipped.setdefault(inbox, set()).add(name)
+        parts = self._planner.plan(
+            pending,
+            project_of,
+            not_ready or {},
+            {inbox: frozenset(names) for inbox, names in skipped.items()},
+            self._running,
+            (self.policy, self.remote),
+        )
+        self._note_waiting(parts)
+        for part, _ in parts:  # best project first, as one plan over every project fails them
+            for (folder, name), reason in part.plan.failing.items():
+                self._apply(pending, project_of, Path(folder), name, reason)
+        for candidate in schedule.merge_starts(part.plan for part, _ in parts):
             if not self.has_room():
                 break
             self._apply(pending, project_of, Path(candidate.project), candidate.name, None)
 
-    def _plan(
-        self,
-        pending: dict[Path, list[Pending]],
-        project_of: dict[Path, q.Project],
-        not_ready: dict[Path, set[str]],
-    ) -> schedule.Plan:
-        candidates: list[schedule.Candidate] = []
-        states: dict[str, schedule.ProjectState] = {}
-        for inbox, items in pending.items():
-            project = project_of.get(inbox.parent.parent)
-            if project is None:
-                continue
-            settings = self._settings.get(project.path)
-            held = set(not_ready.get(inbox, ()))
-            for item in items:
-                if (inbox, item.name) in self._full_skips:
-                    held.add(item.name)
-                    continue
-                candidates.append(
-                    schedule.Candidate(
-                        str(project.path),
-                        item.name,
-                        item.priority,
-                        item.arrival_ns,
-                        self._place(settings.isolation, item.meta, self._route_meta(item.meta)),
-                        item.meta.after,
-                    )
-                )
-            needs_names = any(item.meta.after for item in items)
-            states[str(project.path)] = schedule.ProjectState(
-                in_flight=dict(self._running.get(project.path, {})),
-                done=_names(project.done) if needs_names else frozenset(),
-                failed=_names(project.failed) if needs_names else frozenset(),
-                not_ready=frozenset(held),
-                limits=schedule.Limits(settings.max_parallel, self._pool_size),
-            )
-        return schedule.plan(candidates, states)
-
-    def _note_waiting(
-        self, waiting: dict[schedule.TaskKey, str], pending: set[schedule.TaskKey]
-    ) -> None:
+    def _note_waiting(self, parts: list[tuple[Part, bool]]) -> None:
         """Remember why tasks wait (``state.json``); tell the event log when a reason changes.
 
         A ``pending`` event carries the reason (``''`` once a task waits no more), so the
-        task list shows "waiting for a.md" too.
+        task list shows "waiting for a.md" too. A part that is not new waits as it did.
         """
         before = self.waiting
         now: dict[str, dict[str, str]] = {}
-        for (project, name), reason in waiting.items():
-            now.setdefault(project, {})[name] = reason
-            if before.get(project, {}).get(name) != reason:
-                logger.info("task waits", extra={"task": name, "reason": reason})
-                self._emit_pending(project, name, reason)
-        for project, names in before.items():
-            for name in names:
-                if name not in now.get(project, {}) and (project, name) in pending:
-                    self._emit_pending(project, name, "")
+        for part, new in parts:
+            if part.waits:
+                now[part.project] = part.waits
+            if not new:
+                continue
+            old = before.get(part.project, {})
+            for name, reason in part.waits.items():
+                if old.get(name) != reason:
+                    logger.info("task waits", extra={"task": name, "reason": reason})
+                    self._emit_pending(part.project, name, reason)
+            if any(name not in part.waits for name in old):
+                current = {p.name for p in part.items}
+                for name in old:
+                    if name not in part.waits and name in current:
+                        self._emit_pending(part.project, name, "")
         self.waiting = now
 
     def waits(self) -> list[dict[str, str]]:
-        """Every waiting task with its reason, for ``state.json`` and the status document."""
-        return [
-            {"project": project, "task": name, "reason": reason}
-            for project, names in sorted(self.waiting.items())
-            for name, reason in sorted(names.items())
-        ]
+        """Every waiting task with its reason, for ``state.json`` and the status document.
+
+        The rows of a project whose waits did not change are the same objects as last time.
+        """
+        rows: list[dict[str, str]] = []
+        made: dict[str, tuple[dict[str, str], list[dict[str, str]]]] = {}
+        for project, names in sorted(self.waiting.items()):
+            known = self._wait_rows.get(project)
+            if known is None or known[0] is not names:  # a project's entry is never changed
+                known = (names, [_wait_row(project, n, r) for n, r in sorted(names.items())])
+            made[project] = known
+            rows += known[1]
+        self._wait_rows = made
+        return rows
 
     def _emit_pending(self, project: str, name: str, reason: str) -> None:
         self._events.emit(
@@ -293,6 +280,10 @@ class Dispatcher:
             warning = f"provider {decision.provider!r} is not available; ran locally"
             return RouteDecision("local", None, decision.reason, (*decision.warnings, warning))
         return decision
+
+    def _place_of(self, default_isolation: str | None, meta: taskfile.TaskMeta) -> schedule.Place:
+        """Where a pending task would work, as routed now."""
+        return self._place(default_isolation, meta, self._route_meta(meta))
 
     def _place(
         self,
@@ -419,6 +410,10 @@ class Dispatcher:
         )
 
 
+def _wait_row(project: str, name: str, reason: str) -> dict[str, str]:
+    return {"project": project, "task": name, "reason": reason}
+
+
 def _redacted(details: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     return tuple((k, redact(v)) for k, v in details)
 
@@ -427,12 +422,3 @@ def _warn(decision: RouteDecision, note: str) -> RouteDecision:
     """The decision with one more warning for the footer."""
     warnings = (*decision.warnings, note)
     return RouteDecision(decision.executor, decision.provider, decision.reason, warnings)
-
-
-def _names(folder: Path) -> frozenset[str]:
-    """The task names in a result folder (``done/``, ``failed/``)."""
-    try:
-        with os.scandir(folder) as entries:
-            return frozenset(e.name for e in entries if not e.name.startswith("."))
-    except OSError:
-        return frozenset()

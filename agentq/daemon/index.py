@@ -112,6 +112,8 @@ class TaskIndex:
         self._buckets: dict[tuple[str, str], dict[Key, _Record]] = {}
         self._projects: dict[str, q.Project] = {}
         self._seq = 0
+        #: project → the oldest pending arrival, while known (counts() is asked every pass).
+        self._oldest: dict[str, float | None] = {}
 
     # -- loading and reconciling (main loop) -----------------------------------------------
 
@@ -133,6 +135,7 @@ class TaskIndex:
                 self._remove(key)
             for bucket in [b for b in self._buckets if b[0] == project]:
                 del self._buckets[bucket]
+            self._oldest.pop(project, None)
 
     def projects(self) -> dict[str, q.Project]:
         """The projects the index serves, by folder name."""
@@ -229,8 +232,7 @@ class TaskIndex:
             for name, project in self._projects.items():
                 row: dict[str, Any] = {s: len(self._buckets.get((name, s), ())) for s in _FOLDER}
                 row["path"] = str(project.path)
-                pending = self._buckets.get((name, "pending"), {})
-                row["oldest_pending"] = min((r.created for r in pending.values()), default=None)
+                row["oldest_pending"] = self._oldest_pending(name)
                 out[name] = row
             return out
 
@@ -294,16 +296,28 @@ class TaskIndex:
 
     # -- internals (under the lock unless said otherwise) -----------------------------------
 
+    def _oldest_pending(self, project: str) -> float | None:
+        if project not in self._oldest:
+            pending = self._buckets.get((project, "pending"), {})
+            self._oldest[project] = min((r.created for r in pending.values()), default=None)
+        return self._oldest[project]
+
     def _insert(self, record: _Record) -> None:
         self._seq += 1
         record.seq = self._seq
         self._records[record.key] = record
         self._buckets.setdefault((record.project, record.state), {})[record.key] = record
+        if record.state == "pending" and record.project in self._oldest:
+            oldest = self._oldest[record.project]
+            if oldest is None or record.created < oldest:
+                self._oldest[record.project] = record.created
 
     def _remove(self, key: Key) -> _Record | None:
         record = self._records.pop(key, None)
         if record is not None:
             self._buckets.get((record.project, record.state), {}).pop(key, None)
+            if record.state == "pending" and self._oldest.get(record.project) == record.created:
+                del self._oldest[record.project]  # it may have been the oldest: found again
         return record
 
     def _move(self, record: _Record, state: str, at: float) -> None:

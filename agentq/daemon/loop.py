@@ -131,7 +131,7 @@ class Daemon:
         self._account_links = account_links
         self.notifications: EventNotifier | None = None
         self._next_rescan = 0.0
-        self._last_saved = ""
+        self._last_saved = b""
         self._saved_book = ""
         self._next_save = 0.0
         self._save_pending = False
@@ -577,10 +577,10 @@ class Daemon:
             fleet = getattr(self.dispatcher.local, "fleet_status", None)
             if callable(fleet):
                 self.state["fleet"] = fleet()
-        snapshot = json.dumps(self.state, sort_keys=True, default=str)
+        snapshot = self.state_file.encode(self.state)  # compared, and written when it changed
         if not force and not self.counters.changed and snapshot == self._last_saved:
             return
-        self.state_file.save(self.state)
+        self.state_file.write(snapshot)
         self._last_saved = snapshot
         self._saved_book = book
         self._next_save = now + STATE_SAVE_INTERVAL

@@ -95,6 +95,8 @@ class ProjectScanner:
         self._poll = poll
         self._poll_interval = poll_interval
         self._next_poll = 0.0
+        #: Inboxes to list in this pass (new projects, a rescan): handed out by :meth:`due`.
+        self._relist: set[Path] = set()
 
     # -- projects ---------------------------------------------------------------------
 
@@ -113,7 +115,7 @@ class ProjectScanner:
             self.refused.pop(str(path), None)
             self.projects[path] = project
             self._watch(project.inbox)
-            self._watcher.mark(project.inbox)
+            self._relist.add(project.inbox)
             logger.info("project watched", extra={"project": str(path)})
 
     def _claim_project(self, project: q.Project) -> str | None:
@@ -178,7 +180,7 @@ class ProjectScanner:
                 )
                 continue
             self._watch(project.inbox)
-            self._watcher.mark(project.inbox)
+            self._relist.add(project.inbox)
         self._watcher.check_health()
         self.release_idle()
         if periodic:
@@ -206,10 +208,14 @@ class ProjectScanner:
         """Inboxes to list now: waiting files may have become ready, or a poll is due.
 
         Polled inboxes (``dispatch.watch: poll``, or inotify refused them) are all listed
-        once per ``poll_interval``; taking them restarts the interval.
+        once per ``poll_interval``; taking them restarts the interval. The inboxes of new
+        projects and of a rescan (:meth:`discover`, :meth:`rescan`, both on the loop's
+        thread before it asks) are listed in the same pass, with no wake-up of their own.
         """
         now = wall_ns(self._clock)
         due = {inbox for inbox, at in self._waiting.items() if at <= now}
+        due |= self._relist
+        self._relist = set()
         mono = self._clock.monotonic()
         if mono >= self._next_poll:
             polled = self._watcher.polled()
@@ -220,7 +226,7 @@ class ProjectScanner:
 
     def next_due(self) -> float | None:
         """Seconds until the soonest waiting file may be ready or the next poll; None: neither."""
-        delays = []
+        delays = [0.0] if self._relist else []  # a pass failed before it listed them
         if self._waiting:
             delays.append((min(self._waiting.values()) - wall_ns(self._clock)) / 1e9)
         if self._watcher.polling():
@@ -229,6 +235,7 @@ class ProjectScanner:
 
     def scan(self, inbox: Path) -> None:
         """List one inbox: remember what is ready, refuse what must not be read."""
+        self._relist.discard(inbox)
         project = self.project_of(inbox)
         if project is None:
             return

@@ -11,7 +11,6 @@ that changes daemon state is queued and answered here, on the loop's thread.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import queue
@@ -69,7 +68,8 @@ class LoopView:
         self._started = daemon.clock.now().timestamp()
         self._pass_started: float | None = None
         self._loop: dict[str, Any] = {"passes": 0}
-        self._fingerprint = ""
+        #: What the API shows that bumps the snapshot version when it changes.
+        self._fingerprint: object = None
         self._snapshot = Snapshot(0, self._started, self._started, {}, [], {}, {}, {}, {}, {}, [])
         self._delivered: set[str] = set()
         self._rescans = -1
@@ -173,7 +173,8 @@ class LoopView:
         counts = self.index.counts()
         accounts = self._accounts()
         delegation = _status_of(d.dispatcher.remote) if d.dispatcher is not None else {}
-        public = json.dumps([counts, sessions, accounts, delegation], sort_keys=True, default=str)
+        # Compared as data, not as JSON: equal values, equal documents (and no encoding per pass).
+        public = (counts, sessions, accounts, delegation)
         version = self._snapshot.version + (public != self._fingerprint)
         self._fingerprint = public
         local = d.dispatcher.local if d.dispatcher is not None else None

@@ -41,12 +41,16 @@ class ProjectSettings:
         self._dispatch = dispatch
         self._env = env
         self._cache: dict[Path, tuple[_Stamp | None, ProjectConfig]] = {}
+        #: project path → its config file's path (asked on every pass: joined once).
+        self._files: dict[Path, Path] = {}
         #: project path → every problem of its config file (status shows them).
         self.problems: dict[str, list[str]] = {}
 
     def get(self, project: Path) -> ProjectConfig:
         """The resolved task defaults of ``project`` (re-read when its file changed)."""
-        path = project / q.QUEUE_DIRNAME / PROJECT_CONFIG
+        path = self._files.get(project)
+        if path is None:
+            path = self._files[project] = project / q.QUEUE_DIRNAME / PROJECT_CONFIG
         stamp = _stamp(path)
         cached = self._cache.get(project)
         if cached is not None and cached[0] == stamp:

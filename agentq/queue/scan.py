@@ -4,8 +4,9 @@
 one inbox. A fresh file waits out the quiet period unless it arrived whole (renamed in,
 or linked in and unlinked from ``tmp/``); a file someone still has open for writing is
 *incomplete*; one that is not plainly ours is refused before it is opened. A ready
-file's head is read (no links followed) for its priority and the scheduler's keys,
-parsed once per version of the file. Reliability rules R9 and R10.
+file's head is read (no links followed) for its priority and the scheduler's keys, once
+per version of the file; the checks on the open file (ours, no writer) run on every
+scan. Reliability rules R9 and R10.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ class InboxScanner:
     def __init__(self, inbox: Path, uid: int) -> None:
         self._inbox = inbox
         self._uid = uid
-        #: name → ((inode, size, mtime), what the scheduler read of it): parsed once per version.
-        self._metas: dict[str, tuple[tuple[int, int, int], TaskMeta]] = {}
+        #: name → ((inode, size, mtime, ctime), the task as a scan found it ready): its head is
+        #: read and parsed once per version of the file (the writer probe runs on every scan).
+        self._known: dict[str, tuple[tuple[int, int, int, int], Pending]] = {}
 
     def scan(
         self,
@@ -100,7 +102,7 @@ class InboxScanner:
                 self._vet_pending(entry, now_ns, quiet_ns, result, invalid, whole or {})
         result.ready.sort(key=lambda p: (-p.priority, p.arrival_ns, p.name))
         ready = {p.name for p in result.ready}
-        self._metas = {n: m for n, m in self._metas.items() if n in ready}
+        self._known = {n: k for n, k in self._known.items() if n in ready}
         return result
 
     def _vet_pending(
@@ -132,8 +134,12 @@ class InboxScanner:
         if reason:
             out.refused.append((entry.name, reason))
             return
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        known = self._known.get(entry.name)
+        if known is not None and known[0] != stamp:
+            known = None
         try:
-            head, busy = self._peek(self._inbox / entry.name)
+            head, busy = self._peek(self._inbox / entry.name, read=known is None)
         except RefusedEntryError as exc:
             out.refused.append((entry.name, exc.reason))
             return
@@ -147,23 +153,24 @@ class InboxScanner:
         elif invalid_name:
             out.refused.append((entry.name, invalid_name_reason(entry.name)))
         else:
-            priority = scan_priority(head)
-            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-            known = self._metas.get(entry.name)
-            if known is None or known[0] != stamp:
-                known = self._metas[entry.name] = (stamp, peek_meta(head))
-            out.ready.append(Pending(entry.name, priority, st.st_ctime_ns, known[1]))
+            if known is None:
+                task = Pending(entry.name, scan_priority(head), st.st_ctime_ns, peek_meta(head))
+                known = self._known[entry.name] = (stamp, task)
+            out.ready.append(known[1])
             out.arrivals[entry.name] = st.st_ctime_ns
 
-    def _peek(self, path: Path) -> tuple[bytes, bool]:
-        """Read the head of a file safely; report whether someone still has it open for writing."""
+    def _peek(self, path: Path, read: bool = True) -> tuple[bytes, bool]:
+        """Read the head of a file safely; report whether someone still has it open for writing.
+
+        ``read=False``: only the checks (its head is known for this version of the file).
+        """
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             reason = refusal_reason(os.fstat(fd), self._uid)
             if reason:
                 raise RefusedEntryError(reason, path)
             busy = _has_writer(fd)
-            head = os.read(fd, MAX_FRONTMATTER_BYTES + 8)
+            head = os.read(fd, MAX_FRONTMATTER_BYTES + 8) if read else b""
         finally:
             os.close(fd)
         return head, busy

@@ -18,12 +18,17 @@ every project taken in priority order (higher first, then arrival, then name):
    ``max_parallel: N``, at most N tasks of the project run at once, wherever they work.
 
 Waiting costs nothing: a task that waits stays a plain file in ``inbox/``.
+
+Both rules look at one project at a time: :func:`plan` over several projects decides for
+each what it would decide for that project alone, and only the order of ``start`` spans
+projects (:func:`merge_starts`). The dispatcher relies on this to plan again only the
+projects whose tasks or state changed.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -123,10 +128,15 @@ class Plan:
     failing: dict[TaskKey, str] = field(default_factory=dict)
 
 
+def order_key(candidate: Candidate) -> tuple[int, int, str, str]:
+    """The order tasks are taken in: higher priority first, then arrival, then name."""
+    return (-candidate.priority, candidate.arrival_ns, candidate.name, candidate.project)
+
+
 def plan(pending: Sequence[Candidate], projects: Mapping[str, ProjectState]) -> Plan:
     """Decide which of ``pending`` start now, wait (and for what) or fail (and why)."""
     result = Plan()
-    ordered = sorted(pending, key=lambda c: (-c.priority, c.arrival_ns, c.name, c.project))
+    ordered = sorted(pending, key=order_key)
     by_project: dict[str, list[Candidate]] = {}
     for candidate in ordered:
         by_project.setdefault(candidate.project, []).append(candidate)
@@ -135,19 +145,33 @@ def plan(pending: Sequence[Candidate], projects: Mapping[str, ProjectState]) -> 
         state = projects.get(project, ProjectState())
         ready += _dependencies(candidates, state, result)
     running = {p: list(projects.get(p, ProjectState()).in_flight.values()) for p in by_project}
-    for candidate in sorted(ready, key=lambda c: (-c.priority, c.arrival_ns, c.name, c.project)):
-        state = projects.get(candidate.project, ProjectState())
-        reason = _limit_reason(candidate.place, running[candidate.project], state.limits)
+    # Rule 2 depends on where a task works and on what its project runs, which changes only
+    # when one of its tasks starts: a backlog held by the same limit is told so once.
+    reasons: dict[tuple[str, Place], str] = {}
+    for candidate in sorted(ready, key=order_key):
+        held = (candidate.project, candidate.place)
+        reason = reasons.get(held)
+        if reason is None:
+            limits = projects.get(candidate.project, ProjectState()).limits
+            reason = reasons[held] = _limit_reason(candidate.place, running[held[0]], limits)
         if reason:
             result.waiting[candidate.key] = reason
             continue
         running[candidate.project].append(candidate.place)
         result.start.append(candidate)
+        reasons = {k: v for k, v in reasons.items() if k[0] != candidate.project}
     return result
+
+
+def merge_starts(parts: Iterable[Plan]) -> list[Candidate]:
+    """The tasks to start of plans made one project at a time, in the order :func:`plan` gives."""
+    return sorted((c for part in parts for c in part.start), key=order_key)
 
 
 def _dependencies(candidates: list[Candidate], state: ProjectState, out: Plan) -> list[Candidate]:
     """Apply rule 1 to one project's candidates; return those whose dependencies are done."""
+    if not any(c.after for c in candidates):
+        return list(candidates)  # the usual backlog: nothing to look up
     pending = {c.name for c in candidates} | set(state.in_flight) | set(state.not_ready)
     cycles = _cycles({c.name: c.after for c in candidates})
     ready = []
@@ -181,7 +205,7 @@ def _cycles(edges: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """Every task on a dependency cycle among ``edges``' keys → the cycle, written out."""
     graph = {name: [d for d in deps if d in edges] for name, deps in edges.items()}
     found: dict[str, str] = {}
-    for start in sorted(graph):
+    for start in sorted(name for name, deps in graph.items() if deps):  # none: on no cycle
         path = _path_back(start, graph)
         if path is not None:
             found[start] = " → ".join([start, *path])

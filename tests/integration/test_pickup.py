@@ -121,3 +121,23 @@ def test_a_hard_link_that_stays_is_refused_once_quiet(tmp_path: Path) -> None:
     later = time.time_ns() + QUIET_NS + 10**9
     found = project.scan(later, QUIET_NS, {"h.md": _identity(canary)})
     assert found.ready == [] and [n for n, _ in found.refused] == ["h.md"]
+
+
+def test_a_ready_file_is_read_once_per_version_and_checked_on_every_scan(tmp_path: Path) -> None:
+    """Unchanged: the same task from its first read. Rewritten: read again. Held open: not ready."""
+    project = _project(tmp_path)
+    path = project.inbox / "a.md"
+    path.write_text("---\npriority: 1\n---\nbody\n")
+    past = time.time_ns() - QUIET_NS - 10**9
+    os.utime(path, ns=(past, past))  # quiet long since
+    (first,) = project.scan(time.time_ns(), QUIET_NS).ready
+    (again,) = project.scan(time.time_ns(), QUIET_NS).ready
+    assert again is first and first.priority == 1
+    with path.open("a") as writer:
+        found = project.scan(time.time_ns(), QUIET_NS)
+        assert found.ready == [] and found.incomplete == ["a.md"]
+        writer.write("more\n")
+    path.write_text("---\npriority: 5\n---\nrewritten\n")
+    os.utime(path, ns=(past + 1, past + 1))
+    (rewritten,) = project.scan(time.time_ns(), QUIET_NS).ready
+    assert rewritten.priority == 5

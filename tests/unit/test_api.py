@@ -97,6 +97,33 @@ def test_task_events_move_tasks_between_states(tmp_path: Path) -> None:
     ]
 
 
+def test_the_oldest_pending_arrival_follows_tasks_coming_and_going(tmp_path: Path) -> None:
+    """``oldest_pending`` is the earliest arrival among the tasks pending now, or None."""
+    project = _project(tmp_path)
+    index = TaskIndex(NOW.timestamp)
+    index.load(project)
+    assert index.counts()["web"]["oldest_pending"] is None
+    for i, name in enumerate(("a.md", "b.md", "c.md")):
+        index.apply(
+            ev.Event(
+                i,
+                datetime.fromtimestamp(100 + i, UTC),
+                ev.TASK,
+                {"project": "web", "task": name, "state": "pending"},
+            )
+        )
+        assert index.counts()["web"]["oldest_pending"] == 100
+    index.apply(_event(10, project="web", task="b.md", state="working"))
+    assert index.counts()["web"]["oldest_pending"] == 100
+    index.apply(_event(11, project="web", task="a.md", state="working"))
+    assert index.counts()["web"]["oldest_pending"] == 102
+    index.apply(_event(12, project="web", task="a.md", state="pending", reason="requeued"))
+    assert index.counts()["web"]["oldest_pending"] == 100  # it keeps its first arrival
+    for i, name in enumerate(("a.md", "c.md")):
+        index.apply(_event(13 + i, project="web", task=name, state="done", result=name))
+    assert index.counts()["web"]["oldest_pending"] is None
+
+
 def test_reconcile_forgets_files_removed_behind_its_back(tmp_path: Path) -> None:
     """A done file deleted by hand (or archived) leaves the index on the next reconcile."""
     project = _project(tmp_path)

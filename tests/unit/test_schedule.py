@@ -5,8 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agentq.queue.schedule import Candidate, Limits, Place, Plan, ProjectState, plan
+from agentq.queue.schedule import (
+    Candidate,
+    Limits,
+    Place,
+    Plan,
+    ProjectState,
+    merge_starts,
+    plan,
+)
 
 NONE, TREE, AWAY = Place.CHECKOUT, Place.WORKTREE, Place.ELSEWHERE
 
@@ -188,3 +198,42 @@ def test_names_are_looked_up_in_the_same_project_only() -> None:
 def test_an_empty_queue_plans_nothing() -> None:
     """No pending tasks: an empty plan."""
     assert plan([], {}) == Plan()
+
+
+NAMES = [f"{c}.md" for c in "abcdef"]
+_candidates = st.lists(
+    st.builds(
+        Candidate,
+        project=st.sampled_from(["p", "q", "r"]),
+        name=st.sampled_from(NAMES),
+        priority=st.integers(0, 2),
+        arrival_ns=st.integers(0, 3),
+        place=st.sampled_from(list(Place)),
+        after=st.lists(st.sampled_from(NAMES), max_size=2).map(tuple),
+    ),
+    max_size=12,
+    unique_by=lambda c: c.key,
+)
+_states = st.builds(
+    ProjectState,
+    in_flight=st.dictionaries(
+        st.sampled_from(["x.md", "y.md", "a.md"]), st.sampled_from(list(Place))
+    ),
+    done=st.frozensets(st.sampled_from(NAMES)),
+    failed=st.frozensets(st.sampled_from(NAMES)),
+    not_ready=st.frozensets(st.sampled_from(NAMES)),
+    limits=st.builds(Limits, st.none() | st.integers(1, 3), st.integers(1, 3)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_candidates, st.fixed_dictionaries({"p": _states, "q": _states, "r": _states}))
+def test_planning_each_project_alone_decides_as_planning_them_all(
+    pending: list[Candidate], states: dict[str, ProjectState]
+) -> None:
+    """Per project, then starts merged: the same starts (in order), waits and failures."""
+    whole = plan(pending, states)
+    parts = [plan([c for c in pending if c.project == p], {p: s}) for p, s in states.items()]
+    assert merge_starts(parts) == whole.start
+    assert {k: v for part in parts for k, v in part.waiting.items()} == whole.waiting
+    assert {k: v for part in parts for k, v in part.failing.items()} == whole.failing
