@@ -120,6 +120,12 @@ def test_spread_resumes_a_cut_task_on_b_never_restarts_b_and_a_rejoins_after_its
     after_run = _pids(driver, on_b)
     state = daemon_state(daemon)
     wait_for(lambda: time.time() > reset + 1, 150, "A's reset", daemon)
+
+    def a_rejoined() -> bool:
+        """A session of A's idle on A again (the rejoin relaunches it there after the reset)."""
+        return any(s["account"] == "a" and s["state"] == "idle" for s in _sessions(daemon).values())
+
+    wait_for(a_rejoined, 60, "A's sessions back on A after its reset", daemon)
     for i in range(2 * PER_ACCOUNT):
         drop_task(project, f"r{i}.md", f"Reply with a greeting for task r{i}.")
     wait_for(
