@@ -337,6 +337,29 @@ def done_count(projects: list[Path]) -> int:
     )
 
 
+def failed_count(projects: list[Path]) -> int:
+    """Files in every project's ``failed/``."""
+    return sum(1 for p in projects for _ in (p / ".agent-queue" / "failed").glob("*.md"))
+
+
+def burst(
+    ws: Workspace, projects: list[Path], count: int, prefix: str, body: str, per_task: float
+) -> float:
+    """Drop ``count`` tasks over ``projects`` at once; seconds until every one has a result.
+
+    The deadline is ``per_task`` seconds a task, at least two minutes.
+    """
+    began = time.monotonic()
+    for i in range(count):
+        drop(projects[i % len(projects)], f"{prefix}{i:05d}.md", body)
+    deadline = began + max(120.0, count * per_task)
+    while (finished := done_count(projects)) < count:
+        if time.monotonic() > deadline:
+            raise BenchError(f"{finished} of {count} tasks finished:\n{ws.tail()}")
+        time.sleep(0.02)
+    return time.monotonic() - began
+
+
 @contextlib.contextmanager
 def workspace(label: str) -> Iterator[Workspace]:
     """A :class:`Workspace` that is closed whatever happens."""

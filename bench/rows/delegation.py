@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +20,7 @@ from typing import Any, ClassVar
 
 from bench.report import Figure
 from bench.rows import Context
-from bench.workspace import BenchError, done_count, drop, workspace
+from bench.workspace import burst, failed_count, workspace
 
 TASK = "---\npreferred_ai: bench\n---\nanswer at once\n"
 KEY_ENV = "BENCH_JOB_API_KEY"
@@ -95,18 +94,10 @@ def run(ctx: Context) -> list[Figure]:
         )
         ws.start(config)
         cpu0 = ws.cpu()
-        began = time.monotonic()
         with ws.profiled(ctx.profile, "delegation"):
-            for i in range(count):
-                drop(projects[i % projects_n], f"d{i:05d}.md", TASK)
-            deadline = began + max(120.0, count * 0.3)
-            while (finished := done_count(projects)) < count:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"{finished} of {count} delegated tasks:\n{ws.tail()}")
-                time.sleep(0.05)
-        elapsed = time.monotonic() - began
+            elapsed = burst(ws, projects, count, "d", TASK, 0.3)
         cpu = ws.cpu() - cpu0
-        failed = sum(1 for p in projects for _ in (p / ".agent-queue" / "failed").glob("*.md"))
+        failed = failed_count(projects)
         created = len(_JobApi.jobs)
     rate = Figure("delegated tasks per second", "tasks/s", [count / elapsed])
     rate.note = f"{count} tasks, {projects_n} projects: {elapsed:.1f} s; {failed} failed"

@@ -12,7 +12,6 @@ webhook that accepts and never answers, an Apprise ``json://`` that never answer
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from bench.report import Figure, ratio
 from bench.rows import Context
-from bench.workspace import BenchError, Workspace, done_count, drop, workspace
+from bench.workspace import Workspace, burst, workspace
 
 GOOD = "---\ntitle: queue\n---\nnothing to do\n"
 BAD = "---\ntitle: [unclosed\n---\nbody\n"
@@ -49,15 +48,9 @@ def dead_targets() -> Iterator[list[dict[str, Any]]]:
 
 def _burst(ws: Workspace, projects: list[Path], count: int, body: str) -> tuple[float, float]:
     """Rename ``count`` tasks in at once: (seconds to the last result, daemon CPU seconds)."""
-    cpu0, began = ws.cpu(), time.monotonic()
-    for i in range(count):
-        drop(projects[i % len(projects)], f"q{i:05d}.md", body)
-    deadline = began + max(120.0, count * 0.1)
-    while (finished := done_count(projects)) < count:
-        if time.monotonic() > deadline:
-            raise BenchError(f"{finished} of {count} tasks:\n{ws.tail()}")
-        time.sleep(0.02)
-    return time.monotonic() - began, ws.cpu() - cpu0
+    cpu0 = ws.cpu()
+    elapsed = burst(ws, projects, count, "q", body, 0.1)
+    return elapsed, ws.cpu() - cpu0
 
 
 def _failing(count: int, targets: list[dict[str, Any]]) -> float:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import math
 import re
-import time
 
 from bench import procstat
 from bench.report import Figure, fmt
 from bench.rows import Context
 from bench.rows.delivery import all_idle, sim_config
 from bench.rows.hooks import hook_command, hook_cost
-from bench.workspace import BenchError, done_count, drop, wait_until, workspace
+from bench.workspace import burst, failed_count, wait_until, workspace
 
 TASK = "---\ntitle: throughput\n---\nthroughput task\nsim: work 0s\n"
 
@@ -53,18 +52,10 @@ def run(ctx: Context) -> list[Figure]:
         tmux = ws.tmux_pid()
         signals_before = hook_calls(ws.metrics())
         daemon0, server0 = _cpu(ws.pid), _cpu(tmux)
-        began = time.monotonic()
         with ws.profiled(ctx.profile, "throughput"):
-            for i in range(count):
-                drop(projects[i % projects_n], f"t{i:05d}.md", TASK)
-            deadline = began + max(120.0, count * 0.5)
-            while (finished := done_count(projects)) < count:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"{finished} of {count} tasks finished:\n{ws.tail()}")
-                time.sleep(0.05)
-        elapsed = time.monotonic() - began
+            elapsed = burst(ws, projects, count, "t", TASK, 0.5)
         daemon1, server1 = _cpu(ws.pid), _cpu(tmux)
-        failed = sum(1 for p in projects for _ in (p / ".agent-queue" / "failed").glob("*.md"))
+        failed = failed_count(projects)
         calls = hook_calls(ws.metrics()) - signals_before
         ws.stop()  # the hook's cost alone, on the same machine, right after the run
         _, _, hook_cpu_ms, _ = hook_cost(ws, hook_command(ws), ctx.size(10, 5))
