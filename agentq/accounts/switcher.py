@@ -172,11 +172,14 @@ class Switcher:
         self._sync_accounts(now)
 
     def next_wakeup(self, now: datetime) -> float | None:
-        """Seconds until a hold ends, so the loop wakes for it."""
-        hold = self._book.hold
-        if hold is None:
+        """Seconds until a hold ends or (spread) an exhausted account's reset, so the loop
+        wakes for it: the account rejoins then, not with the next task that happens by."""
+        times = [self._book.hold.until] if self._book.hold is not None else []
+        if self._rules.policy == "spread":
+            times += [t for t in self._book.exhausted_until.values() if t is not None and t > now]
+        if not times:
             return None
-        return max(0.0, (hold.until - now).total_seconds())
+        return max(0.0, (min(times) - now).total_seconds())
 
     # -- operator requests ---------------------------------------------------------------
 

@@ -8,12 +8,13 @@ agent's hooks (a prompt is drawn right after ``SessionStart``, the process ends 
 ``SessionEnd``, a dialog follows ``PermissionRequest``) and a paste (it shows within
 milliseconds). Other state changes are not: an agent takes a while to start, to take a
 prompt or to exit, and its hooks say when. Idle, empty and parked slots are not looked at
-on a timer (a hook or another slot's look brings them along).
+on a timer (a hook or another slot's look brings them along), except a parked slot whose
+resume waits for its session id: it is looked at like a launch until the id is found.
 """
 
 from __future__ import annotations
 
-from agentq.sessions.model import SlotState
+from agentq.sessions.model import Slot, SlotState
 
 MIN_WAIT = 0.005
 FAST_CAP = 0.1
@@ -36,12 +37,13 @@ def starts_quick(state: SlotState) -> bool:
     return state is SlotState.PASTED
 
 
-def next_wait(state: SlotState, quiet_for: float) -> float | None:
-    """Seconds until the next look at a slot in ``state``, ``quiet_for`` after its last event.
+def next_wait(slot: Slot, quiet_for: float) -> float | None:
+    """Seconds until the next look at ``slot``, ``quiet_for`` after its last event.
 
     None: no look on a timer.
     """
-    cap = _CAPS.get(state)
+    waiting = slot.state is SlotState.PARKED and slot.resume_on is not None
+    cap = LAUNCH_CAP if waiting else _CAPS.get(slot.state)
     if cap is None:
         return None
     return min(cap, max(MIN_WAIT, quiet_for))

@@ -105,6 +105,7 @@ class StepBase:
             echo_baseline="",
             stale=False,
             background=False,  # a fresh agent process runs no background agent of ours
+            resume_on=None,
         )
 
     def launch_failed(self, reason: str) -> None:
@@ -222,5 +223,6 @@ class StepBase:
             submitted=False,
             flagged_stale=False,
             background=False,
+            resume_on=None,
         )
         self.task = None

@@ -52,7 +52,13 @@ from agentq.sessions.actuator import Actuator
 from agentq.sessions.delivery import SHELLS, prompt_text
 from agentq.sessions.machine import needs_screen, step
 from agentq.sessions.observe import hook_of, transcript_stamp, turn_signalled
-from agentq.sessions.pool import PoolSpec, pick_account, pick_slot, plan_launches
+from agentq.sessions.pool import (
+    PoolSpec,
+    away_from_home,
+    pick_account,
+    pick_slot,
+    plan_launches,
+)
 from agentq.sessions.settings import SessionSettings, session_setup
 from agentq.sessions.tmux import PaneInfo, TmuxDriver
 
@@ -200,7 +206,7 @@ class SessionExecutor:
         settled = {n for n, s in self._slots.items() if s.state is m.SlotState.EMPTY}
         panes = self.driver.list_panes() if due else {}
         for name, slot in self._slots.items():
-            if name not in due and (not due or cadence.next_wait(slot.state, 0.0) is not None):
+            if name not in due and (not due or cadence.next_wait(slot, 0.0) is not None):
                 continue  # not due: looked at on its own cadence (idle ones ride along)
             info = panes.get(name)
             try:
@@ -215,6 +221,7 @@ class SessionExecutor:
             stamp = transcript_stamp(slot, view, self.settings.accounts)
             self._run(name, m.Tick(pane, hooks.get(name, ()), view, stamp), instant, now)
         self._retire(instant, now)
+        self._send_home(instant, now)
         self._keep_minimum(instant, now, settled)
         return self._actuator.take_finished()
 
@@ -258,6 +265,8 @@ class SessionExecutor:
         warm = [] if self._paused else plan_launches(self.pool, live, empty)
         if warm:
             waits.append(max(cadence.FAST_CAP, min(empty[n] for n in warm) - mono))
+        if self._strays():
+            waits.append(0.0)
         return max(0.0, min(waits)) if waits else None
 
     def close(self) -> None:
@@ -440,7 +449,7 @@ class SessionExecutor:
         if event:
             self._event_at[name] = mono
         quiet_for = mono - self._event_at.get(name, mono)
-        wait = cadence.next_wait(self._slots[name].state, quiet_for)
+        wait = cadence.next_wait(self._slots[name], quiet_for)
         self._due[name] = math.inf if wait is None else mono + wait
 
     def _apply(self, name: str, action: m.Action, now: datetime) -> None:
@@ -482,6 +491,20 @@ class SessionExecutor:
             if self._slots[name].state is m.SlotState.EMPTY:
                 del self._slots[name]
                 logger.info("pool session retired", extra={"session": name})
+
+    def _strays(self) -> list[str]:
+        """Idle slots away from a home account the pool may launch on again (spread)."""
+        if self._paused:
+            return []
+        order = list(self.settings.accounts)
+        return away_from_home(self.pool, self._owned(), self._spread, order)
+
+    def _send_home(self, instant: m.Instant, now: datetime) -> None:
+        """Stop idle sessions borrowed from another account; they are warmed up at home next."""
+        for name in self._strays():
+            slot = self._slots[name]
+            logger.info("pool session goes home", extra={"session": name, "from": slot.account})
+            self._run(name, m.Park(), instant, now)  # no task: kill, EMPTY
 
     def _launch_account(self, name: str) -> str:
         """The account slot ``name``'s next launch uses (its home while usable, …)."""

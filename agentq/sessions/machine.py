@@ -25,7 +25,7 @@ the pane reads idle (row 72; IDLE when ``recycle`` is off). Log lines are left o
  3   LAUNCHING      Tick: session gone, task, tries left             LAUNCHING: Launch
  4   LAUNCHING      Tick: session gone, task, resuming, no tries     EMPTY: Finish(failed)
  5   task states    Tick: session gone (otherwise)                   EMPTY: Finish(failed)
- 6   EMPTY, PARKED  Tick                                             unchanged
+ 6   EMPTY, PARKED  Tick (no resume waiting for the session id)      unchanged
  7   LAUNCHING      Tick: stale (left by a previous daemon), no task EMPTY: Kill
  8   LAUNCHING      Tick: a menu on screen                           LAUNCHING: Esc
  9   LAUNCHING      Tick: idle, no task                              IDLE
@@ -69,7 +69,7 @@ the pane reads idle (row 72; IDLE when ``recycle`` is off). Log lines are left o
 47   no task        Park                                             EMPTY: Kill
 48   PARKED         Resume: not submitted                            LAUNCHING: Launch
 49   PARKED         Resume: submitted, session id known              LAUNCHING: Launch(resume)
-50   PARKED         Resume: submitted, session id unknown            EMPTY: Finish(failed)
+50   PARKED         Resume: submitted, session id unknown            PARKED: FindSessionId (74-76)
 51   LAUNCHING      Failed: no task                                  EMPTY: back off
 52   task states    Failed: the task dropped (its start failed)      EMPTY: Kill
 53   task states    Failed: task, the session still exists           unchanged
@@ -93,12 +93,22 @@ the pane reads idle (row 72; IDLE when ``recycle`` is off). Log lines are left o
 71   BUSY           Tick: Stop hook, a usage warning on the pane     as 21, Report(warning) first
 72   EXITING        Tick: exit not typed, the agent idle             EXITING: Exit
 73   EXITING        Tick: exit not typed, not idle, exit_timeout     EXITING: Exit
+74   PARKED         Tick: a resume waits, the session id now known   LAUNCHING: Launch(resume)
+75   PARKED         Tick: a resume waits, within ``ID_LOOKUP``       unchanged: FindSessionId
+76   PARKED         Tick: a resume waits, past ``ID_LOOKUP``         LAUNCHING: Launch (afresh)
 ===  =============  ===============================================  ==========================
 
 A session of ours found at start-up begins LAUNCHING and stale. The slot states a task
 can be in are LAUNCHING, PASTED, SUBMITTED, BUSY, QUOTA and PARKED ("task states");
 "LAUNCHING…" are the states whose pane is read (LAUNCHING to QUOTA). BUSY and QUOTA are
 :mod:`agentq.sessions.working`'s.
+
+A task cut so soon after its prompt went in that no hook named its session and the
+transcript did not hold it yet is not failed for want of an id (rows 50, 74-76): the
+resume waits up to :data:`ID_LOOKUP` for a late hook or the transcript to name it, then
+delivers the task afresh. The agent's process was killed by then, and an agent that took
+the prompt writes it to its transcript at once: no id by then means it never took it, so
+nothing runs twice.
 
 A task ends on the ``Stop`` that leaves no background agent of its running (Claude Code
 fires one when the main turn ends and another after the follow-up turn the agents' end
@@ -160,6 +170,8 @@ from agentq.sessions.working import WorkingStep
 
 #: Signals stamped up to this long before the paste still count (two clocks, one host).
 DELIVERY_SLACK = 0.001
+#: How long a resume waits for a parked task's session id (a late hook, the transcript).
+ID_LOOKUP = 3.0
 
 
 # -- the step ----------------------------------------------------------------------------
@@ -206,7 +218,10 @@ class _Step(WorkingStep):
         self.bind(tick.task)
         own = self.own_hooks(tick.hooks)
         state = self.slot.state
-        if state in (SlotState.EMPTY, SlotState.PARKED):
+        if state is SlotState.PARKED:
+            self.on_parked()
+            return
+        if state is SlotState.EMPTY:
             return
         if tick.pane is None or not tick.pane.alive:
             self.session_gone(tick.pane)
@@ -281,10 +296,12 @@ class _Step(WorkingStep):
         if self.task is not None and slot.state in TASK_STATES - {SlotState.PARKED}:
             self.emit(Kill())
             submitted = slot.continuing or slot.state in SUBMITTED_STATES
-            if submitted and not self.session_id and slot.cwd is not None:
-                self.emit(FindSessionId(slot.account, slot.cwd, self.expected_prompt()))
+            if submitted and not self.session_id:
+                self.find_session_id()
             self.set(state=SlotState.PARKED, submitted=submitted)
-        elif slot.state is not SlotState.PARKED:
+        elif slot.state is SlotState.PARKED:
+            self.set(resume_on=None)  # parked again: a waiting resume's account ran out too
+        else:
             self.kill()
 
     def resume(self, resume: Resume) -> None:
@@ -295,17 +312,43 @@ class _Step(WorkingStep):
         if not self.slot.submitted:
             self.launch(task.cwd, resume.account, None, task)  # nothing was typed: deliver afresh
             return
-        if not self.session_id:
-            reason = (
-                "interrupted by the usage limit; its session id is unknown, so it cannot be resumed"
-            )
-            self.finish(Ending.FAILED, error=reason)
-            self.set(state=SlotState.EMPTY)
+        if self.session_id:
+            self.resume_on_account(resume.account)
             return
-        uuid = self.session_id
+        # Row 50: a hook not written yet or the transcript may still name it (74-76).
+        waiting = self.slot.resume_on is not None
+        self.set(resume_on=resume.account, since=self.slot.since if waiting else self.now.mono)
+        self.find_session_id()
+
+    def resume_on_account(self, account: str) -> None:
+        """``--resume`` the parked task's session on ``account``, typing the continue prompt."""
+        task, uuid = self.task, self.session_id
+        if task is None or uuid is None:
+            return
         self.set(resume_id=uuid, continuing=True, tries=0)
-        self.set(notes=(*self.slot.notes, ("resumed", f"{uuid} on account {resume.account}")))
-        self.launch(task.cwd, resume.account, uuid, task)
+        self.note("resumed", f"{uuid} on account {account}")
+        self.launch(task.cwd, account, uuid, task)
+
+    def find_session_id(self) -> None:
+        """Ask for the transcript that holds our prompt (the executor records what it finds)."""
+        if self.slot.cwd is not None:
+            self.emit(FindSessionId(self.slot.account, self.slot.cwd, self.expected_prompt()))
+
+    def on_parked(self) -> None:
+        """A parked task whose resume waits for its session id (rows 6, 74-76)."""
+        account, task = self.slot.resume_on, self.task
+        if account is None or task is None:
+            return
+        if self.session_id:
+            self.resume_on_account(account)
+        elif self.now.mono - self.slot.since <= ID_LOOKUP:
+            self.find_session_id()
+        else:
+            # Its agent never took the prompt (no hook, no transcript): nothing ran.
+            self.note("redelivered", f"on account {account}: cut before its agent took the prompt")
+            self.log(logging.WARNING, "parked task delivered afresh: no session id", task=task.key)
+            self.set(continuing=False, submitted=False, resume_id=None)
+            self.launch(task.cwd, account, None, task)
 
     def failed(self, failed: Failed) -> None:
         self.bind(failed.task)

@@ -200,6 +200,8 @@ class Slot:
     quota_hint: QuotaHint | None = None
     #: Set when parked: whether the prompt had been submitted (resume) or not (deliver).
     submitted: bool = False
+    #: PARKED: the account a resume waits to launch on while the session id is looked up.
+    resume_on: str | None = None
     #: The last prompt echo on screen before our paste: pane readings count only after ours.
     echo_baseline: str = ""
     notes: tuple[tuple[str, str], ...] = ()

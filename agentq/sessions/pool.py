@@ -11,8 +11,9 @@ configured accounts in turn (``agentq-0`` on the first, ``agentq-1`` on the
 second, …). A launch uses the home account while it is one the pool may use; else
 the account the slot ran on, if still usable (a borrowed session is not moved
 needlessly); else the usable account with the fewest sessions. A slot launched
-elsewhere goes home at its next launch once its home is usable again: a running
-session is never restarted for it. With one usable account (failover), every
+elsewhere goes home once its home is usable again: an idle one is relaunched there
+at once (:func:`away_from_home`), a working one when its task is over (a running
+session is never restarted for it). With one usable account (failover), every
 launch uses it.
 """
 
@@ -113,3 +114,19 @@ def pick_account(
         if other.name != slot.name and other.state is not SlotState.EMPTY:
             load[other.account] = load.get(other.account, 0) + 1
     return min(accounts, key=lambda account: load[account])
+
+
+def away_from_home(
+    spec: PoolSpec, slots: Iterable[Slot], accounts: Sequence[str], order: Sequence[str]
+) -> list[str]:
+    """Spread: idle slots on another account while their home is one the pool may use.
+
+    They are relaunched at home, so an account that rejoins after its reset gets its
+    sessions back even when no task comes to move them. Empty with one usable account.
+    """
+    if len(accounts) <= 1:
+        return []
+    names = set(spec.names()) - spec.dedicated
+    idle = [s for s in slots if s.name in names and s.state is SlotState.IDLE]
+    homes = {s.name: home_account(spec, s.name, order) for s in idle}
+    return [s.name for s in idle if s.account != homes[s.name] and homes[s.name] in accounts]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentq.sessions import cadence
-from agentq.sessions.model import SlotState
+from agentq.sessions.model import Slot, SlotState
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,14 @@ def test_next_wait_doubles_from_the_last_event_up_to_the_states_cap(
     state: SlotState, quiet_for: float, expected: float | None
 ) -> None:
     """Soon after something happened, calmer as nothing does, never slower than the cap."""
-    assert cadence.next_wait(state, quiet_for) == expected
+    assert cadence.next_wait(Slot("s", state), quiet_for) == expected
+
+
+def test_a_parked_slot_whose_resume_waits_for_its_session_id_is_looked_at_like_a_launch() -> None:
+    """The late hook or the transcript that names the id is looked for on a timer."""
+    waiting = Slot("s", SlotState.PARKED, resume_on="b")
+    assert cadence.next_wait(waiting, 0.04) == 0.04
+    assert cadence.next_wait(waiting, 3.0) == cadence.LAUNCH_CAP
 
 
 @pytest.mark.parametrize("state", list(SlotState), ids=lambda state: state.value)

@@ -238,6 +238,8 @@ STILL = replace(
 )
 QUOTA = slot(SlotState.QUOTA, quota_hint=QuotaHint("3pm (UTC)", "session limit"))
 PARKED = slot(SlotState.PARKED, submitted=True)
+#: Parked, its resume to account b waiting for the session id since NOW.
+WAITING = replace(PARKED, resume_on="b")
 HINT = QuotaHint("3pm (UTC)", "session limit")
 
 CASES = [
@@ -959,13 +961,98 @@ CASES = [
         ),
     ),
     Case(
-        "a parked task whose session id is unknown fails",
+        "a parked task whose session id is unknown waits while the transcripts are searched",
         50,
         PARKED,
         Resume(TASK, "b"),
-        SlotState.EMPTY,
-        (Finish,),
-        check=failed_with("its session id is unknown"),
+        SlotState.PARKED,
+        (FindSessionId,),
+        check=lambda s, a: (
+            s.resume_on == "b"
+            and s.since == NOW.mono
+            and only(a, FindSessionId) == FindSessionId("a", CWD, FIRST_LINE)
+        ),
+    ),
+    Case(
+        "a second resume while the id is looked up keeps the wait's start",
+        50,
+        replace(WAITING, since=NOW.mono - 1),
+        Resume(TASK, "c"),
+        SlotState.PARKED,
+        (FindSessionId,),
+        check=lambda s, a: s.resume_on == "c" and s.since == NOW.mono - 1,
+    ),
+    Case(
+        "a waiting resume launches once the record holds the id the transcript named",
+        74,
+        WAITING,
+        tick(None, task=TASK_WITH_ID),
+        SlotState.LAUNCHING,
+        (Launch,),
+        now=later(0.5),
+        check=lambda s, a: (
+            only(a, Launch) == Launch(CWD, "b", SID)
+            and s.continuing
+            and s.resume_id == SID
+            and s.resume_on is None
+            and s.notes[-1] == ("resumed", f"{SID} on account b")
+        ),
+    ),
+    Case(
+        "a waiting resume launches on the id a late hook names",
+        74,
+        WAITING,
+        tick(None, hook("UserPromptSubmit", session_id=SID, prompt=PROMPT)),
+        SlotState.LAUNCHING,
+        (Progress, Launch),
+        now=later(0.5),
+        check=lambda s, a: only(a, Launch) == Launch(CWD, "b", SID) and s.resume_on is None,
+    ),
+    Case(
+        "a waiting resume searches the transcripts again until the lookup's end",
+        75,
+        WAITING,
+        tick(None),
+        SlotState.PARKED,
+        (FindSessionId,),
+        now=later(machine.ID_LOOKUP),
+        check=lambda s, a: s.resume_on == "b",
+    ),
+    Case(
+        "a task its agent never took (no id in time) is delivered afresh, nothing resumed",
+        76,
+        WAITING,
+        tick(None),
+        SlotState.LAUNCHING,
+        (Launch,),
+        now=later(machine.ID_LOOKUP + 0.1),
+        check=lambda s, a: (
+            only(a, Launch) == Launch(CWD, "b")
+            and not s.continuing
+            and not s.submitted
+            and s.resume_id is None
+            and s.resume_on is None
+            and s.notes[-1][0] == "redelivered"
+            and logged("parked task delivered afresh: no session id")(s, a)
+        ),
+    ),
+    Case(
+        "a waiting resume whose account is parked too waits for the next resume",
+        44,
+        WAITING,
+        Park((), TASK),
+        SlotState.PARKED,
+        (),
+        check=lambda s, a: s.resume_on is None and s.submitted,
+    ),
+    Case(
+        "a parked task without a waiting resume stays parked on a tick",
+        6,
+        PARKED,
+        tick(None),
+        SlotState.PARKED,
+        (),
+        now=later(machine.ID_LOOKUP + 60),
     ),
     # -- applying actions failed -------------------------------------------------------------
     Case(

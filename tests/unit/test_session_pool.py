@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from agentq.sessions.model import Slot, SlotState
-from agentq.sessions.pool import PoolSpec, home_account, pick_account, pick_slot
+from agentq.sessions.pool import (
+    PoolSpec,
+    away_from_home,
+    home_account,
+    pick_account,
+    pick_slot,
+)
 
 SPEC = PoolSpec("aq-", 0, 4, 4)
 ORDER = ("a", "b")
@@ -59,3 +65,35 @@ def test_an_idle_session_on_a_usable_account_takes_the_task_first() -> None:
     pool = slots((IDLE, "a"), (IDLE, "b"))
     assert pick_slot(pool, CWD, None, ("b",)) == pool[1]
     assert pick_slot(pool, CWD, None) == pool[0]
+
+
+@pytest.mark.parametrize(
+    ("pool", "accounts", "expected"),
+    [
+        (slots((IDLE, "b"), (IDLE, "b"), (IDLE, "b"), (IDLE, "b")), ("a", "b"), ["aq-0", "aq-2"]),
+        (slots((IDLE, "b"), (IDLE, "b"), (IDLE, "b"), (IDLE, "b")), ("b",), []),
+        (slots((BUSY, "b"), (IDLE, "b"), (EMPTY, "b"), (IDLE, "b")), ("a", "b"), []),
+        (slots((IDLE, "b"), (IDLE, "b")), ("b", "c"), []),
+        (slots((IDLE, "a"), (IDLE, "b"), (IDLE, "a"), (IDLE, "b")), ("a", "b"), []),
+    ],
+    ids=[
+        "idle sessions borrowed from a go home once a is usable again",
+        "not while a is out (one usable account)",
+        "a working session finishes its task first; an empty one launches at home anyway",
+        "not while the home is out of the usable accounts",
+        "every session at home: nothing moves",
+    ],
+)
+def test_idle_sessions_away_from_a_usable_home_go_home(
+    pool: list[Slot], accounts: tuple[str, ...], expected: list[str]
+) -> None:
+    """The slots relaunched at home: idle, away from home, and the home usable."""
+    order = ("a", "b", "c") if "c" in accounts else ORDER
+    assert away_from_home(SPEC, pool, accounts, order) == expected
+
+
+def test_the_operators_sessions_never_go_anywhere() -> None:
+    """A dedicated session in the pool's range is not the pool's to move."""
+    spec = PoolSpec("aq-", 0, 4, 4, dedicated=frozenset({"aq-0"}))
+    pool = slots((IDLE, "b"), (IDLE, "a"), (IDLE, "a"), (IDLE, "a"))
+    assert away_from_home(spec, pool, ("a", "b"), ORDER) == ["aq-2"]

@@ -106,8 +106,11 @@ def test_an_exhausted_account_rejoins_by_itself_after_its_reset(tmp_path: Path) 
     rig.calls()
     rig.switcher.tick(RESET - timedelta(seconds=1))
     assert rig.calls() == []
+    # The loop wakes for the reset, not only with the next task that happens by.
+    assert rig.switcher.next_wakeup(RESET - timedelta(seconds=1)) == 1.0
     rig.switcher.tick(RESET)
     assert rig.calls() == [("use accounts", "a,b,c")]
+    assert rig.switcher.next_wakeup(RESET) is None
 
 
 def test_the_active_accounts_limit_moves_the_link_and_the_operator_sessions(
