@@ -137,13 +137,18 @@ def test_server_error_storms_fail_their_tasks_as_server_errors_never_quota(
         transcript = Path(dict(failed[name].details)["transcript"])
         reading = classify_transcript(transcript_lines(transcript))
         assert reading.kind is Kind.SERVER_ERROR, f"{name}: {reading}"
-        # The turn's own request (not the title request) ran 1 + CLAUDE_CODE_MAX_RETRIES times.
+        # The task ended when the CLI gave up (its StopFailure), never on a retrying line:
+        # the turn's own request (not the title request) was retried, every answer the storm's.
+        # Up to 1 + CLAUDE_CODE_MAX_RETRIES requests reach the mock; one run under load saw
+        # only two arrive before the CLI's StopFailure (the CLI's retrying, not agentq's).
+        assert error.startswith("agent error ("), f"{name}: {error!r}"
         turns = [
             entry
             for entry in mock_api.messages()
             if f"MOCK{code}" in entry["prompt"] and "<session>" not in entry["prompt"]
         ]
-        assert [entry["status"] for entry in turns] == [code] * 3, turns
+        statuses = [entry["status"] for entry in turns]
+        assert 2 <= len(statuses) <= 3 and set(statuses) == {code}, turns
 
 
 def _stop_failure(state_dir: Path) -> Signal | None:
