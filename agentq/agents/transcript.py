@@ -95,11 +95,14 @@ def _entry_text(content: object) -> str | None:
     return None
 
 
-def find_session_by_prompt(account_home: Path, cwd: Path, first_line: str) -> str | None:
+def find_session_by_prompt(
+    account_home: Path, cwd: Path, first_line: str, hint: str | None = None
+) -> str | None:
     """The session id whose transcript (``projects/<cwd slug>/*.jsonl``) holds our prompt.
 
-    The fallback when no hook reported the id yet: the agent writes the user's prompt
-    to its transcript as soon as it is submitted. Newest transcript first.
+    What a resume needs: a session whose conversation holds the task (a hook naming a
+    session says only which process ran, not that the prompt reached its transcript).
+    ``hint``'s transcript first, then the newest.
     """
     if not first_line:
         return None
@@ -108,6 +111,9 @@ def find_session_by_prompt(account_home: Path, cwd: Path, first_line: str) -> st
         candidates = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
     except OSError:
         return None
+    if hint and UUID_RE.fullmatch(hint):
+        first = folder / f"{hint}.jsonl"
+        candidates = [first, *(p for p in candidates if p != first)]
     # As the text may appear inside a JSON string: escaped or not.
     needles = {json.dumps(first_line)[1:-1], json.dumps(first_line, ensure_ascii=False)[1:-1]}
     for path in candidates[:NEWEST_SEARCHED]:

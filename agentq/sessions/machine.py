@@ -63,8 +63,8 @@ the pane reads idle (row 72; IDLE when ``recycle`` is off). Log lines are left o
 41   IDLE, EMPTY    Assign: otherwise                                LAUNCHING: Launch
 42   any            Adopt (delivered before a restart)               BUSY
 43   EMPTY          Warm (keep the pool's minimum)                   LAUNCHING: Launch
-44   task states    Park: submitted, session id known                PARKED: Kill
-45   task states    Park: submitted, session id unknown              PARKED: Kill, FindSessionId
+44   task states    Park: submitted, a resumed task's continue       PARKED: Kill
+45   task states    Park: submitted (otherwise)                      PARKED: Kill, FindSessionId
 46   task states    Park: not submitted                              PARKED: Kill
 47   no task        Park                                             EMPTY: Kill
 48   PARKED         Resume: not submitted                            LAUNCHING: Launch
@@ -103,12 +103,16 @@ can be in are LAUNCHING, PASTED, SUBMITTED, BUSY, QUOTA and PARKED ("task states
 "LAUNCHING…" are the states whose pane is read (LAUNCHING to QUOTA). BUSY and QUOTA are
 :mod:`agentq.sessions.working`'s.
 
-A task cut so soon after its prompt went in that no hook named its session and the
-transcript did not hold it yet is not failed for want of an id (rows 50, 74-76): the
-resume waits up to :data:`ID_LOOKUP` for a late hook or the transcript to name it, then
-delivers the task afresh. The agent's process was killed by then, and an agent that took
-the prompt writes it to its transcript at once: no id by then means it never took it, so
-nothing runs twice.
+A parked task is resumed only in a session whose transcript holds its prompt (row 45):
+``--resume`` restores what the transcript holds, nothing more. A hook names the agent
+process, not what reached its transcript: the prompt hook can fire and the process be
+killed before the prompt is written (Claude Code 2.1.332), and a session reused with
+``recycle`` off holds earlier tasks' conversation. Resuming such a session would
+"continue" without the task. So parking looks the prompt up in the transcripts (the
+hooks' session first), and a parked task learns no id from hooks. A task whose prompt is
+in no transcript is not failed for want of an id (rows 50, 74-76): the resume looks again
+for up to :data:`ID_LOOKUP`, then delivers the task afresh, in full. The agent's process
+was killed by then, so the conversation holds nothing of the task.
 
 A task ends on the ``Stop`` that leaves no background agent of its running (Claude Code
 fires one when the main turn ends and another after the follow-up turn the agents' end
@@ -296,8 +300,13 @@ class _Step(WorkingStep):
         if self.task is not None and slot.state in TASK_STATES - {SlotState.PARKED}:
             self.emit(Kill())
             submitted = slot.continuing or slot.state in SUBMITTED_STATES
-            if submitted and not self.session_id:
-                self.find_session_id()
+            if submitted and not slot.continuing:
+                # Row 45: only a transcript that holds the prompt makes it resumable.
+                hint = slot.bound_id or self.session_id
+                if self.session_id:
+                    self.emit(Progress(session_id=None))
+                    self.session_id = None
+                self.find_session_id(hint)
             self.set(state=SlotState.PARKED, submitted=submitted)
         elif slot.state is SlotState.PARKED:
             self.set(resume_on=None)  # parked again: a waiting resume's account ran out too
@@ -318,7 +327,7 @@ class _Step(WorkingStep):
         # Row 50: a hook not written yet or the transcript may still name it (74-76).
         waiting = self.slot.resume_on is not None
         self.set(resume_on=resume.account, since=self.slot.since if waiting else self.now.mono)
-        self.find_session_id()
+        self.find_session_id(self.slot.bound_id)
 
     def resume_on_account(self, account: str) -> None:
         """``--resume`` the parked task's session on ``account``, typing the continue prompt."""
@@ -329,10 +338,12 @@ class _Step(WorkingStep):
         self.note("resumed", f"{uuid} on account {account}")
         self.launch(task.cwd, account, uuid, task)
 
-    def find_session_id(self) -> None:
+    def find_session_id(self, hint: str | None = None) -> None:
         """Ask for the transcript that holds our prompt (the executor records what it finds)."""
-        if self.slot.cwd is not None:
-            self.emit(FindSessionId(self.slot.account, self.slot.cwd, self.expected_prompt()))
+        slot = self.slot
+        if slot.cwd is not None:
+            look = FindSessionId(slot.account, slot.cwd, self.expected_prompt(), hint)
+            self.emit(look)
 
     def on_parked(self) -> None:
         """A parked task whose resume waits for its session id (rows 6, 74-76)."""
@@ -342,10 +353,10 @@ class _Step(WorkingStep):
         if self.session_id:
             self.resume_on_account(account)
         elif self.now.mono - self.slot.since <= ID_LOOKUP:
-            self.find_session_id()
+            self.find_session_id(self.slot.bound_id)
         else:
-            # Its agent never took the prompt (no hook, no transcript): nothing ran.
-            self.note("redelivered", f"on account {account}: cut before its agent took the prompt")
+            # No transcript holds the prompt: no conversation to resume; it starts over.
+            self.note("redelivered", f"on account {account}: cut before its prompt was recorded")
             self.log(logging.WARNING, "parked task delivered afresh: no session id", task=task.key)
             self.set(continuing=False, submitted=False, resume_id=None)
             self.launch(task.cwd, account, None, task)
@@ -400,8 +411,9 @@ class _Step(WorkingStep):
                 ignored = "signal of another agent process ignored"
                 self.log(logging.INFO, ignored, event=hook.event, id=sid)
                 continue
-            if sid and hook.event != "SessionEnd":
-                learned = sid
+            parked = self.slot.state is SlotState.PARKED
+            if sid and hook.event != "SessionEnd" and not parked:
+                learned = sid  # parked: the transcript, not a hook, names it (row 45)
             if hook.transcript_path:
                 self.set(transcript=hook.transcript_path)
             own.append(hook)

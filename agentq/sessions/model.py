@@ -401,11 +401,15 @@ class Report:
 
 @dataclass(frozen=True)
 class FindSessionId:
-    """Look the task's session id up in the transcripts (no hook said it) and record it."""
+    """Find the session whose transcript holds the task's prompt and record its id.
+
+    ``hint``: the session a hook named, whose transcript is read first.
+    """
 
     account: str
     cwd: Path
     first_line: str
+    hint: str | None = None
 
 
 @dataclass(frozen=True)

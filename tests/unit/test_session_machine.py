@@ -323,13 +323,21 @@ CASES = [
         (),
     ),
     Case(
-        "a parked slot records a session id a late hook names and waits",
+        "a parked slot takes no session id from a late hook, even our prompt's",
+        6,
+        PARKED,
+        tick(None, hook("UserPromptSubmit", session_id=SID, prompt=PROMPT)),
+        SlotState.PARKED,
+        (),
+        check=lambda s, a: s.bound_id == SID,  # where the transcript lookup reads first
+    ),
+    Case(
+        "a parked slot takes no session id from a late hook that is not our prompt's",
         6,
         PARKED,
         tick(None, hook("Stop", session_id=SID)),
         SlotState.PARKED,
-        (Progress,),
-        check=lambda s, a: only(a, Progress) == Progress(session_id=SID),
+        (),
     ),
     # -- launching ---------------------------------------------------------------------------
     Case(
@@ -895,21 +903,44 @@ CASES = [
     ),
     # -- park and resume ---------------------------------------------------------------------
     Case(
-        "a working task is parked with its recorded session id",
+        "a working task is looked up in the transcripts, its prompt's session first",
+        45,
+        replace(BUSY, bound_id=SID),
+        Park((), TASK_WITH_ID),
+        SlotState.PARKED,
+        (Kill, Progress, FindSessionId),
+        check=lambda s, a: (
+            only(a, Progress) == Progress(session_id=None)
+            and only(a, FindSessionId) == FindSessionId("a", CWD, FIRST_LINE, SID)
+            and s.submitted
+        ),
+    ),
+    Case(
+        "a resumed task cut again before its continue was taken keeps its session",
         44,
-        BUSY,
+        replace(BUSY, continuing=True, resume_id=SID),
         Park((), TASK_WITH_ID),
         SlotState.PARKED,
         (Kill,),
         check=lambda s, a: s.submitted,
     ),
     Case(
-        "a parked task's session id comes from a hook not read yet",
-        44,
+        "a session id no prompt hook of ours bound is dropped and the prompt looked up",
+        45,
+        BUSY,
+        Park((), TASK_WITH_ID),
+        SlotState.PARKED,
+        (Kill, Progress, FindSessionId),
+        check=lambda s, a: only(a, Progress) == Progress(session_id=None) and s.submitted,
+    ),
+    Case(
+        "a hook not read yet names the session whose transcript is read first",
+        45,
         BUSY,
         Park((hook("UserPromptSubmit", session_id=SID, prompt=PROMPT),), TASK),
         SlotState.PARKED,
-        (Progress, Kill),
+        (Progress, Kill, Progress, FindSessionId),
+        check=lambda s, a: only(a, FindSessionId) == FindSessionId("a", CWD, FIRST_LINE, SID),
     ),
     Case(
         "a task submitted before any hook spoke is looked up in the transcripts",
@@ -999,14 +1030,24 @@ CASES = [
         ),
     ),
     Case(
-        "a waiting resume launches on the id a late hook names",
-        74,
+        "a waiting resume reads the transcript of the session a late prompt hook names first",
+        75,
         WAITING,
         tick(None, hook("UserPromptSubmit", session_id=SID, prompt=PROMPT)),
-        SlotState.LAUNCHING,
-        (Progress, Launch),
+        SlotState.PARKED,
+        (FindSessionId,),
         now=later(0.5),
-        check=lambda s, a: only(a, Launch) == Launch(CWD, "b", SID) and s.resume_on is None,
+        check=lambda s, a: only(a, FindSessionId) == FindSessionId("a", CWD, FIRST_LINE, SID),
+    ),
+    Case(
+        "a waiting resume takes no id from a hook that is not our prompt's",
+        75,
+        WAITING,
+        tick(None, hook("SessionStart", session_id=SID)),
+        SlotState.PARKED,
+        (FindSessionId,),
+        now=later(0.5),
+        check=lambda s, a: s.resume_on == "b" and s.bound_id is None,
     ),
     Case(
         "a waiting resume searches the transcripts again until the lookup's end",
