@@ -925,7 +925,7 @@ CASES = [
         check=lambda s, a: s.submitted,
     ),
     Case(
-        "a session id no prompt hook of ours bound is dropped and the prompt looked up",
+        "a session id only a hook named is dropped and the prompt looked up",
         45,
         BUSY,
         Park((), TASK_WITH_ID),
