@@ -494,7 +494,7 @@ class SessionExecutor:
 
     def _strays(self) -> list[str]:
         """Idle slots away from a home account the pool may launch on again (spread)."""
-        if self._paused:
+        if self._paused or len(self._spread) < 2:
             return []
         order = list(self.settings.accounts)
         return away_from_home(self.pool, self._owned(), self._spread, order)
