@@ -395,6 +395,9 @@ def test_uncommitted_changes_keep_the_worktree_and_the_footer_says_where(
         daemon.start()
         assert daemon.wait_ready()
         done = wait_until(lambda: results([repo])["done"], 60)
+        # The result is in done/ a moment before the claimed file leaves the inbox; killed
+        # in between, the worktree would still count as in flight (recovery's business).
+        wait_until(lambda: not inbox_left([repo]), 30, message="the claimed file dropped")
     finally:
         daemon.close()
     rows = dict(_footer(done[0]).details)
