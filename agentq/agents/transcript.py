@@ -96,24 +96,26 @@ def _entry_text(content: object) -> str | None:
 
 
 def find_session_by_prompt(
-    account_home: Path, cwd: Path, first_line: str, hint: str | None = None
+    account_home: Path, cwd: Path, first_line: str, hint: str | None = None, since: float = 0.0
 ) -> str | None:
     """The session id whose transcript (``projects/<cwd slug>/*.jsonl``) holds our prompt.
 
     What a resume needs: a session whose conversation holds the task (a hook naming a
     session says only which process ran, not that the prompt reached its transcript).
-    ``hint``'s transcript first, then the newest.
+    Only transcripts modified since ``since`` (wall time) are read: ``hint``'s first,
+    then the newest.
     """
     if not first_line:
         return None
     folder = account_home / "projects" / re.sub(r"[^A-Za-z0-9]", "-", str(cwd))
     try:
-        candidates = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
+        stamped = [(path.stat().st_mtime, path) for path in folder.glob("*.jsonl")]
     except OSError:
         return None
-    if hint and UUID_RE.fullmatch(hint):
+    candidates = [path for mtime, path in sorted(stamped, reverse=True) if mtime >= since]
+    if hint:
         first = folder / f"{hint}.jsonl"
-        candidates = [first, *(p for p in candidates if p != first)]
+        candidates.sort(key=lambda path: path != first)  # stable: the rest stay newest first
     # As the text may appear inside a JSON string: escaped or not.
     needles = {json.dumps(first_line)[1:-1], json.dumps(first_line, ensure_ascii=False)[1:-1]}
     for path in candidates[:NEWEST_SEARCHED]:

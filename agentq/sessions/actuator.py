@@ -119,8 +119,9 @@ class Actuator:
                 reading = reading_of(name, slot.account, slot.transcript, action, now, tz)
                 self._tallies["reading", reading.account, reading.source, reading.kind] += 1
                 self._readings.append(reading)
-            case m.FindSessionId(account=on, cwd=cwd, first_line=first, hint=hint):
-                found = find_session_by_prompt(self._settings.accounts[on], cwd, first, hint)
+            case m.FindSessionId(account=on, cwd=cwd, first_line=first, hint=hint, since=since):
+                home = self._settings.accounts[on]
+                found = find_session_by_prompt(home, cwd, first, hint, since)
                 if job is not None and found:
                     job.claim.progress(session_id=found)
             case m.Stale(idle_s=idle):  # the machine flags once per standstill

@@ -497,7 +497,7 @@ class SessionExecutor:
         if self._paused or len(self._spread) < 2:
             return []
         order = list(self.settings.accounts)
-        return away_from_home(self.pool, self._owned(), self._spread, order)
+        return away_from_home(self.pool, self._slots.values(), self._spread, order)
 
     def _send_home(self, instant: m.Instant, now: datetime) -> None:
         """Stop idle sessions borrowed from another account; they are warmed up at home next."""

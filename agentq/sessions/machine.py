@@ -105,14 +105,15 @@ can be in are LAUNCHING, PASTED, SUBMITTED, BUSY, QUOTA and PARKED ("task states
 
 A parked task is resumed only in a session whose transcript holds its prompt (row 45):
 ``--resume`` restores what the transcript holds, nothing more. A hook names the agent
-process, not what reached its transcript: the prompt hook can fire and the process be
-killed before the prompt is written (Claude Code 2.1.332), and a session reused with
-``recycle`` off holds earlier tasks' conversation. Resuming such a session would
-"continue" without the task. So parking looks the prompt up in the transcripts (the
-hooks' session first), and a parked task learns no id from hooks. A task whose prompt is
-in no transcript is not failed for want of an id (rows 50, 74-76): the resume looks again
-for up to :data:`ID_LOOKUP`, then delivers the task afresh, in full. The agent's process
-was killed by then, so the conversation holds nothing of the task.
+process, not what reached its transcript, and a session reused with ``recycle`` off holds
+earlier tasks' conversation: a task cut moments after its prompt went in was seen (Claude
+Code 2.1.332) "resumed" in a session whose transcript did not hold it, and the agent
+continued without the task. So parking looks the prompt up in the transcripts written
+since the delivery (the hooks' session first), and a parked task learns no id from
+hooks. A task whose prompt is in no transcript is not failed for want of an id (rows 50,
+74-76): the resume looks again for up to :data:`ID_LOOKUP`, then delivers the task
+afresh, in full. The agent's process was killed by then, so the conversation holds
+nothing of the task.
 
 A task ends on the ``Stop`` that leaves no background agent of its running (Claude Code
 fires one when the main turn ends and another after the follow-up turn the agents' end
@@ -174,8 +175,10 @@ from agentq.sessions.working import WorkingStep
 
 #: Signals stamped up to this long before the paste still count (two clocks, one host).
 DELIVERY_SLACK = 0.001
-#: How long a resume waits for a parked task's session id (a late hook, the transcript).
+#: How long a resume looks for a transcript holding a parked task's prompt (one being written).
 ID_LOOKUP = 3.0
+#: A transcript's modification time may read this much before the paste (coarse timestamps).
+TRANSCRIPT_SLACK = 1.0
 
 
 # -- the step ----------------------------------------------------------------------------
@@ -324,7 +327,7 @@ class _Step(WorkingStep):
         if self.session_id:
             self.resume_on_account(resume.account)
             return
-        # Row 50: a hook not written yet or the transcript may still name it (74-76).
+        # Row 50: a transcript still being written may hold the prompt yet (rows 74-76).
         waiting = self.slot.resume_on is not None
         self.set(resume_on=resume.account, since=self.slot.since if waiting else self.now.mono)
         self.find_session_id(self.slot.bound_id)
@@ -342,8 +345,9 @@ class _Step(WorkingStep):
         """Ask for the transcript that holds our prompt (the executor records what it finds)."""
         slot = self.slot
         if slot.cwd is not None:
-            look = FindSessionId(slot.account, slot.cwd, self.expected_prompt(), hint)
-            self.emit(look)
+            # A transcript that holds this delivery's prompt was written to since the paste.
+            since = max(0.0, slot.delivered_at - TRANSCRIPT_SLACK) if slot.delivered_at else 0.0
+            self.emit(FindSessionId(slot.account, slot.cwd, self.expected_prompt(), hint, since))
 
     def on_parked(self) -> None:
         """A parked task whose resume waits for its session id (rows 6, 74-76)."""
@@ -401,6 +405,7 @@ class _Step(WorkingStep):
         expected = self.expected_prompt()
         learned: str | None = None
         delivered = self.slot.delivered_at - DELIVERY_SLACK if self.slot.delivered_at else 0.0
+        parked = self.slot.state is SlotState.PARKED
         for hook in hooks:
             if hook.received_at < max(delivered, self.slot.launched_at):
                 continue  # from the process this slot ran before, or an earlier delivery
@@ -411,7 +416,6 @@ class _Step(WorkingStep):
                 ignored = "signal of another agent process ignored"
                 self.log(logging.INFO, ignored, event=hook.event, id=sid)
                 continue
-            parked = self.slot.state is SlotState.PARKED
             if sid and hook.event != "SessionEnd" and not parked:
                 learned = sid  # parked: the transcript, not a hook, names it (row 45)
             if hook.transcript_path:

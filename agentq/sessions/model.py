@@ -403,13 +403,15 @@ class Report:
 class FindSessionId:
     """Find the session whose transcript holds the task's prompt and record its id.
 
-    ``hint``: the session a hook named, whose transcript is read first.
+    ``hint``: the session a hook named, whose transcript is read first. ``since`` (wall
+    time): only transcripts modified since then are read (0: every one).
     """
 
     account: str
     cwd: Path
     first_line: str
     hint: str | None = None
+    since: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -925,6 +925,18 @@ CASES = [
         check=lambda s, a: s.submitted,
     ),
     Case(
+        "the lookup reads only transcripts written since the delivery",
+        45,
+        replace(BUSY, delivered_at=NOW.wall - 5),
+        Park((), TASK),
+        SlotState.PARKED,
+        (Kill, FindSessionId),
+        check=lambda s, a: (
+            only(a, FindSessionId)
+            == FindSessionId("a", CWD, FIRST_LINE, None, NOW.wall - 5 - machine.TRANSCRIPT_SLACK)
+        ),
+    ),
+    Case(
         "a session id only a hook named is dropped and the prompt looked up",
         45,
         BUSY,

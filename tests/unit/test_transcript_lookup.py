@@ -47,3 +47,11 @@ def test_the_hinted_transcript_is_read_even_past_the_newest_searched(tmp_path: P
     assert find_session_by_prompt(tmp_path, CWD, LINE) is None
     assert find_session_by_prompt(tmp_path, CWD, LINE, hint=_sid(0)) == _sid(0)
     assert find_session_by_prompt(tmp_path, CWD, LINE, hint="../../etc/passwd") is None
+
+
+def test_only_transcripts_written_since_the_delivery_are_read(tmp_path: Path) -> None:
+    """One untouched since before the delivery cannot hold its prompt: it is not opened."""
+    _write(tmp_path, _sid(1), [f"{LINE}\n\nDo it."], 100)
+    assert find_session_by_prompt(tmp_path, CWD, LINE, since=100) == _sid(1)
+    assert find_session_by_prompt(tmp_path, CWD, LINE, since=101) is None
+    assert find_session_by_prompt(tmp_path, CWD, LINE, hint=_sid(1), since=101) is None
